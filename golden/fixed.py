@@ -142,6 +142,13 @@ class QFormat:
         raw = np.asarray(raw, dtype=np.int64)
         shift = frac - self.frac
         if shift <= 0:
+            if self.overflow != "WRAP" and shift < 0:
+                # A left shift past int64 would wrap and hide the overflow from the
+                # saturating modes; clipping first keeps the sign and still overflows,
+                # since any format's range is inside +-2**62.  (WRAP only needs the low
+                # bits, which the int64 shift keeps.)
+                limit = np.int64(1 << max(62 + shift, 0))
+                raw = np.clip(raw, -limit, limit)
             return self._fit(raw << np.int64(-shift))
         floor = raw >> np.int64(shift)
         round_bit = ((raw >> np.int64(shift - 1)) & 1).astype(bool)
