@@ -1,0 +1,69 @@
+"""A delay line that moves only when told to: the building block of the line buffer."""
+
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib.memory import Memory
+
+__all__ = ["DelayLine", "MEMORY_THRESHOLD"]
+
+#: Delays longer than this are held in memory (block RAM or LUT RAM), shorter ones in
+#: flip-flops, where a memory would cost more than it saves.
+MEMORY_THRESHOLD = 4
+
+
+class DelayLine(Elaboratable):
+    """``o`` is the value ``i`` had ``depth`` shifts ago.
+
+    On each cycle with ``shift`` high, ``i`` enters the line and every stored value moves one
+    place on.  Long lines are a circular buffer in ``Memory`` with one read and one write
+    port (read-before-write on the same address) plus its output register, so a line of
+    ``depth`` words stores exactly ``depth`` words.
+
+    Parameters
+    ----------
+    width : int
+        Bits per word.
+    depth : int
+        Delay in shifts, at least 1.
+
+    Members
+    -------
+    i : Signal(width), in
+    shift : Signal(), in
+    o : Signal(width), out
+        Registered; changes only on shifts.
+    """
+
+    def __init__(self, width, depth):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        self.width, self.depth = width, depth
+        self.i = Signal(width)
+        self.shift = Signal()
+        self.o = Signal(width)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.depth <= MEMORY_THRESHOLD:
+            stages = [Signal(self.width, name=f"stage{n}") for n in range(self.depth)]
+            with m.If(self.shift):
+                m.d.sync += stages[0].eq(self.i)
+                m.d.sync += [after.eq(before) for before, after in zip(stages, stages[1:])]
+            m.d.comb += self.o.eq(stages[-1])
+            return m
+
+        # depth - 1 words in memory, the last one in the read port's data register
+        m.submodules.storage = storage = Memory(shape=self.width, depth=self.depth - 1, init=[])
+        write = storage.write_port()
+        read = storage.read_port()
+        address = Signal(range(self.depth - 1))
+        m.d.comb += [
+            read.addr.eq(address), read.en.eq(self.shift),
+            write.addr.eq(address), write.data.eq(self.i), write.en.eq(self.shift),
+            self.o.eq(read.data),
+        ]
+        with m.If(self.shift):
+            with m.If(address == self.depth - 2):
+                m.d.sync += address.eq(0)
+            with m.Else():
+                m.d.sync += address.eq(address + 1)
+        return m

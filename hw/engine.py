@@ -1,0 +1,223 @@
+"""The engine top: AXI4-Stream video in, depthwise convolution, AXI4-Stream video out."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .activation import Activation
+from .framer import InputFramer
+from .line_buffer import LineBuffer
+from .mac import MacArray
+from .requantizer import Requantizer, format_shape
+from .scanner import OutputScanner
+from .weights import WeightStore
+
+__all__ = ["DepthwiseEngine"]
+
+#: Beats of delay between the newest beat and the line buffer taps: time for a frame's start
+#: to reach the scanner before that frame's first output can fire.
+SCAN_DELAY = 2
+
+
+class DepthwiseEngine(wiring.Component):
+    """A streaming, fixed-point DepthwiseConv2D, one input beat per cycle.
+
+    ::
+
+        s_axis -> InputFramer -> LineBuffer (taps) -> mask -> MacArray x P*M -> [Requantizer
+                       |              ^                          (accum)] -> Activation ->
+                       +-> OutputScanner (fires, masks)         Requantizer (output) ->
+                                                                 output FIFO -> m_axis
+
+    The framer shifts each accepted beat into the line buffer; the scanner fires an output
+    when the shift that completes its window happens (padding is never streamed: padded taps
+    are masked), and the MAC pipeline, which never stalls, carries it to the output FIFO.
+    Credits make sure every fired output has a place in that FIFO, so ``m_axis_tready`` only
+    reaches the FIFO and the input side's ready.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    formats : LayerFormats
+    lanes : int
+        P, input channels per beat; must divide C.  Output beats carry P*M lanes.
+    kernel_raw, bias_raw : ndarray of int
+        Quantized weights (kh, kw, C, M) and bias (C*M,), from the golden model.
+    weights : "const" or "port"
+        Built-in constants, or run-time loads through ``w_axis_*`` (Keras order, one raw
+        value per beat, sign-extended to the wider of the weight and bias formats).
+
+    Members
+    -------
+    s_axis_tdata, s_axis_tvalid, s_axis_tuser, s_axis_tlast : In; s_axis_tready : Out
+        P lanes of the input format, lane 0 in the least significant bits.  ``tuser`` marks
+        the first beat of a frame, ``tlast`` the last beat of each row.
+    m_axis_tdata, m_axis_tvalid, m_axis_tuser, m_axis_tlast : Out; m_axis_tready : In
+        P*M lanes of the output format; lane q of the beat for channel group g is output
+        channel g*P*M + q (Keras order).
+    w_axis_tdata, w_axis_tvalid, w_axis_tlast : In; w_axis_tready : Out
+        Weight loads, with ``weights="port"`` only.
+    error : Out
+        Sticky until reset: a malformed input frame or weight load was seen.
+    """
+
+    def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, weights="const"):
+        spec.check_lanes(lanes)
+        self.spec, self.formats, self.lanes, self.weights = spec, formats, lanes, weights
+        self.store = WeightStore(spec, formats, lanes, kernel_raw, bias_raw, mode=weights)
+        self.groups = spec.channels // lanes
+        self.accumulator = formats.exact_accumulator(spec.taps)
+        self.in_width = formats.input.width
+        self.out_lanes = lanes * spec.depth_multiplier
+        members = {
+            "s_axis_tdata": In(lanes * formats.input.width),
+            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(self.out_lanes * formats.output.width),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
+            "error": Out(1),
+        }
+        if weights == "port":
+            members.update({
+                "w_axis_tdata": In(self.store.load_width),
+                "w_axis_tvalid": In(1), "w_axis_tready": Out(1), "w_axis_tlast": In(1),
+            })
+        super().__init__(members)
+        self.line_buffer = LineBuffer(spec, lanes, formats.input.width, extra=SCAN_DELAY)
+        frame_beats = spec.height * spec.width * self.groups
+        last_target = OutputScanner.targets(spec, lanes, SCAN_DELAY)[-1]
+        self.counter_width = (last_target + 2).bit_length() + 1
+        # frames whose outputs are still to come when another frame starts
+        self.frames_in_flight = -(-(last_target + 2) // frame_beats) + 1
+        self.latency = 1 + self._post_latency()
+        self.fifo_depth = 1 << (self.latency + 4).bit_length()
+
+    def _post_latency(self):
+        """Cycles from the masked taps to the output FIFO's input."""
+        accum = Requantizer.latency if self.formats.accum is not None else 0
+        return 1 + MacArray.latency_for(self.spec.taps) + accum + Activation.latency + Requantizer.latency
+
+    @property
+    def line_buffer_words(self):
+        return self.line_buffer.storage_words
+
+    @property
+    def multipliers(self):
+        return self.spec.taps * self.out_lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, formats = self.spec, self.formats
+        kh, kw = spec.kernel_size
+        lanes, multiplier = self.lanes, spec.depth_multiplier
+        beat_width = lanes * formats.input.width
+
+        m.submodules.framer = framer = InputFramer(spec, lanes, beat_width)
+        m.submodules.scanner = scanner = OutputScanner(
+            spec, lanes, extra=SCAN_DELAY, counter_width=self.counter_width)
+        m.submodules.line_buffer = line_buffer = self.line_buffer
+        m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
+                                                depth=self.frames_in_flight)
+        m.submodules.store = store = self.store
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(
+            width=self.out_lanes * formats.output.width + 2, depth=self.fifo_depth)
+
+        # -- input side: framing, shifts, frame starts
+        pos = Signal(self.counter_width)
+        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
+        m.d.comb += [
+            framer.tdata.eq(self.s_axis_tdata), framer.tvalid.eq(self.s_axis_tvalid),
+            framer.tuser.eq(self.s_axis_tuser), framer.tlast.eq(self.s_axis_tlast),
+            self.s_axis_tready.eq(framer.tready),
+            framer.allow.eq(~scanner.would_fire | (credits != 0)),
+            framer.flush.eq(scanner.busy | starts.r_rdy),
+            framer.start_room.eq(starts.w_rdy),
+            line_buffer.data.eq(framer.data), line_buffer.shift.eq(framer.shift),
+            scanner.pos.eq(pos), scanner.shift.eq(framer.shift),
+            starts.w_en.eq(framer.start),
+            starts.w_data.eq(Cat(pos, store.pending)),
+            store.take.eq(framer.start & store.pending),
+            scanner.start_valid.eq(starts.r_rdy),
+            scanner.start_pos.eq(starts.r_data[:self.counter_width]),
+            scanner.start_swap.eq(starts.r_data[self.counter_width]),
+            starts.r_en.eq(scanner.start_take),
+            store.swap.eq(scanner.swap),
+        ]
+        with m.If(framer.shift):
+            m.d.sync += pos.eq(pos + 1)
+        if self.weights == "port":
+            m.d.comb += [
+                store.load_data.eq(self.w_axis_tdata), store.load_valid.eq(self.w_axis_tvalid),
+                store.load_last.eq(self.w_axis_tlast), self.w_axis_tready.eq(store.load_ready),
+            ]
+        with m.If(framer.error | store.error):
+            m.d.sync += self.error.eq(1)
+
+        # -- datapath: masked taps -> MACs -> accumulator format -> activation -> output
+        fire = framer.shift & scanner.would_fire
+        pop = out_fifo.r_rdy & self.m_axis_tready
+        m.d.sync += credits.eq(credits - fire + pop)
+
+        x_shape = format_shape(formats.input)
+        masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}") for p in range(lanes)]
+                  for i in range(kh) for j in range(kw)]
+        for t in range(kh * kw):
+            tap = line_buffer.taps[t // kw][t % kw]
+            for p in range(lanes):
+                sample = tap[p * self.in_width:(p + 1) * self.in_width]
+                m.d.sync += masked[t][p].eq(Mux(scanner.mask[t], sample, 0))
+        m.d.comb += [store.read_group.eq(scanner.group), store.read_bank.eq(store.bank)]
+
+        acc = self.accumulator
+        product_frac = formats.input.frac + formats.weight.frac
+        outputs = []
+        for p in range(lanes):
+            for q in range(p * multiplier, (p + 1) * multiplier):
+                mac = MacArray(kh * kw, x_shape, store.w_shape, store.b_shape, acc.width,
+                               product_shift=acc.frac - product_frac,
+                               bias_shift=acc.frac - formats.bias.frac)
+                m.submodules[f"mac{q}"] = mac
+                for t in range(kh * kw):
+                    m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(store.kernel[t][q])]
+                m.d.comb += mac.b.eq(store.bias[q])
+                value, shape, frac = mac.acc, mac.acc.shape(), acc.frac
+                if formats.accum is not None:
+                    m.submodules[f"accum{q}"] = stage = Requantizer(shape, frac, formats.accum)
+                    m.d.comb += stage.i.eq(value)
+                    value, shape, frac = stage.o, stage.o.shape(), formats.accum.frac
+                m.submodules[f"act{q}"] = act = Activation(spec.activation, shape, frac)
+                m.submodules[f"out{q}"] = out = Requantizer(shape, frac, formats.output)
+                m.d.comb += [act.i.eq(value), out.i.eq(act.o)]
+                outputs.append(out.o)
+        self._align_bias_reads(m, scanner, store, mac.bias_delay)
+
+        # flags travel beside the datapath, one register per stage
+        valid, first, last = scanner.fire, scanner.first, scanner.last
+        for stage in range(self.latency - 1):
+            valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
+                                        for n in ("valid", "first", "last"))
+            m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
+            valid, first, last = valid_q, first_q, last_q
+
+        # -- output side
+        data_width = self.out_lanes * formats.output.width
+        m.d.comb += [
+            out_fifo.w_en.eq(valid), out_fifo.w_data.eq(Cat(*outputs, first, last)),
+            self.m_axis_tvalid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(self.m_axis_tready),
+            self.m_axis_tdata.eq(out_fifo.r_data[:data_width]),
+            self.m_axis_tuser.eq(out_fifo.r_data[data_width]),
+            self.m_axis_tlast.eq(out_fifo.r_data[data_width + 1]),
+        ]
+        return m
+
+    def _align_bias_reads(self, m, scanner, store, bias_delay):
+        """Read each output's bias so it reaches the MAC's last adder with its sums."""
+        group, bank = scanner.group, store.bank
+        for stage in range(bias_delay):
+            group_q, bank_q = Signal.like(group, name=f"bias_group_{stage}"), Signal(
+                name=f"bias_bank_{stage}")
+            m.d.sync += [group_q.eq(group), bank_q.eq(bank)]
+            group, bank = group_q, bank_q
+        m.d.comb += [store.bias_group.eq(group), store.bias_bank.eq(bank)]

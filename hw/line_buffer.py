@@ -1,0 +1,80 @@
+"""The line buffer: one tapped delay line holding the last rows of the input stream."""
+
+from amaranth.hdl import Elaboratable, Module, Signal
+
+from .delay import DelayLine
+
+__all__ = ["LineBuffer"]
+
+
+class LineBuffer(Elaboratable):
+    """Every kernel tap of the newest window, from a single chain of delay lines.
+
+    The input stream is one long sequence of beats (P lanes each, C/P beats per pixel).  The
+    tap (i, j) of a window whose newest pixel is the last beat shifted in lies a fixed
+    number of beats back, ``((kh-1-i)*dh*W + (kw-1-j)*dw) * C/P``, whatever the window's
+    position: so the buffer is a delay chain with kh*kw tap points, long stretches between
+    them kept in memory (the row gaps, and the C/P-beat gaps between horizontal taps when
+    C/P is large), short ones in registers.  It stores ``((kh-1)*dh*W + (kw-1)*dw)*C + P``
+    words plus ``extra`` beats, the minimum for a window of this shape.  Windows that reach
+    into padding or into a neighbouring row or frame are the scanner's business: it masks
+    those taps.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    lanes : int
+        P, channels per beat.
+    lane_width : int
+        Bits per lane.
+    extra : int
+        Beats of additional delay before every tap (time for the scanner to decide).
+
+    Members
+    -------
+    data : Signal(P * lane_width), in
+        The beat entering on a shift.
+    shift : Signal(), in
+    taps : list of list of Signal(P * lane_width), out
+        ``taps[i][j]``, registered, valid the cycle after the shift that completes the window.
+    """
+
+    def __init__(self, spec, lanes, lane_width, *, extra=0):
+        spec.check_lanes(lanes)
+        self.spec, self.lanes, self.extra = spec, lanes, extra
+        self.beat_width = lanes * lane_width
+        kh, kw = spec.kernel_size
+        dh, dw = spec.dilation_rate
+        groups = spec.channels // lanes
+        self.offsets = [[((kh - 1 - i) * dh * spec.width + (kw - 1 - j) * dw) * groups + extra
+                         for j in range(kw)] for i in range(kh)]
+        self.data = Signal(self.beat_width)
+        self.shift = Signal()
+        self.taps = [[Signal(self.beat_width, name=f"tap_{i}_{j}") for j in range(kw)]
+                     for i in range(kh)]
+
+    @property
+    def depth(self):
+        """Beats stored, from the newest beat to the oldest tap."""
+        return max(max(row) for row in self.offsets) + 1
+
+    @property
+    def storage_words(self):
+        """Lane words stored (the figure the storage minimum is stated in)."""
+        return self.depth * self.lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        points = {}
+        source, source_depth = self.data, 0
+        # a tap at offset o is o + 1 shifts behind the input (the newest beat is 1 behind)
+        for offset in sorted({o for row in self.offsets for o in row}):
+            line = DelayLine(self.beat_width, offset + 1 - source_depth)
+            m.submodules[f"delay_{offset}"] = line
+            m.d.comb += [line.i.eq(source), line.shift.eq(self.shift)]
+            points[offset] = source = line.o
+            source_depth = offset + 1
+        for i, row in enumerate(self.offsets):
+            for j, offset in enumerate(row):
+                m.d.comb += self.taps[i][j].eq(points[offset])
+        return m

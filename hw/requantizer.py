@@ -1,0 +1,83 @@
+"""The requantizer: moves a value to a narrower fixed-point format, bit-exact with golden."""
+
+from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed, unsigned
+
+__all__ = ["Requantizer", "format_shape"]
+
+
+def format_shape(fmt):
+    """Amaranth shape of a QFormat's raw integer."""
+    return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
+
+
+class Requantizer(Elaboratable):
+    """Converts ``i`` (``in_frac`` fraction bits) to ``fmt`` with its rounding and overflow.
+
+    The same three steps as ``QFormat.convert``: floor by an arithmetic shift, add the
+    rounding increment chosen from the first dropped bit, the OR of the bits below it, the
+    sign and the parity of the floor; then wrap or saturate into the target range.  Two
+    register stages: rounding, then overflow.
+
+    Parameters
+    ----------
+    in_shape : Shape
+    in_frac : int
+    fmt : QFormat
+
+    Members
+    -------
+    i : Signal(in_shape), in
+    o : Signal(format_shape(fmt)), out, ``latency`` cycles after ``i``
+    """
+
+    latency = 2
+
+    def __init__(self, in_shape, in_frac, fmt):
+        self.in_shape, self.in_frac, self.fmt = in_shape, in_frac, fmt
+        self.i = Signal(in_shape)
+        self.o = Signal(format_shape(fmt))
+
+    def _increment(self, negative, odd, round_bit, sticky):
+        mode = self.fmt.rounding
+        above_half = round_bit & sticky
+        tie = round_bit & ~sticky
+        return {
+            "TRN": 0,
+            "TRN_ZERO": negative & (round_bit | sticky),
+            "RND": round_bit,
+            "RND_ZERO": above_half | (tie & negative),
+            "RND_INF": above_half | (tie & ~negative),
+            "RND_MIN_INF": above_half,
+            "RND_CONV": above_half | (tie & odd),
+        }[mode]
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, value = self.fmt, self.i
+        shift = self.in_frac - fmt.frac
+        width = self.in_shape.width
+        if shift <= 0:
+            rounded = Signal(signed(width - shift + 1))
+            m.d.sync += rounded.eq(value << -shift)
+        else:
+            floor = value >> shift
+            round_bit = value[shift - 1]
+            sticky = value[:shift - 1].any() if shift > 1 else 0
+            negative = value[-1] if self.in_shape.signed else 0
+            odd = value[shift] if width > shift else 0
+            rounded = Signal(signed(max(width - shift, 1) + 2))
+            m.d.sync += rounded.eq(floor + self._increment(negative, odd, round_bit, sticky))
+
+        low, high = fmt.raw_min, fmt.raw_max
+        wrapped = rounded[:fmt.width]
+        if fmt.overflow == "WRAP":
+            result = wrapped
+        elif fmt.overflow == "SAT":
+            result = Mux(rounded > high, high, Mux(rounded < low, low, wrapped))
+        elif fmt.overflow == "SAT_ZERO":
+            result = Mux((rounded > high) | (rounded < low), 0, wrapped)
+        else:  # SAT_SYM
+            low = -high if fmt.signed else low
+            result = Mux(rounded > high, high, Mux(rounded < low, low, wrapped))
+        m.d.sync += self.o.eq(result)
+        return m

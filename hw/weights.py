@@ -1,0 +1,200 @@
+"""Kernel and bias storage: constants built in, or banks loaded at run time through a port."""
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal
+from amaranth.lib.memory import Memory
+
+from .requantizer import format_shape
+
+__all__ = ["WeightStore"]
+
+
+def _word(values, width):
+    """Pack raw integers into one memory word, value 0 in the least significant bits."""
+    return sum((int(v) & ((1 << width) - 1)) << (n * width) for n, v in enumerate(values))
+
+
+class WeightStore(Elaboratable):
+    """Per channel group: kh*kw weights and one bias for each of the P*M output lanes.
+
+    Output lane q = p*M + m of channel group g uses ``kernel[i, j, g*P + p, m]`` and
+    ``bias[(g*P + p)*M + m]``.  With constant weights and one channel group the outputs are
+    constants, so synthesis folds them into the multipliers; otherwise each tap has a memory
+    of one word per group (P*M weights), read one cycle after ``read_group``.
+
+    In ``port`` mode every memory has two banks.  A load writes the inactive bank from a
+    stream of raw values, one per beat, in Keras order: the kernel flattened as
+    (kh, kw, C, M), then, with a bias, the C*M biases; ``load_last`` must mark the last
+    value.  A complete load sets ``pending``; the engine hands it to the next frame that
+    starts, and ``swap`` (pulsed when that frame's first output is scheduled) makes it the
+    active bank.  New loads wait while a swap is on its way.  Bank 0 starts with the
+    weights the engine was generated with.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+    formats : LayerFormats
+    lanes : int
+    kernel_raw, bias_raw : ndarray of int
+        Quantized weights, (kh, kw, C, M) and (C*M,).
+    mode : "const" or "port"
+
+    Members
+    -------
+    read_group, read_bank : in
+        Address of the kernel read.
+    kernel : list of list of Value, out
+        ``kernel[t][q]`` for tap t = i*kw + j, valid one cycle after the read.
+    bias_group, bias_bank : in
+        Address of the bias read (the kernel read's address, delayed by the engine).
+    bias : list of Value, out, valid one cycle after its read
+    bank : Signal(), out
+        The active bank.
+    swap : Signal(), in
+    load_data, load_valid, load_last : in; load_ready : out
+        The load stream (``port`` mode only).
+    pending : Signal(), out
+    take : Signal(), in
+        The pending load has been given to a starting frame.
+    error : Signal(), out
+        Pulses when a load ends with ``load_last`` misplaced; that load is discarded.
+    """
+
+    def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, mode="const"):
+        if mode not in ("const", "port"):
+            raise ValueError(f"weights must be 'const' or 'port', not {mode!r}")
+        spec.check_lanes(lanes)
+        self.spec, self.formats, self.lanes, self.mode = spec, formats, lanes, mode
+        self.kernel_raw, self.bias_raw = kernel_raw, bias_raw
+        kh, kw = spec.kernel_size
+        self.taps, self.groups = kh * kw, spec.channels // lanes
+        self.outputs = lanes * spec.depth_multiplier
+        self.w_shape = format_shape(formats.weight)
+        self.b_shape = format_shape(formats.bias)
+        self.load_width = max(formats.weight.width,
+                              formats.bias.width if spec.use_bias else 0)
+        group_shape = range(max(self.groups, 2))
+        self.read_group = Signal(group_shape)
+        self.read_bank = Signal()
+        self.bias_group = Signal(group_shape)
+        self.bias_bank = Signal()
+        self.bank = Signal()
+        self.swap = Signal()
+        self.load_data = Signal(self.load_width)
+        self.load_valid = Signal()
+        self.load_ready = Signal()
+        self.load_last = Signal()
+        self.pending = Signal()
+        self.take = Signal()
+        self.error = Signal()
+        self.kernel = [[Signal(self.w_shape, name=f"w{t}_{q}") for q in range(self.outputs)]
+                       for t in range(self.taps)]
+        self.bias = [Signal(self.b_shape, name=f"b{q}") for q in range(self.outputs)]
+
+    def _group_words(self):
+        """Initial memory words: per tap a list over groups, and the bias list over groups."""
+        kh, kw = self.spec.kernel_size
+        per_group = lambda a: a.reshape(self.groups, self.outputs)
+        kernel = [[_word(values, self.w_shape.width)
+                   for values in per_group(self.kernel_raw[t // kw, t % kw])]
+                  for t in range(self.taps)]
+        bias = [_word(values, self.b_shape.width) for values in per_group(self.bias_raw)]
+        return kernel, bias
+
+    def elaborate(self, platform):
+        m = Module()
+        kernel_words, bias_words = self._group_words()
+        if self.mode == "const" and self.groups == 1:
+            for t in range(self.taps):
+                for q in range(self.outputs):
+                    m.d.comb += self.kernel[t][q].eq(
+                        Const(int(self.kernel_raw.reshape(self.taps, -1)[t][q]), self.w_shape))
+            for q in range(self.outputs):
+                m.d.comb += self.bias[q].eq(Const(int(self.bias_raw[q]), self.b_shape))
+            return m
+
+        banks = 2 if self.mode == "port" else 1
+        depth = banks * self.groups
+        address = lambda bank, group: (group if banks == 1 else
+                                       bank * self.groups + group)
+        w_width, b_width = self.w_shape.width, self.b_shape.width
+        kernel_mems, bias_mem = [], None
+        for t in range(self.taps):
+            mem = Memory(shape=self.outputs * w_width, depth=depth,
+                         init=kernel_words[t] + [0] * (depth - self.groups))
+            m.submodules[f"kernel{t}"] = mem
+            read = mem.read_port()
+            m.d.comb += read.addr.eq(address(self.read_bank, self.read_group))
+            for q in range(self.outputs):
+                m.d.comb += self.kernel[t][q].eq(read.data[q * w_width:(q + 1) * w_width])
+            kernel_mems.append(mem)
+        bias_mem = Memory(shape=self.outputs * b_width, depth=depth,
+                          init=bias_words + [0] * (depth - self.groups))
+        m.submodules.bias = bias_mem
+        read = bias_mem.read_port()
+        m.d.comb += read.addr.eq(address(self.bias_bank, self.bias_group))
+        for q in range(self.outputs):
+            m.d.comb += self.bias[q].eq(read.data[q * b_width:(q + 1) * b_width])
+
+        if self.mode == "port":
+            self._loader(m, kernel_mems, bias_mem)
+        return m
+
+    def _loader(self, m, kernel_mems, bias_mem):
+        """Assemble P*M values per word and write them into the inactive bank."""
+        spec = self.spec
+        queued = Signal()   # a complete load has been handed to a frame, swap not yet done
+        with m.If(self.swap):
+            m.d.sync += [self.bank.eq(~self.bank), queued.eq(0)]
+        with m.If(self.take):
+            m.d.sync += [self.pending.eq(0), queued.eq(1)]
+
+        in_bias = Signal()
+        tap = Signal(range(max(self.taps, 2)))
+        group = Signal(range(max(self.groups, 2)))
+        lane = Signal(range(max(self.outputs, 2)))
+        started = Signal()
+        word = Signal(self.outputs * self.load_width)
+        m.d.comb += self.load_ready.eq(~queued & ~self.take)
+        accepted = self.load_valid & self.load_ready
+        fill = Cat(word[self.load_width:], self.load_data)   # the word with this value added
+
+        last_lane = lane == self.outputs - 1
+        last_group = group == self.groups - 1
+        last_tap = tap == self.taps - 1
+        final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
+        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0), started.eq(0)]
+
+        def narrow(width):
+            return Cat(fill[q * self.load_width:q * self.load_width + width]
+                       for q in range(self.outputs))
+
+        with m.If(accepted):
+            m.d.sync += [word.eq(fill), started.eq(1), lane.eq(lane + 1)]
+            with m.If(~started):
+                m.d.sync += self.pending.eq(0)
+            with m.If(last_lane):
+                m.d.sync += lane.eq(0)
+                write_address = (~self.bank) * self.groups + group
+                with m.If(~in_bias):
+                    for t, mem in enumerate(kernel_mems):
+                        port = mem.write_port()
+                        m.d.comb += [port.addr.eq(write_address),
+                                     port.data.eq(narrow(self.w_shape.width)),
+                                     port.en.eq(tap == t)]
+                with m.Else():
+                    port = bias_mem.write_port()
+                    m.d.comb += [port.addr.eq(write_address),
+                                 port.data.eq(narrow(self.b_shape.width)), port.en.eq(1)]
+                with m.If(~last_group):
+                    m.d.sync += group.eq(group + 1)
+                with m.Else():
+                    m.d.sync += [group.eq(0), tap.eq(tap + 1)]
+                    with m.If(last_tap):
+                        m.d.sync += [tap.eq(0), in_bias.eq(1)]
+            with m.If(final):
+                m.d.sync += restart
+                m.d.sync += self.pending.eq(self.load_last)
+                m.d.comb += self.error.eq(~self.load_last)
+            with m.Elif(self.load_last):   # the load ended early: drop it
+                m.d.sync += restart
+                m.d.comb += self.error.eq(1)

@@ -1,0 +1,141 @@
+"""Runs the engine in Amaranth's simulator: frames back to back, random stalls, weight loads."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from .beats import pack_beats, unpack_beats, weight_load_values
+
+__all__ = ["StreamResult", "run_amaranth"]
+
+
+@dataclass
+class StreamResult:
+    """What a simulated stream run produced and how long it took.
+
+    Members
+    -------
+    outputs : ndarray of int64, (N, oh, ow, C*M)
+        Raw output values, channels last.
+    cycles : int
+        From the first input beat accepted to the last output beat taken.
+    latency_cycles : int
+        From the first input beat accepted to the first output beat taken.
+    frames : int
+    framing : list of str
+        Output framing problems seen (tuser/tlast misplaced); empty when well formed.
+    error : bool
+        The engine's sticky error flag at the end.
+    """
+
+    outputs: np.ndarray
+    cycles: int
+    latency_cycles: int
+    frames: int
+    framing: list = field(default_factory=list)
+    error: bool = False
+
+
+def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycles=None):
+    """Drive ``engine`` with ``frames_raw`` (N, H, W, C raw ints) and collect its outputs.
+
+    ``stall`` is the probability, each cycle, that the source holds valid low and,
+    independently, that the sink holds ready low.  ``loads`` maps a frame index to a
+    ``(kernel_raw, bias_raw)`` pair loaded through the weight port just before that frame.
+    """
+    spec, lanes = engine.spec, engine.lanes
+    frames_raw = np.asarray(frames_raw, dtype=np.int64)
+    count = len(frames_raw)
+    in_beats = [pack_beats(frame[None], lanes, engine.formats.input.width)
+                for frame in frames_raw]
+    groups = spec.channels // lanes
+    beats_per_frame = spec.height * spec.width * groups
+    out_per_frame = spec.out_height * spec.out_width * groups
+    load_values = {k: weight_load_values(spec, kernel, bias, engine.store.load_width)
+                   for k, (kernel, bias) in
+                   (loads or {}).items()}
+    if max_cycles is None:
+        max_cycles = int((count * beats_per_frame + sum(map(len, load_values.values())))
+                         * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2) + 20 * (
+                             engine.latency + beats_per_frame) + 1000)
+    rng = np.random.default_rng(seed)
+    state = {"taken": [], "flags": [], "first_in": None, "first_out": None, "last_out": None,
+             "error": False}
+
+    async def bench(ctx):
+        frame, beat, load_pos, cycle = 0, 0, 0, 0
+        expected = count * out_per_frame
+        while len(state["taken"]) < expected and cycle < max_cycles:
+            loading = frame < count and beat == 0 and frame in load_values and \
+                load_pos < len(load_values[frame])
+            offer = frame < count and not loading and rng.random() >= stall
+            offer_w = loading and rng.random() >= stall
+            ready = rng.random() >= stall
+            if offer:
+                ctx.set(engine.s_axis_tdata, in_beats[frame][beat])
+                ctx.set(engine.s_axis_tuser, beat == 0)
+                ctx.set(engine.s_axis_tlast, (beat + 1) % (spec.width * groups) == 0)
+            ctx.set(engine.s_axis_tvalid, offer)
+            if engine.weights == "port":
+                values = load_values.get(frame, [])
+                if offer_w:
+                    ctx.set(engine.w_axis_tdata, values[load_pos])
+                    ctx.set(engine.w_axis_tlast, load_pos == len(values) - 1)
+                ctx.set(engine.w_axis_tvalid, offer_w)
+            ctx.set(engine.m_axis_tready, ready)
+            sampled = await ctx.tick().sample(
+                engine.s_axis_tready, engine.m_axis_tvalid, engine.m_axis_tdata,
+                engine.m_axis_tuser, engine.m_axis_tlast,
+                *([engine.w_axis_tready] if engine.weights == "port" else []))
+            s_ready, m_valid, m_data, m_user, m_last = sampled[2:7]
+            if offer and s_ready:
+                if state["first_in"] is None:
+                    state["first_in"] = cycle
+                beat += 1
+                if beat == beats_per_frame:
+                    frame, beat, load_pos = frame + 1, 0, 0
+            if offer_w and sampled[7]:
+                load_pos += 1
+            if ready and m_valid:
+                if state["first_out"] is None:
+                    state["first_out"] = cycle
+                state["last_out"] = cycle
+                state["taken"].append(m_data)
+                state["flags"].append((m_user, m_last))
+            cycle += 1
+        state["error"] = bool(ctx.get(engine.error))
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+    taken = state["taken"]
+    if len(taken) < count * out_per_frame:
+        raise RuntimeError(f"the engine produced {len(taken)} of {count * out_per_frame} "
+                           f"output beats within {max_cycles} cycles")
+    outputs = unpack_beats(taken, (count, *spec.output_shape), lanes * spec.depth_multiplier,
+                           engine.formats.output)
+    return StreamResult(
+        outputs=outputs,
+        cycles=state["last_out"] - state["first_in"] + 1,
+        latency_cycles=state["first_out"] - state["first_in"] + 1,
+        frames=count,
+        framing=check_output_framing(state["flags"], spec, lanes),
+        error=state["error"])
+
+
+def check_output_framing(flags, spec, lanes):
+    """Compare each output beat's (tuser, tlast) with where it sits in its frame."""
+    groups = spec.channels // lanes
+    row_beats = spec.out_width * groups
+    frame_beats = spec.out_height * row_beats
+    problems = []
+    for n, (user, last) in enumerate(flags):
+        k = n % frame_beats
+        if bool(user) != (k == 0):
+            problems.append(f"beat {n}: tuser={user}, expected {int(k == 0)}")
+        if bool(last) != ((k + 1) % row_beats == 0):
+            problems.append(f"beat {n}: tlast={last}, expected {int((k + 1) % row_beats == 0)}")
+    return problems
