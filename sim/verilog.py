@@ -1,0 +1,46 @@
+"""Verilog output: the engine as one self-contained module with AXI4-Stream ports."""
+
+import re
+
+from amaranth.back import verilog
+
+from ..hw.engine import DepthwiseEngine
+
+__all__ = ["build_engine", "engine_verilog", "DEFAULT_TOP"]
+
+DEFAULT_TOP = "dwconv"
+
+
+def build_engine(layer, formats, lanes, kernel_raw, bias_raw, *, weights="const"):
+    """The engine for a golden ``Layer`` and its quantized weights."""
+    return DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, weights=weights)
+
+
+def _header(engine, top):
+    spec, formats = engine.spec, engine.formats
+    kh, kw = spec.kernel_size
+    lines = [
+        f"dwconv engine {top}: DepthwiseConv2D {spec.name!r}",
+        f"  input {spec.height}x{spec.width}x{spec.channels} -> output "
+        f"{spec.out_height}x{spec.out_width}x{spec.out_channels}, kernel {kh}x{kw}, "
+        f"strides {spec.strides}, dilation {spec.dilation_rate}, padding {spec.padding} "
+        f"(pads t/b/l/r {spec.pads}), depth_multiplier {spec.depth_multiplier}, "
+        f"bias {spec.use_bias}, activation {spec.activation}",
+        f"  formats: {', '.join(f'{k} {v}' for k, v in formats.to_dict().items())}",
+        f"  lanes P={engine.lanes} in, {engine.out_lanes} out; weights {engine.weights}; "
+        f"latency {engine.latency} cycles from window to output FIFO",
+        "  ports: clk, rst (active-high, synchronous); s_axis_* in, m_axis_* out "
+        "(AXI4-Stream video: tuser = start of frame, tlast = end of line)"
+        + ("; w_axis_* weight loads" if engine.weights == "port" else "")
+        + "; error (sticky)",
+        "  lane 0 in the least significant bits; one beat = one pixel's channel group.",
+    ]
+    return "".join(f"// {line}\n" for line in lines)
+
+
+def engine_verilog(engine, *, top=DEFAULT_TOP):
+    """Verilog text of ``engine`` with top module ``top``."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
+        raise ValueError(f"top module name {top!r} is not a Verilog identifier")
+    text = verilog.convert(engine, name=top, emit_src=False)
+    return _header(engine, top) + text
