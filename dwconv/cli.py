@@ -1,0 +1,321 @@
+"""The ``dwconv`` command line.
+
+Each subcommand is one ``run_<name>(args)`` function plus one ``add_<name>_args(parser)``
+builder, registered in ``COMMANDS``; main() builds the parsers from the table, runs the
+command, and turns every user error into exit code 2 with one line on stderr:
+
+    dwconv: error: <what is wrong>; <what to do>
+
+Unexpected exceptions are internal errors: one line, exit code 1 (set ``DWCONV_DEBUG=1``
+for the traceback).  Outputs are written all-or-nothing (see ``golden.atomic``), so a
+failing command leaves no file behind.
+
+Shared helpers for commands: ``add_layer_args``, ``add_format_args``, ``add_lanes_arg``,
+``load_layer_args``, ``load_input_array`` / ``load_input``, ``save_array``, ``atomic_write``.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .golden.atomic import OutputError, atomic_file, atomic_folder
+from .golden.fixed import FormatError
+from .golden.formats import DEFAULT_FORMATS, LayerFormats
+from .golden.keras_io import ModelFileError
+from .golden.layer import from_channels_last, to_channels_last
+from .golden.spec import LayerError
+
+__all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_LANES",
+           "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes", "load_layer_args",
+           "load_input", "load_input_array", "save_array", "atomic_write", "atomic_folder"]
+
+#: Lanes when --lanes is not given: one channel per beat fits every channel count.
+DEFAULT_LANES = 1
+
+
+class UsageError(ValueError):
+    """A command line that cannot be carried out (bad argument combination, bad array)."""
+
+
+#: Exceptions that mean bad input, not a bug: exit code 2, message only.
+USER_ERRORS = (UsageError, LayerError, FormatError, ModelFileError, OutputError)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand.
+
+    Members
+    -------
+    name, help : str
+    add_arguments : callable(argparse.ArgumentParser)
+    run : callable(argparse.Namespace) -> int or None
+        Returns the exit code (None means 0).
+    """
+
+    name: str
+    help: str
+    add_arguments: object
+    run: object
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+
+def add_layer_args(parser, *, layer_option=True, fuse=True):
+    parser.add_argument("layer", metavar="LAYER",
+                        help="a .keras or .h5 model, or an exported folder (layer.json)")
+    if layer_option:
+        parser.add_argument("--layer", dest="layer_name", metavar="NAME",
+                            help="the DepthwiseConv2D to use when the model has several")
+    if fuse:
+        parser.add_argument("--fuse", action="store_true",
+                            help="fold a following BatchNormalization and ReLU/ReLU6 in")
+
+
+def add_format_args(parser):
+    group = parser.add_argument_group(
+        "fixed-point formats", "fixed<W,I[,Q[,O]]> or ufixed<...>; defaults: those stored in "
+        "an exported layer.json, else " + ", ".join(
+            f"{role} {text or 'exact'}" for role, text in DEFAULT_FORMATS.items()))
+    for role in DEFAULT_FORMATS:
+        extra = " ('exact' for the exact accumulator)" if role == "accum" else ""
+        group.add_argument(f"--{role}-format", dest=f"{role}_format", metavar="FMT",
+                           help=f"format of the {role}{extra}")
+
+
+def add_lanes_arg(parser):
+    parser.add_argument("--lanes", type=_positive_int, default=DEFAULT_LANES, metavar="P",
+                        help=f"channels per stream beat; must divide C (default "
+                             f"{DEFAULT_LANES})")
+
+
+def check_lanes(layer, lanes):
+    """--lanes must divide the channel count."""
+    channels = layer.spec.channels
+    if lanes < 1 or channels % lanes:
+        valid = ", ".join(str(p) for p in range(1, channels + 1) if channels % p == 0)
+        raise UsageError(f"--lanes {lanes} does not divide the {channels} channels of layer "
+                         f"{layer.name!r}; use one of {valid}")
+    return lanes
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def formats_from_args(args, stored=None):
+    """LayerFormats: command-line formats over those stored with the layer, over defaults."""
+    chosen = dict(stored or {})
+    for role in DEFAULT_FORMATS:
+        text = getattr(args, f"{role}_format", None)
+        if text is not None:
+            try:
+                LayerFormats.from_strings(**{role: text})
+            except FormatError as error:
+                message = str(error)
+                if ";" not in message:
+                    message += "; write fixed<W,I[,Q[,O]]> or ufixed<...> with 0 <= I <= W"
+                raise FormatError(f"--{role}-format: {message}") from None
+            chosen[role] = text
+    return LayerFormats.from_strings(**chosen)
+
+
+def load_layer_args(args):
+    """(Layer, LayerFormats) for the LAYER, --layer, --fuse and FORMATS arguments.
+
+    The formats are checked against the layer too: the exact accumulator must fit.
+    """
+    from .golden.export import load_layer
+
+    layer, stored = load_layer(args.layer, getattr(args, "layer_name", None),
+                               getattr(args, "fuse", False))
+    formats = formats_from_args(args, stored)
+    formats.exact_accumulator(layer.spec.taps)
+    return layer, formats
+
+
+def load_input(path, layer):
+    """(float64 (N, H, W, C) array, batched) from a .npy file in the layer's data_format."""
+    path = pathlib.Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"input array {path} does not exist; give a .npy file made with "
+                         f"numpy.save") from None
+    except IsADirectoryError:
+        raise UsageError(f"input array {path} is a folder; give a .npy file") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"cannot read input array {path} ({error}); give a .npy file made "
+                         f"with numpy.save") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise UsageError(f"{path} is an .npz archive; give one array as a .npy file")
+    try:
+        return to_channels_last(layer.spec, array)
+    except LayerError as error:
+        raise UsageError(f"{path}: {error}; give an array of that shape") from None
+
+
+def load_input_array(path, layer):
+    """Float64 (N, H, W, C) input from a .npy file in the layer's data_format."""
+    return load_input(path, layer)[0]
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` with a binary file object that becomes ``path`` on success."""
+    with atomic_file(path) as file:
+        write(file)
+
+
+def save_array(path, array):
+    atomic_write(path, lambda file: np.save(file, np.asarray(array)))
+
+
+def _output_path(text, suffix):
+    path = pathlib.Path(text)
+    if path.suffix != suffix:
+        raise UsageError(f"output {path} should end in {suffix}; name the file *{suffix}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+def add_export_args(parser):
+    add_layer_args(parser)
+    add_format_args(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="folder to write layer.json and weights.npz into")
+
+
+def run_export(args):
+    from .golden.export import export_layer
+
+    layer, formats = load_layer_args(args)
+    export_layer(args.output, layer, formats)
+
+
+# ---------------------------------------------------------------------------------------------
+# golden
+
+def add_golden_args(parser):
+    add_layer_args(parser)
+    parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
+    parser.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                        help="output array (float64, the layer's data_format)")
+    parser.add_argument("--float", action="store_true",
+                        help="the float reference (Keras' result) instead of fixed point")
+    add_format_args(parser)
+
+
+def run_golden(args):
+    from .golden.fixed_ref import fixed_forward_raw
+    from .golden.float_ref import float_forward_nhwc
+
+    output = _output_path(args.output, ".npy")
+    layer, formats = load_layer_args(args)
+    x, batched = load_input(args.input, layer)
+    if args.float:
+        y = float_forward_nhwc(layer, x)
+    else:
+        y = formats.output.to_float(fixed_forward_raw(layer, formats, formats.input.quantize(x)))
+    save_array(output, from_channels_last(layer.spec, y, batched))
+
+
+# ---------------------------------------------------------------------------------------------
+# vectors
+
+def add_vectors_args(parser):
+    add_layer_args(parser)
+    parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="folder for the vectors (npy, npz, $readmemh hex, json)")
+    add_format_args(parser)
+    add_lanes_arg(parser)
+
+
+def run_vectors(args):
+    from .sim.vectors import write_vectors
+
+    layer, formats = load_layer_args(args)
+    check_lanes(layer, args.lanes)
+    x, batched = load_input(args.input, layer)
+    write_vectors(args.output, layer, formats, from_channels_last(layer.spec, x, batched),
+                  args.lanes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command table.  Later commands (simulate, verilog, synth, build, demo) add their
+# Command(...) entries below, in the order `dwconv --help` should list them.
+
+COMMANDS = {c.name: c for c in [
+    Command("export", "write a layer's layer.json and weights.npz", add_export_args,
+            run_export),
+    Command("golden", "run the golden model (fixed point, or --float) on an array",
+            add_golden_args, run_golden),
+    Command("vectors", "write golden vectors (npy, npz, $readmemh hex) for a testbench",
+            add_vectors_args, run_vectors),
+    # ---- add new commands here ----
+]}
+
+
+# ---------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: bad arguments are bad input like any other."""
+
+    def error(self, message):
+        raise UsageError(f"{message}; run '{self.prog} --help' for the arguments")
+
+
+def build_parser():
+    parser = _Parser(prog="dwconv", description="Streaming fixed-point DepthwiseConv2D "
+                     "engine: Keras layer in, golden model, vectors and Verilog out.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for command in COMMANDS.values():
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    try:
+        args = build_parser().parse_args(argv)
+        code = args.run(args)
+        return 0 if code is None else code
+    except USER_ERRORS as error:
+        print(f"dwconv: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dwconv: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as error:
+        if os.environ.get("DWCONV_DEBUG"):
+            raise
+        print(f"dwconv: internal error: {type(error).__name__}: {_one_line(error)}; please "
+              f"report it (DWCONV_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Exported layers: a folder with layer.json and weights.npz, and one loader for every source.
+
+layer.json holds the original network generator's fields (``layer_name``,
+``first_input_shape`` [H, W, C], ``padding``, ``stride``, ``kernel_size``,
+``depth_multiplier``), the rest of the configuration (``dilation_rate``, ``use_bias``,
+``activation``, ``data_format``, ``output_shape``), ``formats`` (the fixed-point formats,
+defaults for later commands) and ``fused`` (layers folded in on import).
+weights.npz holds ``kernel`` (kh, kw, C, M) and ``bias`` (C*M,), float32, Keras layout.
+"""
+
+import json
+import pathlib
+import zipfile
+
+import numpy as np
+
+from .atomic import atomic_folder
+from .fixed import FormatError
+from .formats import DEFAULT_FORMATS, LayerFormats
+from .keras_io import ModelFileError, load_keras_layer
+from .layer import Layer
+from .spec import LayerError, LayerSpec
+
+__all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "export_layer", "write_export", "read_export",
+           "load_layer"]
+
+LAYER_JSON = "layer.json"
+WEIGHTS_NPZ = "weights.npz"
+
+
+def layer_document(layer, formats=None):
+    """The layer.json content for ``layer`` (formats: LayerFormats, dict or None)."""
+    document = layer.spec.to_dict()
+    if formats is not None:
+        document["formats"] = formats.to_dict() if isinstance(formats, LayerFormats) \
+            else dict(formats)
+    document["fused"] = list(layer.fused)
+    return document
+
+
+def write_export(folder, layer, formats=None):
+    """Write layer.json and weights.npz into an existing folder."""
+    folder = pathlib.Path(folder)
+    text = json.dumps(layer_document(layer, formats), indent=2) + "\n"
+    (folder / LAYER_JSON).write_text(text)
+    with open(folder / WEIGHTS_NPZ, "wb") as file:
+        np.savez(file, kernel=layer.kernel, bias=layer.bias)
+
+
+def export_layer(folder, layer, formats=None):
+    """Write the export folder all-or-nothing (an earlier export there is replaced)."""
+    with atomic_folder(folder, LAYER_JSON) as temp:
+        write_export(temp, layer, formats)
+
+
+def _field(document, key, where, default=None, required=True):
+    if key not in document:
+        if required:
+            raise ModelFileError(f"{where} has no {key!r} field; export the layer again with "
+                                 f"dwconv export")
+        return default
+    return document[key]
+
+
+def read_export(path):
+    """(Layer, formats dict or None) from an export folder or its layer.json."""
+    path = pathlib.Path(path)
+    folder = path if path.is_dir() else path.parent
+    json_path = folder / LAYER_JSON
+    try:
+        document = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder} holds no {LAYER_JSON}; give an exported folder, a "
+                             f".keras or an .h5 file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{json_path} is not valid JSON ({error}); export the layer "
+                             f"again with dwconv export") from None
+    if not isinstance(document, dict):
+        raise ModelFileError(f"{json_path} does not hold a JSON object; export the layer "
+                             f"again with dwconv export")
+    where = str(json_path)
+    try:
+        spec = LayerSpec(
+            input_shape=_field(document, "first_input_shape", where),
+            kernel_size=_field(document, "kernel_size", where),
+            strides=_field(document, "stride", where),
+            dilation_rate=_field(document, "dilation_rate", where, [1, 1], required=False),
+            padding=_field(document, "padding", where),
+            depth_multiplier=_field(document, "depth_multiplier", where),
+            use_bias=_field(document, "use_bias", where, True, required=False),
+            activation=_field(document, "activation", where, "linear", required=False),
+            data_format=_field(document, "data_format", where, "channels_last",
+                               required=False),
+            name=str(_field(document, "layer_name", where)))
+    except LayerError as error:
+        raise LayerError(f"{where}: {error}") from None
+    formats = document.get("formats")
+    if formats is not None:
+        if not isinstance(formats, dict) or set(formats) - set(DEFAULT_FORMATS):
+            raise ModelFileError(f"{where}: 'formats' must map some of "
+                                 f"{', '.join(DEFAULT_FORMATS)} to format strings")
+        try:
+            LayerFormats.from_strings(**formats)
+        except FormatError as error:
+            raise FormatError(f"{where}: {error}") from None
+    fused = document.get("fused", [])
+    weights_path = folder / WEIGHTS_NPZ
+    try:
+        weights = np.load(weights_path, allow_pickle=False)
+        if not isinstance(weights, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{weights_path} is not an .npz archive; export the layer "
+                                 f"again with dwconv export")
+        with weights:
+            if "kernel" not in weights.files or "bias" not in weights.files:
+                raise ModelFileError(f"{weights_path} must hold 'kernel' and 'bias'; export "
+                                     f"the layer again with dwconv export")
+            kernel, bias = weights["kernel"], weights["bias"]
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder} holds no {WEIGHTS_NPZ}; export the layer again with "
+                             f"dwconv export") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ModelFileError(f"{weights_path} is damaged ({error}); export the layer again "
+                             f"with dwconv export") from None
+    return Layer(spec, kernel, bias if spec.use_bias else None,
+                 fused=tuple(map(str, fused)) if isinstance(fused, list) else ()), formats
+
+
+def load_layer(path, layer_name=None, fuse=False):
+    """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json.
+
+    Returns ``(layer, formats)``: formats is the dict stored in layer.json (defaults for
+    that layer) or None.  ``layer_name`` picks a DepthwiseConv2D (an export holds one; a
+    different name is an error); ``fuse`` folds BatchNormalization/ReLU on model import
+    (an export is as it was exported).
+    """
+    path = pathlib.Path(path)
+    if path.is_dir() or path.name == LAYER_JSON:
+        layer, formats = read_export(path)
+        if layer_name is not None and layer_name != layer.name:
+            raise ModelFileError(f"{path} holds layer {layer.name!r}, not {layer_name!r}; "
+                                 f"drop --layer or export {layer_name!r}")
+        return layer, formats
+    return load_keras_layer(path, layer_name, fuse), None

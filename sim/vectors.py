@@ -1,0 +1,101 @@
+"""Golden vectors for testbenches: arrays, raw integers, and $readmemh files in beat order.
+
+A vectors folder holds
+
+``input.npy``, ``expected.npy``
+    The input as given and the fixed-point output (float64, exact dequantized values), both
+    in the layer's data_format.
+``vectors.npz``
+    Raw int64 arrays, channels_last: ``input_raw`` (N, H, W, C), ``output_raw``
+    (N, oh, ow, C*M), ``kernel_raw`` (kh, kw, C, M), ``bias_raw`` (C*M,).
+``input.hex``, ``output.hex``
+    One line per stream beat (pixels in raster order, C/P channel groups per pixel, frames
+    one after another), lane 0 in the least significant bits, each lane its format's width
+    in two's complement; output beats carry P*M lanes (lane q of group g is output channel
+    g*P*M + q, Keras' c*M + m order).
+``weights.hex``
+    The weight port's words, one per line (kernel in Keras order, then the bias).
+``vectors.json``
+    Lanes, widths, beat counts, frames, shapes and formats.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+
+from ..golden.atomic import atomic_folder
+from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
+from ..golden.layer import from_channels_last, to_channels_last
+from .beats import pack_beats, weight_load_values
+
+__all__ = ["VECTORS_JSON", "write_vectors", "build_vectors", "hex_lines"]
+
+VECTORS_JSON = "vectors.json"
+
+
+def hex_lines(words, bits):
+    """``$readmemh`` text: one word per line, zero-padded to the beat's width."""
+    digits = max(1, -(-bits // 4))
+    return "".join(f"{word:0{digits}x}\n" for word in words)
+
+
+def build_vectors(layer, formats, x_nhwc, lanes):
+    """The folder's content as ``{file name: bytes or array}`` (nothing written yet)."""
+    spec = layer.spec
+    spec.check_lanes(lanes)
+    x_raw = formats.input.quantize(x_nhwc)
+    out_raw = fixed_forward_raw(layer, formats, x_raw)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    out_lanes = lanes * spec.depth_multiplier
+    frames = x_raw.shape[0]
+    in_words = pack_beats(x_raw, lanes, formats.input.width)
+    out_words = pack_beats(out_raw, out_lanes, formats.output.width)
+    weight_width = max(formats.weight.width, formats.bias.width if spec.use_bias else 0)
+    description = {
+        "layer_name": spec.name,
+        "frames": frames,
+        "lanes": lanes,
+        "input": {"shape": list(x_raw.shape), "format": str(formats.input),
+                  "width": formats.input.width, "lanes": lanes,
+                  "beat_bits": lanes * formats.input.width, "beats": len(in_words),
+                  "beats_per_frame": len(in_words) // frames},
+        "output": {"shape": list(out_raw.shape), "format": str(formats.output),
+                   "width": formats.output.width, "lanes": out_lanes,
+                   "beat_bits": out_lanes * formats.output.width, "beats": len(out_words),
+                   "beats_per_frame": len(out_words) // frames},
+        "weights": {"words": spec.taps * spec.channels * spec.depth_multiplier
+                    + (spec.out_channels if spec.use_bias else 0),
+                    "width": weight_width},
+        "formats": formats.to_dict(),
+        "layer": spec.to_dict(),
+        "data_format": spec.data_format,
+    }
+    expected = from_channels_last(spec, formats.output.to_float(out_raw))
+    return {
+        "expected.npy": expected,
+        "vectors.npz": {"input_raw": x_raw, "output_raw": out_raw, "kernel_raw": kernel_raw,
+                        "bias_raw": bias_raw},
+        "input.hex": hex_lines(in_words, lanes * formats.input.width),
+        "output.hex": hex_lines(out_words, out_lanes * formats.output.width),
+        "weights.hex": hex_lines(weight_load_values(spec, kernel_raw, bias_raw, weight_width),
+                                 weight_width),
+        VECTORS_JSON: json.dumps(description, indent=2) + "\n",
+    }
+
+
+def write_vectors(folder, layer, formats, x, lanes):
+    """Write a vectors folder all-or-nothing; ``x`` is float64 in the layer's data_format."""
+    x_nhwc, _ = to_channels_last(layer.spec, x)
+    content = build_vectors(layer, formats, x_nhwc, lanes)
+    with atomic_folder(folder, VECTORS_JSON) as temp:
+        temp = pathlib.Path(temp)
+        np.save(temp / "input.npy", np.asarray(x, dtype=np.float64))
+        for name, value in content.items():
+            if name.endswith(".npy"):
+                np.save(temp / name, value)
+            elif name.endswith(".npz"):
+                np.savez(temp / name, **value)
+            else:
+                (temp / name).write_text(value)
+    return content
