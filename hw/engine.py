@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
 from .framer import InputFramer
-from .line_buffer import LineBuffer
+from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray
 from .requantizer import Requantizer, format_shape
 from .scanner import OutputScanner
@@ -85,7 +85,6 @@ class DepthwiseEngine(wiring.Component):
                 "w_axis_tvalid": In(1), "w_axis_tready": Out(1), "w_axis_tlast": In(1),
             })
         super().__init__(members)
-        self.line_buffer = LineBuffer(spec, lanes, formats.input.width, extra=SCAN_DELAY)
         frame_beats = spec.height * spec.width * self.groups
         last_target = OutputScanner.targets(spec, lanes, SCAN_DELAY)[-1]
         self.counter_width = (last_target + 2).bit_length() + 1
@@ -101,7 +100,7 @@ class DepthwiseEngine(wiring.Component):
 
     @property
     def line_buffer_words(self):
-        return self.line_buffer.storage_words
+        return storage_words(self.spec, self.lanes, SCAN_DELAY)
 
     @property
     def multipliers(self):
@@ -117,7 +116,8 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.framer = framer = InputFramer(spec, lanes, beat_width)
         m.submodules.scanner = scanner = OutputScanner(
             spec, lanes, extra=SCAN_DELAY, counter_width=self.counter_width)
-        m.submodules.line_buffer = line_buffer = self.line_buffer
+        m.submodules.line_buffer = line_buffer = LineBuffer(
+            spec, lanes, formats.input.width, extra=SCAN_DELAY)
         m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
                                                 depth=self.frames_in_flight)
         m.submodules.store = store = self.store

@@ -4,7 +4,21 @@ from amaranth.hdl import Elaboratable, Module, Signal
 
 from .delay import DelayLine
 
-__all__ = ["LineBuffer"]
+__all__ = ["LineBuffer", "tap_offsets", "storage_words"]
+
+
+def tap_offsets(spec, lanes, extra=0):
+    """``offsets[i][j]``: beats from the newest beat back to tap (i, j) of its window."""
+    kh, kw = spec.kernel_size
+    dh, dw = spec.dilation_rate
+    groups = spec.channels // lanes
+    return [[((kh - 1 - i) * dh * spec.width + (kw - 1 - j) * dw) * groups + extra
+             for j in range(kw)] for i in range(kh)]
+
+
+def storage_words(spec, lanes, extra=0):
+    """Lane words a line buffer holds (the figure the storage minimum is stated in)."""
+    return (max(max(row) for row in tap_offsets(spec, lanes, extra)) + 1) * lanes
 
 
 class LineBuffer(Elaboratable):
@@ -44,10 +58,7 @@ class LineBuffer(Elaboratable):
         self.spec, self.lanes, self.extra = spec, lanes, extra
         self.beat_width = lanes * lane_width
         kh, kw = spec.kernel_size
-        dh, dw = spec.dilation_rate
-        groups = spec.channels // lanes
-        self.offsets = [[((kh - 1 - i) * dh * spec.width + (kw - 1 - j) * dw) * groups + extra
-                         for j in range(kw)] for i in range(kh)]
+        self.offsets = tap_offsets(spec, lanes, extra)
         self.data = Signal(self.beat_width)
         self.shift = Signal()
         self.taps = [[Signal(self.beat_width, name=f"tap_{i}_{j}") for j in range(kw)]
@@ -57,11 +68,6 @@ class LineBuffer(Elaboratable):
     def depth(self):
         """Beats stored, from the newest beat to the oldest tap."""
         return max(max(row) for row in self.offsets) + 1
-
-    @property
-    def storage_words(self):
-        """Lane words stored (the figure the storage minimum is stated in)."""
-        return self.depth * self.lanes
 
     def elaborate(self, platform):
         m = Module()

@@ -1,0 +1,72 @@
+"""Delay lines and the line buffer: each tap holds the beat shifted in a fixed time ago."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from dwconv.golden.spec import LayerSpec
+from dwconv.hw.delay import MEMORY_THRESHOLD, DelayLine
+from dwconv.hw.line_buffer import LineBuffer, storage_words
+
+
+def drive_shifts(dut, data_signal, shift_signal, count, probes, seed):
+    """Shift ``count`` random words in on random cycles; sample ``probes`` after each shift."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, 1 << 16, size=count)
+    seen = []
+
+    async def bench(ctx):
+        n = 0
+        while n < count:
+            shift = bool(rng.random() < 0.7)
+            ctx.set(shift_signal, shift)
+            ctx.set(data_signal, int(words[n]))
+            await ctx.tick()
+            if shift:
+                n += 1
+                seen.append([ctx.get(p) for p in probes])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return words, seen
+
+
+@pytest.mark.parametrize("depth", [1, 2, MEMORY_THRESHOLD, MEMORY_THRESHOLD + 1, 2, 17])
+def test_delay_line(depth):
+    line = DelayLine(16, depth)
+    words, seen = drive_shifts(line, line.i, line.shift, 60, [line.o], seed=depth)
+    for n, (out,) in enumerate(seen):
+        assert out == (words[n - depth + 1] if n - depth + 1 >= 0 else 0) or n < depth - 1
+
+
+@pytest.mark.parametrize("shape,kernel,dilation,lanes", [
+    ((4, 5, 2), (3, 3), (1, 1), 2),
+    ((4, 6, 4), (2, 3), (1, 2), 1),      # C/P = 4 beats per pixel: memory between taps
+    ((6, 4, 2), (3, 2), (2, 1), 1),
+    ((3, 2, 1), (3, 5), (1, 1), 1),      # kernel wider than a row: taps wrap into rows
+])
+def test_taps_hold_the_window(shape, kernel, dilation, lanes):
+    spec = LayerSpec(input_shape=shape, kernel_size=kernel, dilation_rate=dilation,
+                     padding="same")
+    buffer = LineBuffer(spec, lanes, 16 // lanes, extra=2)
+    kh, kw = kernel
+    taps = [buffer.taps[i][j] for i in range(kh) for j in range(kw)]
+    count = 2 * buffer.depth + 10
+    words, seen = drive_shifts(buffer, buffer.data, buffer.shift, count, taps, seed=3)
+    groups = shape[2] // lanes
+    for n, values in enumerate(seen):
+        for t, value in enumerate(values):
+            i, j = divmod(t, kw)
+            back = ((kh - 1 - i) * dilation[0] * shape[1] + (kw - 1 - j) * dilation[1]) \
+                * groups + 2
+            if n - back >= 0:
+                assert value == words[n - back], (n, i, j)
+
+
+def test_storage_is_the_minimum():
+    """((kh-1)*dh*W + (kw-1)*dw)*C + P words, plus the scan delay's beats."""
+    spec = LayerSpec(input_shape=(32, 32, 8), kernel_size=(3, 3), padding="same")
+    for lanes in (1, 2, 8):
+        assert storage_words(spec, lanes) == (2 * 32 + 2) * 8 + lanes
