@@ -256,6 +256,106 @@ def run_vectors(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# simulate
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1)")
+    return value
+
+
+def add_weights_arg(parser):
+    parser.add_argument("--weights", choices=("const", "port"), default="const",
+                        help="weights built in as constants (default) or loaded at run time "
+                             "through the w_axis port")
+
+
+def add_simulate_args(parser):
+    add_layer_args(parser)
+    parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
+    parser.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                        help="the engine's output (float64, the layer's data_format)")
+    add_format_args(parser)
+    add_lanes_arg(parser)
+    parser.add_argument("--sim", choices=("amaranth", "verilator", "icarus"),
+                        default="amaranth", help="simulator (default amaranth)")
+    parser.add_argument("--stall", type=_probability, default=0.0, metavar="PROB",
+                        help="probability per cycle of a source pause and, independently, "
+                             "of sink backpressure")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random stalls")
+    add_weights_arg(parser)
+    parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
+
+
+def run_simulate(args):
+    import json
+
+    from .sim.simulate import simulate_layer
+
+    output = _output_path(args.output, ".npy")
+    report_path = _output_path(args.report, ".json") if args.report else None
+    layer, formats = load_layer_args(args)
+    check_lanes(layer, args.lanes)
+    x, batched = load_input(args.input, layer)
+    out_raw, report = simulate_layer(layer, formats, x, args.lanes, sim=args.sim,
+                                     stall=args.stall, seed=args.seed, weights=args.weights)
+    y = formats.output.to_float(out_raw)
+    save_array(output, from_channels_last(layer.spec, y, batched))
+    if report_path:
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(report_path, lambda file: file.write(text.encode()))
+    print(f"{report['sim']}: {report['frames']} frame(s), {report['cycles']} cycles "
+          f"(ideal {report['ideal_cycles']}, efficiency {report['efficiency']:.3f}), latency "
+          f"{report['latency_cycles']}, mismatches {report['mismatches']}, max |error| vs "
+          f"float {report['max_abs_error_vs_float']:.4g}")
+    if report["mismatches"] or report["framing_errors"] or report["error_flag"]:
+        print(f"dwconv: error: the engine differs from the fixed golden model in "
+              f"{report['mismatches']} value(s) ({report['framing_errors']} framing "
+              f"problem(s)); this is a bug, please report it", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# verilog
+
+def add_verilog_args(parser):
+    add_layer_args(parser)
+    add_format_args(parser)
+    add_lanes_arg(parser)
+    add_weights_arg(parser)
+    parser.add_argument("--top", default="dwconv", help="top module name (default dwconv)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.v",
+                        help="Verilog file to write")
+
+
+def run_verilog(args):
+    import re
+
+    from .golden.fixed_ref import quantize_weights
+    from .sim.verilog import build_engine, engine_verilog
+
+    output = _output_path(args.output, ".v")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.top):
+        raise UsageError(f"--top {args.top!r} is not a Verilog module name; use letters, "
+                         f"digits and _")
+    layer, formats = load_layer_args(args)
+    check_lanes(layer, args.lanes)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
+                          weights=args.weights)
+    text = engine_verilog(engine, top=args.top)
+    atomic_write(output, lambda file: file.write(text.encode()))
+    print(f"wrote {output}: module {args.top}, {engine.lanes} lane(s) in, "
+          f"{engine.out_lanes} out, {engine.multipliers} multipliers, line buffer "
+          f"{engine.line_buffer_words} words")
+
+
+# ---------------------------------------------------------------------------------------------
 # The command table.  Later commands (simulate, verilog, synth, build, demo) add their
 # Command(...) entries below, in the order `dwconv --help` should list them.
 
@@ -266,6 +366,10 @@ COMMANDS = {c.name: c for c in [
             add_golden_args, run_golden),
     Command("vectors", "write golden vectors (npy, npz, $readmemh hex) for a testbench",
             add_vectors_args, run_vectors),
+    Command("simulate", "simulate the engine on an array and compare it with the golden model",
+            add_simulate_args, run_simulate),
+    Command("verilog", "write the engine as Verilog with AXI4-Stream ports",
+            add_verilog_args, run_verilog),
     # ---- add new commands here ----
 ]}
 

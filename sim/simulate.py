@@ -1,0 +1,69 @@
+"""Simulate the engine on a layer's input and compare it with the fixed golden model."""
+
+import numpy as np
+
+from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
+from ..golden.float_ref import float_forward_nhwc
+from ..hw.engine import DepthwiseEngine
+from .amaranth_sim import run_amaranth
+
+__all__ = ["SIMULATORS", "simulate_layer", "line_buffer_minimum"]
+
+SIMULATORS = ("amaranth", "verilator", "icarus")
+
+
+def line_buffer_minimum(spec):
+    """((kh-1)*dh*W + (kw-1)*dw + 1) * C words: the least a sliding window can store."""
+    kh, kw = spec.kernel_size
+    dh, dw = spec.dilation_rate
+    return ((kh - 1) * dh * spec.width + (kw - 1) * dw + 1) * spec.channels
+
+
+def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, seed=0,
+                   weights="const", build_dir=None):
+    """Run ``x_nhwc`` (float, N frames) through the engine; returns (raw output, report).
+
+    The raw output is int64 (N, oh, ow, C*M) channels last; the report holds the fields of
+    SPEC section 5 and a few more about the design.
+    """
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    spec = layer.spec
+    spec.check_lanes(lanes)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    x_raw = formats.input.quantize(x_nhwc)
+    expected = fixed_forward_raw(layer, formats, x_raw)
+    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw, weights=weights)
+    if sim == "amaranth":
+        result = run_amaranth(engine, x_raw, stall=stall, seed=seed)
+    else:
+        from .cocotb_sim import run_cocotb
+        result = run_cocotb(engine, x_raw, simulator=sim, stall=stall, seed=seed,
+                            build_dir=build_dir)
+    frames = len(x_raw)
+    ideal = frames * spec.height * spec.width * spec.channels // lanes
+    output = formats.output.to_float(result.outputs)
+    reference = float_forward_nhwc(layer, np.asarray(x_nhwc, dtype=np.float64))
+    report = {
+        "layer": spec.name,
+        "input_shape": list(spec.input_shape),
+        "output_shape": list(spec.output_shape),
+        "formats": formats.to_dict(),
+        "sim": sim,
+        "lanes": lanes,
+        "weights": weights,
+        "stall": stall,
+        "frames": frames,
+        "cycles": result.cycles,
+        "ideal_cycles": ideal,
+        "efficiency": ideal / result.cycles,
+        "latency_cycles": result.latency_cycles,
+        "mismatches": int(np.count_nonzero(result.outputs != expected)),
+        "framing_errors": len(result.framing),
+        "error_flag": result.error,
+        "max_abs_error_vs_float": float(np.max(np.abs(output - reference))),
+        "line_buffer_words": engine.line_buffer_words,
+        "line_buffer_min_words": line_buffer_minimum(spec),
+        "multipliers": engine.multipliers,
+    }
+    return result.outputs, report
