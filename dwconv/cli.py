@@ -30,8 +30,9 @@ from .golden.layer import from_channels_last, to_channels_last
 from .golden.spec import LayerError
 
 __all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_LANES",
-           "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes", "load_layer_args",
-           "load_input", "load_input_array", "save_array", "atomic_write", "atomic_folder"]
+           "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes",
+           "load_layer_args", "formats_from_args", "load_input", "load_input_array",
+           "save_array", "atomic_write", "atomic_folder"]
 
 #: Lanes when --lanes is not given: one channel per beat fits every channel count.
 DEFAULT_LANES = 1
@@ -124,7 +125,7 @@ def formats_from_args(args, stored=None):
                 LayerFormats.from_strings(**{role: text})
             except FormatError as error:
                 message = str(error)
-                if ";" not in message:
+                if "; " not in message:
                     message += "; write fixed<W,I[,Q[,O]]> or ufixed<...> with 0 <= I <= W"
                 raise FormatError(f"--{role}-format: {message}") from None
             chosen[role] = text
@@ -149,7 +150,16 @@ def load_input(path, layer):
     """(float64 (N, H, W, C) array, batched) from a .npy file in the layer's data_format."""
     path = pathlib.Path(path)
     try:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+        if magic[:2] == b"PK":
+            raise UsageError(f"{path} is an .npz archive; give one array as a .npy file")
+        if magic != b"\x93NUMPY":
+            raise UsageError(f"{path} is not a .npy array file; save the array with "
+                             f"numpy.save")
         array = np.load(path, allow_pickle=False)
+    except UsageError:
+        raise
     except FileNotFoundError:
         raise UsageError(f"input array {path} does not exist; give a .npy file made with "
                          f"numpy.save") from None
@@ -158,9 +168,13 @@ def load_input(path, layer):
     except (OSError, ValueError, EOFError) as error:
         raise UsageError(f"cannot read input array {path} ({error}); give a .npy file made "
                          f"with numpy.save") from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise UsageError(f"{path} is an .npz archive; give one array as a .npy file")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise UsageError(f"{path} holds {array.dtype} values, not numbers; give a float "
+                         f"array")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise UsageError(f"{path} holds {bad} NaN or Inf value(s); give finite numbers")
     try:
         return to_channels_last(layer.spec, array)
     except LayerError as error:

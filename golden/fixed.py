@@ -81,7 +81,7 @@ class QFormat:
             raise FormatError(f"a format must be a string like 'fixed<16,6>', not {text!r}")
         match = _FORMAT_RE.match(text)
         if match is None:
-            raise FormatError(f"bad format {text!r}: write fixed<W,I>, fixed<W,I,Q,O> or "
+            raise FormatError(f"bad format {text!r}; write fixed<W,I>, fixed<W,I,Q,O> or "
                               f"ufixed<W,I,Q,O>, e.g. fixed<8,3,RND,SAT>")
         kind, width, int_bits, rounding, overflow = match.groups()
         return cls(signed=kind.lower() == "fixed", width=int(width), int_bits=int(int_bits),
