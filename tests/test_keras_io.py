@@ -300,3 +300,26 @@ def test_fold_batchnorm_is_exact_math():
                                         ("relu6", "relu", "relu6")])
 def test_combine_activations(a, b, both):
     assert combine_activations(a, b) == both
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_cli_golden_float_with_fuse_equals_keras(saved, tmp_path, suffix):
+    """dwconv golden --float --fuse on a saved model gives Keras' output after BN and ReLU6."""
+    from dwconv.cli import main
+
+    models, paths = saved
+    model = models["functional"]
+    x = np.random.default_rng(9).normal(0, 2, (2, 7, 6, 4))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["golden", str(paths["functional", suffix]), "--layer", "dw_a", "--fuse",
+                 "--float", "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    start = model.get_layer("dw_a")
+    sub = keras.Model(start.input, model.get_layer("relu6_a").output)
+    expected = np.asarray(sub(x.astype(np.float32), training=False))
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=2e-5)
+    # the export of the fused layer gives the same numbers
+    assert main(["export", str(paths["functional", suffix]), "--layer", "dw_a", "--fuse",
+                 "-o", str(tmp_path / "exp")]) == 0
+    assert main(["golden", str(tmp_path / "exp"), "--float", "-i", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "y2.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y2.npy"), np.load(tmp_path / "y.npy"))
