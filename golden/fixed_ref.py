@@ -33,8 +33,9 @@ def accumulate_raw(layer, formats, x_raw):
     spec = layer.spec
     x_raw = np.asarray(x_raw)
     if x_raw.ndim != 4 or tuple(x_raw.shape[1:]) != spec.input_shape:
+        shape = ", ".join(map(str, spec.input_shape))
         raise LayerError(f"raw input has shape {list(x_raw.shape)}, but layer "
-                         f"{spec.name!r} takes (N, H, W, C) = (N, {', '.join(map(str, spec.input_shape))})")
+                         f"{spec.name!r} takes (N, H, W, C) = (N, {shape})")
     if not np.issubdtype(x_raw.dtype, np.integer):
         raise LayerError(f"raw input must be integers, not {x_raw.dtype}")
     x_raw = x_raw.astype(np.int64)

@@ -154,8 +154,9 @@ def _slow_fixed(layer, formats, x):
                                                     formats.weight), 1 << formats.weight.frac)
                                 acc += xq[r, c, ch] * w
                     if spec.use_bias:
-                        acc += Fraction(_round(Fraction(float(layer.bias[ch * spec.depth_multiplier + m])),
-                                               formats.bias), 1 << formats.bias.frac)
+                        b = float(layer.bias[ch * spec.depth_multiplier + m])
+                        acc += Fraction(_round(Fraction(b), formats.bias),
+                                        1 << formats.bias.frac)
                     if formats.accum is not None:
                         acc = Fraction(_round(acc, formats.accum), 1 << formats.accum.frac)
                     if spec.activation in ("relu", "relu6"):
