@@ -370,6 +370,25 @@ def run_verilog(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# demo
+
+def add_demo_args(parser):
+    from .sim.demo import DEFAULT_OUTPUT, DEMO_FRAMES
+
+    parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), metavar="DIR",
+                        help=f"folder for everything the demo writes (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--frames", type=_positive_int, default=DEMO_FRAMES, metavar="N",
+                        help=f"random frames streamed back to back (default {DEMO_FRAMES})")
+
+
+def run_demo(args):
+    from .sim.demo import run_demo as demo
+
+    summary = demo(args.output, frames=args.frames)
+    return 1 if summary["mismatches"] else 0
+
+
+# ---------------------------------------------------------------------------------------------
 # The command table.  Later commands (simulate, verilog, synth, build, demo) add their
 # Command(...) entries below, in the order `dwconv --help` should list them.
 
@@ -384,6 +403,8 @@ COMMANDS = {c.name: c for c in [
             add_simulate_args, run_simulate),
     Command("verilog", "write the engine as Verilog with AXI4-Stream ports",
             add_verilog_args, run_verilog),
+    Command("demo", "the whole flow on the built-in seed layer: Keras, golden models, "
+            "simulations, Verilog, vectors, figure", add_demo_args, run_demo),
     # ---- add new commands here ----
 ]}
 
