@@ -403,9 +403,9 @@ COMMANDS = {c.name: c for c in [
             add_simulate_args, run_simulate),
     Command("verilog", "write the engine as Verilog with AXI4-Stream ports",
             add_verilog_args, run_verilog),
+    # ---- add new commands here ----
     Command("demo", "the whole flow on the built-in seed layer: Keras, golden models, "
             "simulations, Verilog, vectors, figure", add_demo_args, run_demo),
-    # ---- add new commands here ----
 ]}
 
 
