@@ -370,6 +370,88 @@ def run_verilog(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# synth
+
+def add_synth_args(parser):
+    from .sim.synth import DEVICES, TARGETS
+
+    add_layer_args(parser)
+    parser.add_argument("--target", required=True, choices=TARGETS, help="FPGA family")
+    parser.add_argument("--device", metavar="D",
+                        help="device: " + "; ".join(f"{t}: {', '.join(d)} (default {next(iter(d))})"
+                                                   for t, d in DEVICES.items()))
+    add_format_args(parser)
+    add_lanes_arg(parser)
+    add_weights_arg(parser)
+    parser.add_argument("--no-dsp", action="store_true",
+                        help="keep multipliers out of DSP blocks (LUT logic)")
+    parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
+    parser.add_argument("--build-dir", metavar="DIR",
+                        help="keep the tools' files and logs here (default: a temporary folder)")
+
+
+def run_synth(args):
+    import json
+    import tempfile
+
+    from .golden.fixed_ref import quantize_weights
+    from .sim.synth import DEVICES, format_synth_table, run_synth as synthesize
+    from .sim.verilog import build_engine
+
+    report_path = _output_path(args.report, ".json") if args.report else None
+    if args.device is not None and args.device not in DEVICES[args.target]:
+        raise UsageError(f"--device {args.device!r} is not a {args.target} device; use one of "
+                         f"{', '.join(DEVICES[args.target])}")
+    layer, formats = load_layer_args(args)
+    check_lanes(layer, args.lanes)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
+                          weights=args.weights)
+    with tempfile.TemporaryDirectory(prefix="dwconv-synth-") as temp:
+        try:
+            result = synthesize(engine, args.target, device=args.device,
+                                build_dir=args.build_dir or temp, dsp=not args.no_dsp,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+        except FileNotFoundError as error:
+            raise UsageError(f"{error}") from None
+        except RuntimeError as error:
+            raise UsageError(f"{str(error).splitlines()[0]}; the design may not fit the "
+                             f"device: try fewer --lanes or another --device") from None
+    result["layer"] = layer.name
+    result["formats"] = formats.to_dict()
+    print(format_synth_table([result]))
+    if report_path:
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write(report_path, lambda file: file.write(text.encode()))
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+def add_build_args(parser):
+    from .sim.board import BOARDS
+
+    add_layer_args(parser)
+    parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
+    add_format_args(parser)
+    add_lanes_arg(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="build folder (design files, logs, bitstream)")
+
+
+def run_build(args):
+    from .sim.board import build_board
+
+    layer, formats = load_layer_args(args)
+    check_lanes(layer, args.lanes)
+    try:
+        bitstream = build_board(layer, formats, args.lanes, args.board, args.output)
+    except FileNotFoundError as error:
+        raise UsageError(f"{error}; install dwconv[synth]") from None
+    print(f"wrote {bitstream}: self-checking {args.board} design (LEDs show pass / fail)")
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 
 def add_demo_args(parser):
@@ -404,6 +486,10 @@ COMMANDS = {c.name: c for c in [
     Command("verilog", "write the engine as Verilog with AXI4-Stream ports",
             add_verilog_args, run_verilog),
     # ---- add new commands here ----
+    Command("synth", "synthesize, place and route the engine (iCE40 or ECP5): resources "
+            "and Fmax", add_synth_args, run_synth),
+    Command("build", "build a self-checking bitstream for a board (amaranth-boards)",
+            add_build_args, run_build),
     Command("demo", "the whole flow on the built-in seed layer: Keras, golden models, "
             "simulations, Verilog, vectors, figure", add_demo_args, run_demo),
 ]}

