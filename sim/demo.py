@@ -34,7 +34,7 @@ from .vectors import write_vectors
 from .verilog import build_engine, engine_verilog
 
 __all__ = ["SEED_SPEC", "DEMO_FORMATS", "DEMO_LANES", "DEMO_FRAMES", "DEFAULT_OUTPUT",
-           "seed_layer", "run_demo"]
+           "seed_layer", "seed_keras_model", "run_demo"]
 
 #: The seed layer of the original network generator.
 SEED_SPEC = LayerSpec(input_shape=(16, 12, 6), kernel_size=(3, 5), padding="valid",
@@ -73,7 +73,9 @@ def _import_keras(out):
     return keras
 
 
-def _keras_model(keras, layer):
+def seed_keras_model(keras, layer=None):
+    """A Keras model of one DepthwiseConv2D holding ``layer`` (default: the seed layer)."""
+    layer = layer or seed_layer()
     spec = layer.spec
     inputs = keras.Input(shape=spec.input_shape, name="frames")
     conv = keras.layers.DepthwiseConv2D(
@@ -153,21 +155,21 @@ def _describe(spec):
 def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=None):
     """Run the demo into folder ``out``; returns the summary dict (also written as JSON).
 
-    ``build_dir`` holds the cached Verilator build (default: ``out/sim-build``); ``stream``
-    receives the progress lines and the summary (default: standard output).
+    ``build_dir`` holds the cached Verilator build (default: run_cocotb's cache, the same
+    as ``dwconv simulate --sim verilator``; ``make`` puts it in the repository's .cache);
+    ``stream`` receives the progress lines and the summary (default: standard output).
     """
     from .cocotb_sim import run_cocotb
 
     stream = stream or sys.stdout
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    build_dir = pathlib.Path(build_dir) if build_dir is not None else out / "sim-build"
     progress = _Progress(9, stream)
     started = time.perf_counter()
 
     progress.step("Keras: building the seed layer (JAX backend) and saving it")
     keras = _import_keras(out)
-    model = _keras_model(keras, seed_layer())
+    model = seed_keras_model(keras)
     model_path = out / "seed.keras"
     model.save(model_path)
     progress.done(f"{model_path}")

@@ -1,0 +1,457 @@
+"""``make bench``: cycles, storage, multipliers and error on real layers, against the limits
+and the peers' published cycle formulas; simulator speeds; synthesis figures.
+
+Writes ``bench.json`` (every figure, with how it was obtained) and ``BENCH.md`` (the same as
+tables).  Run ``python -m dwconv.sim.bench --help`` for the options; ``--quick`` runs the
+seed layer alone (a smoke run, minutes less).
+
+What is measured and what is computed:
+
+- **simulated** (Verilator on the shipped Verilog, through ``run_cocotb``): cycles of
+  back-to-back frames, from the first input beat accepted to the last output beat taken, and
+  the mismatch count against the fixed golden model on those frames.  The engine's timing
+  does not depend on weights or data, so layers whose configuration (shape, kernel, stride,
+  dilation, padding, lanes) repeats are simulated once, with the first such layer's weights.
+- **computed**: the input-bound limit H*W*C/P, the peers' cycle formulas (below), the
+  line-buffer minimum, and the quantization error (golden models against Keras itself).
+
+Peer formulas, per frame, normalized to the same P channel lanes and P*kh*kw*M multipliers:
+
+- hls4ml io_stream (``nnet_sepconv2d_stream.h``, ``depthwise_conv_2d_buffer_cl``: one
+  pipelined iteration per pixel of the padded frame at II = reuse factor; same padding is a
+  separate ZeroPadding2D layer, ``nnet_padding_stream.h``): (H+pt+pb)*(W+pl+pr) beats of all
+  C channels at reuse factor 1, i.e. C*kh*kw multipliers.  At P lanes (the same multipliers
+  as ours) that is (H+pt+pb)*(W+pl+pr)*C/P.
+- FINN (Xilinx/finn, ``src/finn/custom_op/fpgadataflow/``): FMPadding (``fmpadding.py``,
+  padded H*W*C/SIMD), the RTL sliding-window generator (``rtl/convolutioninputgenerator_rtl.py``)
+  and the VVAU (``vectorvectoractivation.py``, C*kh*kw/(PE*SIMD)*OH*OW) form a dataflow
+  pipeline whose frame time is its slowest stage's ``get_exp_cycles``.  Matched: VVAU PE=P,
+  SIMD=kh*kw with the generator in parallel-window mode (H'*W'*C/P + 2).  FINN's default
+  folding (SetFolding raises VVAU SIMD only once PE = C) serializes the window tap by tap:
+  buffer + OH*max(OW*kh*kw*C/P + OW*(sw-1)*(C/P-1), sw*W'*C/P) + (sh-1)*W'*C/P, with only P
+  multipliers; it is listed for reference, not as a matched comparison.
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import platform
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
+from ..golden.float_ref import float_forward_nhwc
+from ..golden.formats import LayerFormats
+from ..golden.spec import LayerSpec
+from ..hw.engine import DepthwiseEngine
+from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
+from .simulate import line_buffer_minimum
+
+__all__ = ["main", "run_bench", "choose_formats", "peer_cycles", "lanes_for"]
+
+MOBILENETS = ((0.35, 96), (1.0, 224))
+MAX_LANES = 8
+#: frames per simulation: at least 2, more for small layers so the fill is amortized
+MIN_FRAMES, MAX_FRAMES, FRAME_BEATS_TARGET = 2, 8, 16384
+SPEED_FRAMES = 8
+FORMAT_BITS = (8, 16)
+OUTPUT_BITS = 16
+#: MobileNetV2's depthwise layers read ReLU6 outputs: random inputs in [0, 6)
+RELU6_RANGE = (0.0, 6.0)
+#: the 32x32x8 layers of the engine issue (P = 8)
+REFERENCE_LAYERS = [
+    LayerSpec(input_shape=(32, 32, 8), kernel_size=(3, 3), padding="same", name="ref_3x3_same"),
+    LayerSpec(input_shape=(32, 32, 8), kernel_size=(3, 3), strides=(2, 2), padding="same",
+              name="ref_3x3_same_s2"),
+    LayerSpec(input_shape=(32, 32, 8), kernel_size=(5, 5), padding="valid",
+              name="ref_5x5_valid"),
+]
+SYNTH_TARGETS = ("ecp5", "ice40")
+
+
+def lanes_for(spec):
+    """P = the largest divisor of C not above 8: one pixel per beat up to 8 channels."""
+    return max(p for p in range(1, min(spec.channels, MAX_LANES) + 1) if spec.channels % p == 0)
+
+
+def frames_for(spec, lanes):
+    beats = spec.height * spec.width * spec.channels // lanes
+    return int(min(MAX_FRAMES, max(MIN_FRAMES, math.ceil(FRAME_BEATS_TARGET / beats))))
+
+
+def _int_bits(magnitude):
+    """Integer bits (sign included) of a signed format holding +-magnitude; at least 0."""
+    if magnitude <= 0:
+        return 0
+    return max(0, math.floor(math.log2(magnitude)) + 2)
+
+
+def choose_formats(layer, input_max, bits):
+    """Formats by the README's rule: integer bits from the largest magnitude, the rest fraction.
+
+    Input: |x| <= input_max; weight and bias: their largest magnitude; output (16 bits): the
+    largest sum of |w|*input_max + |b| over channels.  Round to nearest, saturate.
+    """
+    kernel, bias = np.abs(layer.kernel), np.abs(layer.bias)
+    bound = float(np.max(kernel.sum(axis=(0, 1)).reshape(-1) * input_max + bias))
+
+    def fmt(width, magnitude):
+        return f"fixed<{width},{min(width, _int_bits(magnitude))},RND,SAT>"
+
+    return LayerFormats.from_strings(
+        input=fmt(bits, input_max), weight=fmt(bits, float(kernel.max())),
+        bias=fmt(bits, float(bias.max())), output=fmt(OUTPUT_BITS, bound))
+
+
+def padded_size(spec):
+    top, bottom, left, right = spec.pads
+    return spec.height + top + bottom, spec.width + left + right
+
+
+def peer_cycles(spec, lanes):
+    """Cycles per frame of the peers' published formulas at P lanes (see the module doc)."""
+    kh, kw = spec.kernel_size
+    sh, sw = spec.strides
+    dh, dw = spec.dilation_rate
+    hp, wp = padded_size(spec)
+    oh, ow = spec.out_height, spec.out_width
+    fold = spec.channels // lanes                       # C / P (FINN: IFMChannels / SIMD)
+    multiplier = spec.depth_multiplier
+    padding = hp * wp * fold                            # FMPadding, SIMD = P
+    vvau_matched = spec.channels * multiplier * kh * kw // (lanes * kh * kw) * oh * ow
+    swg_parallel = hp * wp * fold + 2
+    buffer = ((kh - 1) * dh * wp + (kw - 1) * dw + 1) * fold
+    write_block = ow * kw * kh * fold + ow * (sw - 1) * (fold - 1)
+    read_block = sw * wp * fold
+    swg_default = buffer + oh * max(write_block, read_block) + (sh - 1) * wp * fold
+    vvau_simd1 = spec.channels * multiplier * kh * kw // lanes * oh * ow
+    return {
+        "input_bound": spec.height * spec.width * fold,
+        "hls4ml": hp * wp * fold,
+        "finn_matched": max(padding, swg_parallel, vvau_matched),
+        "finn_default": max(padding, swg_default, vvau_simd1),
+    }
+
+
+def _spec_key(spec, lanes):
+    data = spec.to_dict()
+    data.pop("layer_name", None)
+    return json.dumps([data, lanes], sort_keys=True)
+
+
+class _Log:
+    def __init__(self, stream):
+        self.stream = stream
+        self.started = time.perf_counter()
+
+    def __call__(self, text):
+        print(f"[{time.perf_counter() - self.started:6.0f} s] {text}", file=self.stream,
+              flush=True)
+
+
+def _import_keras(home):
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        os.environ.setdefault("KERAS_HOME", str(pathlib.Path(home).resolve()))
+    import keras
+    return keras
+
+
+def _keras_call(keras, keras_layer, x):
+    return np.asarray(keras.ops.convert_to_numpy(keras_layer(x)), dtype=np.float64)
+
+
+def _keras_layer(keras, layer):
+    """A built Keras DepthwiseConv2D holding ``layer``'s weights (the float reference)."""
+    spec = layer.spec
+    conv = keras.layers.DepthwiseConv2D(
+        kernel_size=spec.kernel_size, strides=spec.strides, padding=spec.padding,
+        depth_multiplier=spec.depth_multiplier, dilation_rate=spec.dilation_rate,
+        use_bias=spec.use_bias, activation=spec.activation, name=spec.name)
+    conv.build((None, *spec.input_shape))
+    conv.set_weights([layer.kernel, layer.bias] if spec.use_bias else [layer.kernel])
+    return conv
+
+
+def _mobilenet_layers(keras, alpha, size, work, log):
+    """(Layer, Keras layer) for every DepthwiseConv2D, read back through our .keras reader."""
+    from ..golden.keras_io import depthwise_layer_names, load_keras_layer, read_model
+
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
+                                           weights=None, include_top=False)
+    path = work / f"mobilenetv2_{alpha}_{size}.keras"
+    model.save(path)
+    names = depthwise_layer_names(read_model(path))
+    log(f"MobileNetV2 alpha {alpha} at {size}x{size}: {len(names)} DepthwiseConv2D layers "
+        f"({path})")
+    return [(load_keras_layer(path, name), model.get_layer(name)) for name in names]
+
+
+def _quantization(keras, layer, keras_layer, x, formats_by_bits):
+    """Max |float golden - Keras| and, per format set, max |fixed golden - Keras|."""
+    keras_out = _keras_call(keras, keras_layer, x.astype(np.float32))
+    float_out = float_forward_nhwc(layer, x)
+    errors = {}
+    for bits, formats in formats_by_bits.items():
+        fixed = formats.output.to_float(fixed_forward_raw(layer, formats,
+                                                          formats.input.quantize(x)))
+        errors[str(bits)] = {"formats": formats.to_dict(),
+                             "max_abs_error": float(np.max(np.abs(fixed - keras_out))),
+                             "output_lsb": formats.output.lsb}
+    return {"max_abs_keras": float(np.max(np.abs(keras_out))),
+            "float_vs_keras": float(np.max(np.abs(float_out - keras_out))),
+            "fixed_vs_keras": errors}
+
+
+def _simulate(layer, formats, lanes, frames, rng, input_range, build_root):
+    """Verilator on the shipped Verilog: cycles and mismatches for ``frames`` frames."""
+    from .cocotb_sim import run_cocotb
+
+    spec = layer.spec
+    x = rng.uniform(*input_range, (frames, *spec.input_shape))
+    x_raw = formats.input.quantize(x)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw)
+    started = time.perf_counter()
+    result = run_cocotb(engine, x_raw, simulator="verilator", build_dir=build_root)
+    seconds = time.perf_counter() - started
+    expected = fixed_forward_raw(layer, formats, x_raw)
+    ideal = frames * spec.height * spec.width * spec.channels // lanes
+    return {"frames": frames, "cycles": result.cycles, "ideal_cycles": ideal,
+            "efficiency": ideal / result.cycles, "overhead_cycles": result.cycles - ideal,
+            "latency_cycles": result.latency_cycles,
+            "mismatches": int(np.count_nonzero(result.outputs != expected)),
+            "framing_errors": len(result.framing), "error_flag": bool(result.error),
+            "seconds": round(seconds, 1), "line_buffer_words": engine.line_buffer_words,
+            "multipliers": engine.multipliers}
+
+
+def _layer_rows(keras, entries, build_root, rng, log, source):
+    """One row per layer: design figures, simulation (shared by equal configurations)."""
+    rows, simulated = [], {}
+    for layer, keras_layer, formats8, formats16, input_range in entries:
+        spec = layer.spec
+        lanes = lanes_for(spec)
+        input_max = max(abs(v) for v in input_range)
+        x = rng.uniform(*input_range, (MIN_FRAMES, *spec.input_shape))
+        key = _spec_key(spec, lanes)
+        if key in simulated:
+            simulation = dict(simulated[key][1], shared_with=simulated[key][0])
+        else:
+            frames = frames_for(spec, lanes)
+            log(f"  {spec.name} {spec.height}x{spec.width}x{spec.channels} P={lanes}: "
+                f"Verilator, {frames} frames")
+            simulation = _simulate(layer, formats8, lanes, frames, rng, input_range, build_root)
+            simulated[key] = (spec.name, simulation)
+            log(f"    {simulation['cycles']} cycles, efficiency {simulation['efficiency']:.4f}, "
+                f"mismatches {simulation['mismatches']} ({simulation['seconds']} s)")
+        peers = peer_cycles(spec, lanes)
+        per_frame = simulation["cycles"] / simulation["frames"]
+        rows.append({
+            "source": source, "layer": spec.name, "input_shape": list(spec.input_shape),
+            "kernel_size": list(spec.kernel_size), "strides": list(spec.strides),
+            "padding": spec.padding, "pads": list(spec.pads),
+            "depth_multiplier": spec.depth_multiplier, "lanes": lanes,
+            # design figures depend on the configuration only, like the timing
+            "multipliers": simulation["multipliers"],
+            "line_buffer_words": simulation["line_buffer_words"],
+            "line_buffer_min_words": line_buffer_minimum(spec),
+            "simulation": simulation,
+            "cycles_per_frame": per_frame,
+            "peers_per_frame": peers,
+            "ratio": {name: per_frame / value for name, value in peers.items()},
+            "quantization": _quantization(keras, layer, keras_layer, x,
+                                          {8: formats8, 16: formats16}),
+            "input_max": input_max,
+        })
+    return rows
+
+
+def _speeds(keras, layer, formats, lanes, build_root, work, rng, log):
+    """Cycles per second of each simulator, and golden models against Keras predict."""
+    from .amaranth_sim import run_amaranth
+    from .cocotb_sim import run_cocotb
+
+    spec = layer.spec
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw)
+    x = rng.uniform(-1.0, 1.0, (SPEED_FRAMES, *spec.input_shape))
+    x_raw = formats.input.quantize(x)
+    expected = fixed_forward_raw(layer, formats, x_raw)
+    simulators = {}
+    for name in ("amaranth", "verilator", "icarus"):
+        if name == "icarus" and shutil.which("iverilog") is None:
+            simulators[name] = {"skipped": "iverilog is not installed"}
+            continue
+        build = None
+        if name != "amaranth":
+            # the first run builds (or finds) the simulator; the second is the timed one
+            started = time.perf_counter()
+            run_cocotb(engine, x_raw[:1], simulator=name, build_dir=build_root)
+            build = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        result = (run_amaranth(engine, x_raw) if name == "amaranth" else
+                  run_cocotb(engine, x_raw, simulator=name, build_dir=build_root))
+        seconds = time.perf_counter() - started
+        simulators[name] = {"cycles": result.cycles, "seconds": round(seconds, 2),
+                            "cycles_per_second": round(result.cycles / seconds),
+                            "build_or_first_run_seconds": build,
+                            "mismatches": int(np.count_nonzero(result.outputs != expected))}
+        log(f"  {name}: {result.cycles} cycles in {seconds:.1f} s "
+            f"({result.cycles / seconds:.0f} cycles/s)")
+
+    inputs = keras.Input(shape=spec.input_shape)
+    model = keras.Model(inputs, _keras_layer(keras, layer)(inputs))
+    batch = x.astype(np.float32)
+    model.predict(batch, verbose=0)                  # JAX compiles on the first call
+
+    def best(function, repeats=5):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    golden = {
+        "frames": SPEED_FRAMES,
+        "keras_predict_seconds": best(lambda: model.predict(batch, verbose=0)),
+        "float_golden_seconds": best(lambda: float_forward_nhwc(layer, x)),
+        "fixed_golden_seconds": best(
+            lambda: fixed_forward_raw(layer, formats, formats.input.quantize(x))),
+    }
+    log(f"  Keras predict {golden['keras_predict_seconds'] * 1e3:.1f} ms, float golden "
+        f"{golden['float_golden_seconds'] * 1e3:.1f} ms, fixed golden "
+        f"{golden['fixed_golden_seconds'] * 1e3:.1f} ms ({SPEED_FRAMES} frames)")
+    return {"layer": spec.name, "input_shape": list(spec.input_shape),
+            "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
+            "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
+            "golden": golden}
+
+
+def _synthesis(configurations, work, log):
+    try:
+        from .synth import run_synth
+    except ImportError as error:
+        return {"skipped": f"sim/synth.py is not available ({error})"}
+    results = []
+    for name, layer, formats, lanes in configurations:
+        engine = DepthwiseEngine(layer.spec, formats, lanes, *quantize_weights(layer, formats))
+        for target in SYNTH_TARGETS:
+            log(f"  {name} on {target}")
+            result = run_synth(engine, target, build_dir=work / "synth" / f"{name}-{target}",
+                               progress=lambda text: log(f"    {text}"))
+            results.append(dict(result, configuration=name,
+                                input_shape=list(layer.spec.input_shape),
+                                kernel_size=list(layer.spec.kernel_size),
+                                padding=layer.spec.padding, formats=formats.to_dict()))
+    return {"results": results}
+
+
+def _random_layer(spec, rng):
+    from ..golden.layer import Layer
+
+    kernel = rng.normal(0.0, 0.3, spec.kernel_shape).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, spec.out_channels).astype(np.float32)
+    return Layer(spec, kernel, bias)
+
+
+def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, stream=None):
+    """Run the benchmark; writes ``out``/bench.json and ``out``/BENCH.md, returns the data."""
+    stream = stream or sys.stdout
+    out = pathlib.Path(out)
+    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
+    synth = (not quick) if synth is None else synth
+    log = _Log(stream)
+    keras = _import_keras(work / "keras-home")
+    rng = np.random.default_rng(1)
+    started = time.perf_counter()
+
+    seed = seed_layer()
+    demo_formats = LayerFormats.from_strings(**DEMO_FORMATS)
+    seed_entry = (seed, _keras_layer(keras, seed), demo_formats,
+                  choose_formats(seed, 4.0, 16), (-4.0, 4.0))
+    log("seed layer")
+    rows = _layer_rows(keras, [seed_entry], build_root, rng, log, "seed")
+    if not quick:
+        log("engine reference layers (32x32x8, P=8)")
+        entries = []
+        for spec in REFERENCE_LAYERS:
+            layer = _random_layer(spec, rng)
+            entries.append((layer, _keras_layer(keras, layer), choose_formats(layer, 4.0, 8),
+                            choose_formats(layer, 4.0, 16), (-4.0, 4.0)))
+        rows += _layer_rows(keras, entries, build_root, rng, log, "reference")
+        for alpha, size in MOBILENETS:
+            source = f"MobileNetV2 alpha {alpha} {size}x{size}"
+            entries = [(layer, keras_layer,
+                        choose_formats(layer, RELU6_RANGE[1], 8),
+                        choose_formats(layer, RELU6_RANGE[1], 16), RELU6_RANGE)
+                       for layer, keras_layer in _mobilenet_layers(keras, alpha, size, work, log)]
+            rows += _layer_rows(keras, entries, build_root, rng, log, source)
+
+    log("simulator speed and golden models against Keras")
+    if quick:
+        speed_layer, speed_formats, speed_lanes = seed, demo_formats, DEMO_LANES
+    else:
+        speed_layer = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(2))
+        speed_formats = choose_formats(speed_layer, 1.0, 8)
+        speed_lanes = 8
+    speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, work, rng, log)
+
+    synthesis = {"skipped": "not run (--quick or --no-synth)"}
+    if synth:
+        log("synthesis (yosys + nextpnr)")
+        reference = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(3))
+        synthesis = _synthesis([
+            ("seed_dw_P6", seed, demo_formats, DEMO_LANES),
+            ("32x32x8_3x3_same_P8", reference, choose_formats(reference, 4.0, 8), 8),
+        ], work, log)
+
+    data = {
+        "about": {
+            "command": "make bench" + (" (python -m dwconv.sim.bench --quick)" if quick else ""),
+            "quick": quick, "python": platform.python_version(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "seconds": round(time.perf_counter() - started, 1),
+            "lanes_rule": f"P = largest divisor of C not above {MAX_LANES}",
+            "frames_rule": f"max({MIN_FRAMES}, ceil({FRAME_BEATS_TARGET} / beats per frame)), "
+                           f"at most {MAX_FRAMES}",
+        },
+        "layers": rows,
+        "speed": speeds,
+        "synthesis": synthesis,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(data, indent=1) + "\n")
+    from .bench_report import render
+    (out / "BENCH.md").write_text(render(data))
+    log(f"wrote {out / 'bench.json'} and {out / 'BENCH.md'}")
+    return data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dwconv.sim.bench", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="the seed layer only, speeds on it, no synthesis (a smoke run)")
+    parser.add_argument("--out", default=".", metavar="DIR",
+                        help="folder for bench.json and BENCH.md (default: here)")
+    parser.add_argument("--work", default=None, metavar="DIR",
+                        help="folder for models, simulator builds and synthesis runs "
+                             "(default build/bench)")
+    parser.add_argument("--synth", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the synthesis figures (default: yes unless --quick)")
+    args = parser.parse_args(argv)
+    run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""BENCH.md from the data ``bench.run_bench`` measured (tables, and how each figure was made)."""
+
+import math
+
+__all__ = ["render"]
+
+FINN_SOURCE = ("Xilinx/finn `src/finn/custom_op/fpgadataflow/`: `fmpadding.py`, "
+               "`rtl/convolutioninputgenerator_rtl.py`, `vectorvectoractivation.py` "
+               "(`get_exp_cycles`), `transformation/fpgadataflow/set_folding.py`")
+HLS4ML_SOURCE = ("hls4ml 1.3 `templates/vivado/nnet_utils/nnet_sepconv2d_stream.h` "
+                 "(`depthwise_conv_2d_buffer_cl`) and `nnet_padding_stream.h`")
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _shape(values):
+    return "x".join(str(v) for v in values)
+
+
+def _kernel(row):
+    kh, kw = row["kernel_size"]
+    sh, sw = row["strides"]
+    stride = "" if (sh, sw) == (1, 1) else f" s{sh}" if sh == sw else f" s{sh}x{sw}"
+    return f"{kh}x{kw} {row['padding']}{stride}"
+
+
+def _geomean(values):
+    values = [v for v in values if v > 0]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
+def _summary(layers):
+    big = [r for r in layers if r["input_shape"][0] >= 32 and r["input_shape"][1] >= 32]
+    simulated = [r for r in layers if "shared_with" not in r["simulation"]]
+    mismatches = sum(r["simulation"]["mismatches"] for r in simulated)
+    lines = [f"- {len(layers)} layers, {len(simulated)} distinct configurations simulated in "
+             f"Verilator; mismatches against the fixed golden model: **{mismatches}**."]
+    if big:
+        worst = min(big, key=lambda r: r["simulation"]["efficiency"])
+        lines.append(f"- Efficiency of back-to-back frames on layers of 32x32 and larger: "
+                     f"lowest **{worst['simulation']['efficiency']:.4f}** ({worst['layer']}), "
+                     f"all {len(big)} >= 0.98: "
+                     f"{'yes' if all(r['simulation']['efficiency'] >= 0.98 for r in big) else 'no'}.")
+    for name, label in (("hls4ml", "hls4ml io_stream"), ("finn_matched", "FINN matched"),
+                        ("input_bound", "the input-bound limit")):
+        lines.append(f"- Cycles per frame against {label}: geometric mean ratio "
+                     f"**{_geomean([r['ratio'][name] for r in layers]):.3f}** (ours / theirs; "
+                     f"below 1 is fewer cycles).")
+    ratios = [r["line_buffer_words"] / r["line_buffer_min_words"] for r in layers]
+    lines.append(f"- Line buffer against the minimum: {min(ratios):.3f} to {max(ratios):.3f} "
+                 f"times.")
+    return "\n".join(lines)
+
+
+def _cycles_table(layers):
+    rows = []
+    for r in layers:
+        s = r["simulation"]
+        shared = f"= {s['shared_with']}" if "shared_with" in s else ""
+        rows.append([r["source"], r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
+                     s["frames"], s["cycles"], s["ideal_cycles"], f"{s['efficiency']:.4f}",
+                     s["overhead_cycles"], s["latency_cycles"], s["mismatches"], shared])
+    return _table(["source", "layer", "input HxWxC", "kernel", "P", "frames", "cycles",
+                   "ideal", "efficiency", "overhead", "latency", "mismatches", "simulation"],
+                  rows)
+
+
+def _peers_table(layers):
+    rows = []
+    for r in layers:
+        p, q = r["peers_per_frame"], r["ratio"]
+        rows.append([r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
+                     f"{r['cycles_per_frame']:.0f}", p["input_bound"],
+                     f"{q['input_bound']:.3f}", p["hls4ml"], f"{q['hls4ml']:.3f}",
+                     p["finn_matched"], f"{q['finn_matched']:.3f}", p["finn_default"],
+                     f"{q['finn_default']:.3f}"])
+    return _table(["layer", "input", "kernel", "P", "ours/frame", "input bound", "ratio",
+                   "hls4ml", "ratio", "FINN matched", "ratio", "FINN default", "ratio"], rows)
+
+
+def _storage_table(layers):
+    rows = [[r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
+             r["line_buffer_words"], r["line_buffer_min_words"],
+             f"{r['line_buffer_words'] / r['line_buffer_min_words']:.3f}", r["multipliers"]]
+            for r in layers]
+    return _table(["layer", "input", "kernel", "P", "line buffer words", "minimum", "ratio",
+                   "multipliers"], rows)
+
+
+def _quantization_table(layers):
+    rows = []
+    for r in layers:
+        q = r["quantization"]
+        cells = [r["layer"], _shape(r["input_shape"]), f"{q['max_abs_keras']:.3g}",
+                 f"{q['float_vs_keras']:.2g}"]
+        for bits in ("8", "16"):
+            e = q["fixed_vs_keras"][bits]
+            f = e["formats"]
+            cells += [f"{f['input']} / {f['weight']}", f"{e['max_abs_error']:.3g}"]
+        rows.append(cells)
+    return _table(["layer", "input", "max abs Keras", "float golden vs Keras",
+                   "8-bit input / weight", "max abs error", "16-bit input / weight",
+                   "max abs error"], rows)
+
+
+def _speed_section(speed):
+    rows = []
+    for name, s in speed["simulators"].items():
+        if "skipped" in s:
+            rows.append([name, "-", "-", "-", s["skipped"]])
+        else:
+            first = s["build_or_first_run_seconds"]
+            rows.append([name, s["cycles"], s["seconds"], s["cycles_per_second"],
+                         "-" if first is None else f"{first} s (build + one frame)"])
+    g = speed["golden"]
+    golden = _table(["model", f"seconds for {g['frames']} frames", "against Keras"], [
+        ["Keras predict (JAX, compiled)", f"{g['keras_predict_seconds']:.4f}", "1.00"],
+        ["float golden (NumPy)", f"{g['float_golden_seconds']:.4f}",
+         f"{g['float_golden_seconds'] / g['keras_predict_seconds']:.2f}"],
+        ["fixed golden (NumPy, int64)", f"{g['fixed_golden_seconds']:.4f}",
+         f"{g['fixed_golden_seconds'] / g['keras_predict_seconds']:.2f}"],
+    ])
+    return "\n\n".join([
+        f"Layer {speed['layer']} ({_shape(speed['input_shape'])}, "
+        f"{_shape(speed['kernel_size'])} {speed['padding']}, P={speed['lanes']}), "
+        f"{speed['frames']} frames back to back, no stalls, all mismatches 0: "
+        f"{'yes' if all(s.get('mismatches', 0) == 0 for s in speed['simulators'].values()) else 'NO'}. "
+        "The cocotb runs (Verilator, Icarus) include cocotb's start-up and its Python "
+        "per-cycle AXI-Stream source, sink and monitor, which dominate; the build is timed "
+        "apart.",
+        _table(["simulator", "cycles", "seconds", "cycles/s", "first run"], rows),
+        golden])
+
+
+def _synthesis_section(synthesis):
+    if "skipped" in synthesis:
+        return f"Not measured in this run: {synthesis['skipped']}."
+    rows = []
+    for r in synthesis["results"]:
+        rows.append([r["configuration"], r["part"], r["lanes"], r["multipliers"],
+                     r["line_buffer_words"], r["luts"], r["ffs"], r.get("engine_ffs", "-"),
+                     r["dsps"], r["brams"], r.get("lutram", "-"), r["fmax_mhz"]])
+    return ("Constant weights, 8-bit formats (the seed layer: the demo's formats), yosys + "
+            "nextpnr from YoWASP (`run_synth`, the engine in its I/O harness; engine FFs "
+            "exclude the harness' registers).\n\n" +
+            _table(["configuration", "part", "P", "multipliers", "line buffer words", "LUTs",
+                    "FFs", "engine FFs", "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows))
+
+
+def render(data):
+    about, layers = data["about"], data["layers"]
+    return "\n\n".join([
+        "# dwconv benchmark",
+        f"Made by `{about['command']}` (sim/bench.py) in {about['seconds']:.0f} s on "
+        f"{about['cpus']} CPUs ({about['machine']}, Python {about['python']}); every figure "
+        "is also in bench.json.  Cycles are **simulated** (Verilator on the shipped Verilog, "
+        "cocotb, frames back to back without stalls, first input beat accepted to last "
+        "output beat taken); limits, peer figures, storage minimum and quantization error "
+        "are **computed**.",
+        _summary(layers),
+        "## Cycles and efficiency (simulated)",
+        f"P: {about['lanes_rule']}.  Frames: {about['frames_rule']}.  Efficiency = ideal "
+        "(frames * H*W*C/P) / cycles.  Overhead = cycles - ideal: the pipeline fill of the "
+        "first frame and the flush of the last frame's bottom/right padded outputs, paid "
+        "once per burst, not per frame.  Layers whose configuration repeats share one "
+        "simulation (the engine's timing does not depend on weights or data): the last "
+        "column names it.  The MobileNetV2 stride-2 layers are `valid` on an input already "
+        "padded by Keras' ZeroPadding2D (e.g. 113x113); the engine could make that padding "
+        "itself (`same` on 112x112), but the layers are measured as Keras defines them.",
+        _cycles_table(layers),
+        "## Against the input-bound limit and the peers (computed, cycles per frame)",
+        "Matched parallelism: every design gets P channel lanes and P*kh*kw*M multipliers, "
+        "the engine's.  *input bound* = H*W*C/P, one input beat per cycle.  *hls4ml* "
+        f"({HLS4ML_SOURCE}) streams the padded frame, (H+pt+pb)*(W+pl+pr) pixels at reuse "
+        "factor 1 with all C channels per beat (C*kh*kw multipliers); scaled to P lanes, "
+        "(H+pt+pb)*(W+pl+pr)*C/P.  *FINN matched* "
+        f"({FINN_SOURCE}): the slowest of FMPadding (padded H*W*C/P), the RTL sliding window "
+        "in parallel-window mode (padded H*W*C/P + 2) and the VVAU with PE=P, SIMD=kh*kw "
+        "(C*kh*kw/(PE*SIMD)*OH*OW).  *FINN default* is what SetFolding picks below PE = C: "
+        "the window serialized tap by tap (RTL generator, default style) and a VVAU with "
+        "SIMD=1, so only P multipliers; it is listed for reference, not matched.  The peers' "
+        "formulas are per frame in steady state; ours is the measured cycles divided by "
+        "the frames, fill and flush included.  Ratio = ours / theirs.",
+        _peers_table(layers),
+        "## Storage and multipliers (computed from the design)",
+        "Minimum = ((kh-1)*dh*W + (kw-1)*dw + 1)*C words, the least any sliding window can "
+        "keep.  The line buffer is held in `amaranth.lib.memory` (block RAM).  Multipliers = "
+        "kh*kw*P*M, full rate; with constant weights synthesis shrinks them further.",
+        _storage_table(layers),
+        "## Quantization error against Keras (computed)",
+        "Float golden = Keras (float32) to rounding.  The fixed formats follow the README's "
+        "rule (integer bits from the largest magnitude, round to nearest, saturate; output "
+        "16 bits); the seed layer's 8-bit column is the demo's formats.  Inputs are random: "
+        "uniform [0, 6) for MobileNetV2 (its depthwise layers read ReLU6 outputs), uniform "
+        "[-4, 4) otherwise.  MobileNetV2 is built with weights=None (random initial weights, "
+        "nothing downloaded), saved as .keras and read back with dwconv's reader.",
+        _quantization_table(layers),
+        "## Simulation speed",
+        _speed_section(data["speed"]),
+        "## Synthesis",
+        _synthesis_section(data["synthesis"]),
+    ]) + "\n"

@@ -1,0 +1,60 @@
+"""Smoke test of the benchmark: the quick subset runs and writes well-formed results.
+
+Not a timed test: it checks the structure of bench.json and BENCH.md, that the simulated
+design matched the golden model, and the peers' formulas on hand-computed cases.
+"""
+
+import io
+import json
+
+from dwconv.golden.spec import LayerSpec
+from dwconv.sim.bench import peer_cycles, run_bench
+from shared_build import cocotb_build_root
+
+
+def test_quick_bench_writes_json_and_markdown(tmp_path):
+    log = io.StringIO()
+    data = run_bench(tmp_path, quick=True, work=tmp_path / "work",
+                     build_root=cocotb_build_root(), stream=log)
+    assert "wrote" in log.getvalue()
+    assert json.loads((tmp_path / "bench.json").read_text()) == data
+    [row] = data["layers"]
+    assert row["layer"] == "seed_dw" and row["lanes"] == 6
+    simulation = row["simulation"]
+    assert simulation["mismatches"] == 0 and simulation["framing_errors"] == 0
+    assert simulation["frames"] >= 2
+    assert simulation["ideal_cycles"] == simulation["frames"] * 16 * 12
+    assert simulation["cycles"] == simulation["ideal_cycles"] + simulation["overhead_cycles"]
+    assert row["line_buffer_words"] >= row["line_buffer_min_words"] == (2 * 12 + 4 + 1) * 6
+    assert row["multipliers"] == 15 * 6
+    assert set(row["peers_per_frame"]) == {"input_bound", "hls4ml", "finn_matched",
+                                           "finn_default"}
+    errors = row["quantization"]["fixed_vs_keras"]
+    assert 0 < errors["16"]["max_abs_error"] < errors["8"]["max_abs_error"] < 0.2
+    assert row["quantization"]["float_vs_keras"] < 1e-5
+    for name, run in data["speed"]["simulators"].items():
+        assert "skipped" in run or (run["mismatches"] == 0 and run["cycles_per_second"] > 0)
+    assert data["synthesis"] == {"skipped": "not run (--quick or --no-synth)"}
+
+    text = (tmp_path / "BENCH.md").read_text()
+    for heading in ("## Cycles and efficiency (simulated)", "## Against the input-bound limit",
+                    "## Storage and multipliers", "## Quantization error against Keras",
+                    "## Simulation speed", "## Synthesis"):
+        assert heading in text
+    assert "| seed | seed_dw | 16x12x6 | 3x5 valid | 6 |" in text
+
+
+def test_peer_formulas_on_hand_computed_layers():
+    # 32x32x8, 3x3 same, P=8: padded 34x34, one channel group
+    same = peer_cycles(LayerSpec(input_shape=(32, 32, 8), kernel_size=(3, 3),
+                                 padding="same"), 8)
+    assert same["input_bound"] == 32 * 32
+    assert same["hls4ml"] == 34 * 34
+    assert same["finn_matched"] == 34 * 34 + 2          # the parallel window's 2 extra
+    # default style: buffer (2*34+3)... + 32 rows * max(32*9, 34), VVAU 9*32*32
+    assert same["finn_default"] == max(34 * 34, (2 * 34 + 2 + 1) + 32 * 32 * 9, 9 * 32 * 32)
+    # 16x12x6, 3x5 valid, P=3: two channel groups, nothing padded
+    valid = peer_cycles(LayerSpec(input_shape=(16, 12, 6), kernel_size=(3, 5),
+                                  padding="valid"), 3)
+    assert valid["input_bound"] == valid["hls4ml"] == 16 * 12 * 2
+    assert valid["finn_matched"] == 16 * 12 * 2 + 2
