@@ -143,7 +143,14 @@ def _icebreaker():
 
 def _ulx3s():
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    return ULX3S_85F_Platform()
+
+    class Platform(ULX3S_85F_Platform):
+        @property
+        def required_tools(self):
+            # bitstreams only: the programmer (openFPGALoader) is not needed to build
+            return [tool for tool in super().required_tools if tool != "openFPGALoader"]
+
+    return Platform()
 
 
 #: board -> (platform factory, (pass, fail, done) LED indexes, YoWASP tool variables)
