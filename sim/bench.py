@@ -334,23 +334,51 @@ def _speeds(keras, layer, formats, lanes, build_root, work, rng, log):
             "golden": golden}
 
 
+def _dwconv(argv, log):
+    """Run a ``dwconv`` command line as a user would; returns its exit code."""
+    from ..cli import main as dwconv
+
+    log(f"  dwconv {' '.join(argv)}")
+    return dwconv(argv)
+
+
 def _synthesis(configurations, work, log):
-    try:
-        from .synth import run_synth
-    except ImportError as error:
-        return {"skipped": f"sim/synth.py is not available ({error})"}
-    results = []
+    """``dwconv synth`` on each exported configuration and target, and one board build.
+
+    iCE40 tries the UP5K, then the HX8K when the design does not fit.
+    """
+    from ..golden.export import export_layer
+
+    results, boards = [], []
     for name, layer, formats, lanes in configurations:
-        engine = DepthwiseEngine(layer.spec, formats, lanes, *quantize_weights(layer, formats))
+        folder = work / "synth" / name
+        export_layer(folder / "layer", layer, formats)
         for target in SYNTH_TARGETS:
-            log(f"  {name} on {target}")
-            result = run_synth(engine, target, build_dir=work / "synth" / f"{name}-{target}",
-                               progress=lambda text: log(f"    {text}"))
-            results.append(dict(result, configuration=name,
-                                input_shape=list(layer.spec.input_shape),
-                                kernel_size=list(layer.spec.kernel_size),
-                                padding=layer.spec.padding, formats=formats.to_dict()))
-    return {"results": results}
+            for device in ("up5k", "hx8k") if target == "ice40" else ("85k",):
+                report = folder / f"{target}-{device}.json"
+                code = _dwconv(["synth", str(folder / "layer"), "--target", target,
+                                "--device", device, "--lanes", str(lanes),
+                                "--report", str(report)], log)
+                result = (json.loads(report.read_text()) if code == 0 else
+                          {"target": target, "device": device, "lanes": lanes,
+                           "error": f"dwconv synth exited {code} (see the log above)"})
+                results.append(dict(result, configuration=name,
+                                    input_shape=list(layer.spec.input_shape),
+                                    kernel_size=list(layer.spec.kernel_size),
+                                    padding=layer.spec.padding))
+                if code == 0:
+                    break
+    name, layer, formats, lanes = configurations[0]
+    for board in ("icebreaker", "ulx3s"):
+        started = time.perf_counter()
+        out = work / "board" / board
+        code = _dwconv(["build", str(work / "synth" / name / "layer"), "--board", board,
+                        "--lanes", "1", "-o", str(out)], log)
+        boards.append({"configuration": name, "board": board, "lanes": 1, "exit_code": code,
+                       "seconds": round(time.perf_counter() - started, 1),
+                       "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
+                           "dwconv_selfcheck.b*")) if code == 0 else None})
+    return {"results": results, "boards": boards}
 
 
 def _random_layer(spec, rng):

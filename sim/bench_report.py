@@ -42,10 +42,10 @@ def _summary(layers):
              f"Verilator; mismatches against the fixed golden model: **{mismatches}**."]
     if big:
         worst = min(big, key=lambda r: r["simulation"]["efficiency"])
+        reached = all(r["simulation"]["efficiency"] >= 0.98 for r in big)
         lines.append(f"- Efficiency of back-to-back frames on layers of 32x32 and larger: "
                      f"lowest **{worst['simulation']['efficiency']:.4f}** ({worst['layer']}), "
-                     f"all {len(big)} >= 0.98: "
-                     f"{'yes' if all(r['simulation']['efficiency'] >= 0.98 for r in big) else 'no'}.")
+                     f"all {len(big)} >= 0.98: {'yes' if reached else 'no'}.")
     for name, label in (("hls4ml", "hls4ml io_stream"), ("finn_matched", "FINN matched"),
                         ("input_bound", "the input-bound limit")):
         lines.append(f"- Cycles per frame against {label}: geometric mean ratio "
@@ -117,6 +117,7 @@ def _speed_section(speed):
             first = s["build_or_first_run_seconds"]
             rows.append([name, s["cycles"], s["seconds"], s["cycles_per_second"],
                          "-" if first is None else f"{first} s (build + one frame)"])
+    matched = all(s.get("mismatches", 0) == 0 for s in speed["simulators"].values())
     g = speed["golden"]
     golden = _table(["model", f"seconds for {g['frames']} frames", "against Keras"], [
         ["Keras predict (JAX, compiled)", f"{g['keras_predict_seconds']:.4f}", "1.00"],
@@ -129,7 +130,7 @@ def _speed_section(speed):
         f"Layer {speed['layer']} ({_shape(speed['input_shape'])}, "
         f"{_shape(speed['kernel_size'])} {speed['padding']}, P={speed['lanes']}), "
         f"{speed['frames']} frames back to back, no stalls, all mismatches 0: "
-        f"{'yes' if all(s.get('mismatches', 0) == 0 for s in speed['simulators'].values()) else 'NO'}. "
+        f"{'yes' if matched else 'NO'}. "
         "The cocotb runs (Verilator, Icarus) include cocotb's start-up and its Python "
         "per-cycle AXI-Stream source, sink and monitor, which dominate; the build is timed "
         "apart.",
@@ -140,16 +141,28 @@ def _speed_section(speed):
 def _synthesis_section(synthesis):
     if "skipped" in synthesis:
         return f"Not measured in this run: {synthesis['skipped']}."
-    rows = []
+    rows, failed = [], []
     for r in synthesis["results"]:
+        if "error" in r:
+            failed.append(f"- {r['configuration']} on {r['target']} {r['device']}: "
+                          f"{r['error']}")
+            continue
         rows.append([r["configuration"], r["part"], r["lanes"], r["multipliers"],
                      r["line_buffer_words"], r["luts"], r["ffs"], r.get("engine_ffs", "-"),
                      r["dsps"], r["brams"], r.get("lutram", "-"), r["fmax_mhz"]])
-    return ("Constant weights, 8-bit formats (the seed layer: the demo's formats), yosys + "
-            "nextpnr from YoWASP (`run_synth`, the engine in its I/O harness; engine FFs "
-            "exclude the harness' registers).\n\n" +
+    boards = [f"- `dwconv build --board {b['board']}` (self-checking design, "
+              f"{b['configuration']}, P={b['lanes']}): "
+              + (f"bitstream of {b['bitstream_bytes']} bytes in {b['seconds']:.0f} s"
+                 if b["exit_code"] == 0 else f"failed (exit code {b['exit_code']})")
+              for b in synthesis.get("boards", [])]
+    return ("`dwconv synth` on exported layers: constant weights, 8-bit formats (the seed "
+            "layer: the demo's formats), yosys + nextpnr from YoWASP, the engine in its I/O "
+            "harness (engine FFs exclude the harness' registers).\n\n" +
             _table(["configuration", "part", "P", "multipliers", "line buffer words", "LUTs",
-                    "FFs", "engine FFs", "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows))
+                    "FFs", "engine FFs", "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows) +
+            ("\n\nDid not fit or failed:\n\n" + "\n".join(failed) if failed else "") +
+            ("\n\nBoard builds (amaranth-boards, YoWASP tools):\n\n" + "\n".join(boards)
+             if boards else ""))
 
 
 def render(data):
