@@ -52,7 +52,8 @@ from ..hw.engine import DepthwiseEngine
 from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
 from .simulate import line_buffer_minimum
 
-__all__ = ["main", "run_bench", "choose_formats", "peer_cycles", "lanes_for"]
+__all__ = ["main", "run_bench", "synthesis_only", "choose_formats", "peer_cycles",
+           "lanes_for"]
 
 MOBILENETS = ((0.35, 96), (1.0, 224))
 MAX_LANES = 8
@@ -352,6 +353,7 @@ def _synthesis(configurations, work, log):
     results, boards = [], []
     for name, layer, formats, lanes in configurations:
         folder = work / "synth" / name
+        folder.mkdir(parents=True, exist_ok=True)
         export_layer(folder / "layer", layer, formats)
         for target in SYNTH_TARGETS:
             for device in ("up5k", "hx8k") if target == "ice40" else ("85k",):
@@ -372,6 +374,7 @@ def _synthesis(configurations, work, log):
     for board in ("icebreaker", "ulx3s"):
         started = time.perf_counter()
         out = work / "board" / board
+        out.parent.mkdir(parents=True, exist_ok=True)
         code = _dwconv(["build", str(work / "synth" / name / "layer"), "--board", board,
                         "--lanes", "1", "-o", str(out)], log)
         boards.append({"configuration": name, "board": board, "lanes": 1, "exit_code": code,
@@ -433,15 +436,6 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
         speed_lanes = 8
     speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, work, rng, log)
 
-    synthesis = {"skipped": "not run (--quick or --no-synth)"}
-    if synth:
-        log("synthesis (yosys + nextpnr)")
-        reference = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(3))
-        synthesis = _synthesis([
-            ("seed_dw_P6", seed, demo_formats, DEMO_LANES),
-            ("32x32x8_3x3_same_P8", reference, choose_formats(reference, 4.0, 8), 8),
-        ], work, log)
-
     data = {
         "about": {
             "command": "make bench" + (" (python -m dwconv.sim.bench --quick)" if quick else ""),
@@ -454,13 +448,42 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
         },
         "layers": rows,
         "speed": speeds,
-        "synthesis": synthesis,
+        "synthesis": {"skipped": "not run (--quick or --no-synth)"},
     }
+    _write(out, data, log)
+    if synth:
+        _add_synthesis(data, out, work, log)
+    return data
+
+
+def _write(out, data, log):
+    from .bench_report import render
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(data, indent=1) + "\n")
-    from .bench_report import render
     (out / "BENCH.md").write_text(render(data))
     log(f"wrote {out / 'bench.json'} and {out / 'BENCH.md'}")
+
+
+def _add_synthesis(data, out, work, log):
+    """Synthesis of the two reference configurations, added to ``data`` and written."""
+    log("synthesis (yosys + nextpnr) and board builds")
+    started = time.perf_counter()
+    reference = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(3))
+    data["synthesis"] = _synthesis([
+        ("seed_dw_P6", seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS), DEMO_LANES),
+        ("32x32x8_3x3_same_P8", reference, choose_formats(reference, 4.0, 8), 8),
+    ], work, log)
+    data["about"]["synthesis_seconds"] = round(time.perf_counter() - started, 1)
+    _write(out, data, log)
+
+
+def synthesis_only(out=".", *, work=None, stream=None):
+    """Redo the synthesis figures of an earlier run's ``out``/bench.json."""
+    out = pathlib.Path(out)
+    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    data = json.loads((out / "bench.json").read_text())
+    _add_synthesis(data, out, work, _Log(stream or sys.stdout))
     return data
 
 
@@ -476,8 +499,13 @@ def main(argv=None):
                              "(default build/bench)")
     parser.add_argument("--synth", action=argparse.BooleanOptionalAction, default=None,
                         help="run the synthesis figures (default: yes unless --quick)")
+    parser.add_argument("--synth-only", action="store_true",
+                        help="redo only the synthesis figures of the bench.json in --out")
     args = parser.parse_args(argv)
-    run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)
+    if args.synth_only:
+        synthesis_only(args.out, work=args.work)
+    else:
+        run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)
     return 0
 
 
