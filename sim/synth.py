@@ -154,8 +154,10 @@ def _run(command, log_path, progress, label, cwd):
                 progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
         code = process.wait()
     if code != 0:
-        tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
-        raise RuntimeError(f"{label} failed (exit {code}); log {log_path}:\n{tail}")
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+        reason = next((line.strip() for line in lines if "ERROR" in line), f"exit {code}")
+        raise RuntimeError(f"{label} failed: {reason} (log {log_path})\n"
+                           + "\n".join(lines[-20:]))
     progress(f"{label}: done in {time.monotonic() - start:.1f} s")
 
 
