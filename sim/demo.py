@@ -275,12 +275,12 @@ def _print_summary(summary, spec, formats, stream, seconds):
     line("layer", f"{spec.name}: {_describe(spec)}")
     line("formats", ", ".join(f"{role} {text}" for role, text in summary["formats"].items()))
     line("vs Keras", f"max |fixed - Keras| = {summary['max_abs_error_fixed_vs_keras']:.4g} "
-                     f"(output step {formats.output.lsb:g}); float golden vs Keras "
+                     f"(output step 2^-{formats.output.frac}); float golden vs Keras "
                      f"{summary['max_abs_error_float_vs_keras']:.2g}")
     line("engine", f"{summary['lanes']} lanes, {summary['multipliers']} multipliers, line "
                    f"buffer {summary['line_buffer_words']} words (minimum "
-                   f"{summary['line_buffer_min_words']}), latency {summary['latency_cycles']} "
-                   f"cycles")
+                   f"{summary['line_buffer_min_words']}), pipeline {summary['latency_cycles']} "
+                   f"cycles from window to output")
     for name, run in summary["simulations"].items():
         line(name, f"{summary['frames']} frames back to back: {run['cycles']} cycles (ideal "
                    f"{run['ideal_cycles']}, efficiency {run['efficiency']:.3f}), mismatches "
