@@ -132,10 +132,12 @@ def formats_from_args(args, stored=None):
     return LayerFormats.from_strings(**chosen)
 
 
-def load_layer_args(args):
+def load_layer_args(args, *, quantized=True):
     """(Layer, LayerFormats) for the LAYER, --layer, --fuse and FORMATS arguments.
 
-    The formats are checked against the layer too: the exact accumulator must fit.
+    The formats are checked against the layer too: the exact accumulator must fit.  When
+    the command quantizes the weights (``quantized``), weights that overflow their format
+    get one warning line on stderr; they are saturated or wrapped as the format says.
     """
     from .golden.export import load_layer
 
@@ -143,7 +145,26 @@ def load_layer_args(args):
                                getattr(args, "fuse", False))
     formats = formats_from_args(args, stored)
     formats.exact_accumulator(layer.spec.taps)
+    if quantized:
+        warn_weight_overflow(layer, formats)
     return layer, formats
+
+
+def warn_weight_overflow(layer, formats):
+    """One stderr line counting the kernel and bias values their formats cannot hold."""
+    counts = [(int(np.count_nonzero(formats.weight.overflows(layer.kernel))), "kernel",
+               formats.weight, "--weight-format")]
+    if layer.spec.use_bias:
+        counts.append((int(np.count_nonzero(formats.bias.overflows(layer.bias))), "bias",
+                       formats.bias, "--bias-format"))
+    parts = [(n, what, fmt, option) for n, what, fmt, option in counts if n]
+    if not parts:
+        return
+    mode = lambda fmt: "wrapped" if fmt.overflow == "WRAP" else "saturated"
+    said = "; ".join(f"{n} {what} value(s) overflow {fmt} and are {mode(fmt)}"
+                     for n, what, fmt, _ in parts)
+    options = " / ".join(option for *_, option in parts)
+    print(f"dwconv: warning: {said}; give a wider {options} to keep them", file=sys.stderr)
 
 
 def load_input(path, layer):
@@ -216,7 +237,7 @@ def add_export_args(parser):
 def run_export(args):
     from .golden.export import export_layer
 
-    layer, formats = load_layer_args(args)
+    layer, formats = load_layer_args(args, quantized=False)
     export_layer(args.output, layer, formats)
 
 
@@ -238,7 +259,7 @@ def run_golden(args):
     from .golden.float_ref import float_forward_nhwc
 
     output = _output_path(args.output, ".npy")
-    layer, formats = load_layer_args(args)
+    layer, formats = load_layer_args(args, quantized=not args.float)
     x, batched = load_input(args.input, layer)
     if args.float:
         y = float_forward_nhwc(layer, x)
@@ -520,6 +541,24 @@ def _one_line(message):
     return " ".join(str(message).split())
 
 
+#: What to do, for errors whose message says only what is wrong.
+_ADVICE = (
+    (LayerError, "change that option of the layer in the model (or in the exported "
+                 "layer.json) to one the engine supports, see README"),
+    (ModelFileError, "fix the file or export the layer again with dwconv export"),
+)
+
+
+def _with_advice(error):
+    """The error's message on one line, with what to do after '; ' when it has none."""
+    message = _one_line(error)
+    if "; " not in message:
+        advice = next((text for kind, text in _ADVICE if isinstance(error, kind)),
+                      "see dwconv --help")
+        message = f"{message}; {advice}"
+    return message
+
+
 def main(argv=None):
     """Run the command line; returns the exit code (the console script exits with it)."""
     try:
@@ -527,7 +566,7 @@ def main(argv=None):
         code = args.run(args)
         return 0 if code is None else code
     except USER_ERRORS as error:
-        print(f"dwconv: error: {_one_line(error)}", file=sys.stderr)
+        print(f"dwconv: error: {_with_advice(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dwconv: interrupted", file=sys.stderr)

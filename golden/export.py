@@ -106,15 +106,17 @@ def read_export(path):
     fused = document.get("fused", [])
     weights_path = folder / WEIGHTS_NPZ
     try:
-        weights = np.load(weights_path, allow_pickle=False)
-        if not isinstance(weights, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{weights_path} is not an .npz archive; export the layer "
-                                 f"again with dwconv export")
-        with weights:
-            if "kernel" not in weights.files or "bias" not in weights.files:
-                raise ModelFileError(f"{weights_path} must hold 'kernel' and 'bias'; export "
-                                     f"the layer again with dwconv export")
-            kernel, bias = weights["kernel"], weights["bias"]
+        # our own handle: np.load leaks its file when the archive is damaged
+        with open(weights_path, "rb") as file:
+            weights = np.load(file, allow_pickle=False)
+            if not isinstance(weights, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{weights_path} is not an .npz archive; export the "
+                                     f"layer again with dwconv export")
+            with weights:
+                if "kernel" not in weights.files or "bias" not in weights.files:
+                    raise ModelFileError(f"{weights_path} must hold 'kernel' and 'bias'; "
+                                         f"export the layer again with dwconv export")
+                kernel, bias = weights["kernel"], weights["bias"]
     except FileNotFoundError:
         raise ModelFileError(f"{folder} holds no {WEIGHTS_NPZ}; export the layer again with "
                              f"dwconv export") from None

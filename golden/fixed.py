@@ -24,7 +24,7 @@ MAX_ACCUM_WIDTH = 62
 _FORMAT_RE = re.compile(
     r"^\s*(?:ap_)?(u?fixed)\s*<\s*(-?\d+)\s*,\s*(-?\d+)\s*"
     r"(?:,\s*(?:AP_)?([A-Z_]+)\s*)?(?:,\s*(?:AP_)?([A-Z_]+)\s*)?(?:,\s*0\s*)?>\s*$",
-    re.IGNORECASE)
+    re.IGNORECASE | re.ASCII)   # ASCII: \d would take other scripts' digits
 
 
 class FormatError(ValueError):
@@ -125,6 +125,16 @@ class QFormat:
         from there on the rounding decision and the overflow are the same integer steps as
         ``convert``.
         """
+        return self._fit_float(self._round_float(x))
+
+    def overflows(self, x):
+        """Which float values do not fit this format once rounded (bool array): those its
+        overflow mode saturates or wraps."""
+        rounded = self._round_float(x)
+        return (rounded < self.raw_min) | (rounded > self.raw_max)
+
+    def _round_float(self, x):
+        """``x * 2**F`` rounded to an integer by this format's rounding, as float64."""
         y = np.asarray(x, dtype=np.float64) * (2.0 ** self.frac)
         if not np.all(np.isfinite(y)):
             raise FormatError("cannot quantize NaN or Inf values")
@@ -133,9 +143,8 @@ class QFormat:
         round_bit = rem >= 0.5
         sticky = (rem - 0.5 * round_bit) != 0.0
         odd = np.fmod(floor, 2.0) != 0.0
-        rounded = floor + self._increment(floor < 0, odd, round_bit, sticky)
         # exact: |floor| >= 2**53 implies rem == 0 and a zero increment
-        return self._fit_float(rounded)
+        return floor + self._increment(floor < 0, odd, round_bit, sticky)
 
     def convert(self, raw, frac):
         """Raw integers with ``frac`` fractional bits to raw integers of this format."""
