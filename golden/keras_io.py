@@ -244,8 +244,8 @@ def _parse_model(path, config):
         name = entry.get("name") or layer_config.get("name")
         layer = ModelLayer(name=str(name), class_name=str(entry.get("class_name")),
                            config=layer_config)
-        build = entry.get("build_config") or {}
-        if isinstance(build.get("input_shape"), list):
+        build = entry.get("build_config")
+        if isinstance(build, dict) and isinstance(build.get("input_shape"), list):
             layer.input_shape = _shape(build["input_shape"])
         if sequential:
             layer.inputs = [] if previous is None else [previous]
