@@ -337,17 +337,28 @@ def _speeds(keras, layer, formats, lanes, build_root, work, rng, log, warm_up=Tr
 
 
 def _dwconv(argv, log):
-    """Run a ``dwconv`` command line as a user would; returns its exit code."""
+    """Run a ``dwconv`` command line as a user would; returns (exit code, error line)."""
+    import contextlib
+    import io
+
     from ..cli import main as dwconv
 
     log(f"  dwconv {' '.join(argv)}")
-    return dwconv(argv)
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = dwconv(argv)
+    lines = [line for line in errors.getvalue().splitlines() if line.startswith("dwconv:")]
+    if code:
+        log(f"    {lines[-1] if lines else f'exit code {code}'}")
+    return code, (lines[-1] if lines else None)
 
 
 def _synthesis(configurations, work, log):
-    """``dwconv synth`` on each exported configuration and target, and one board build.
+    """``dwconv synth`` on each exported configuration and target, and two board builds.
 
-    iCE40 tries the UP5K, then the HX8K when the design does not fit.
+    ECP5 takes every configuration at its P.  The iCE40 parts are small: the UP5K, then
+    the HX8K, then the UP5K at P=1, whichever fits first (the others are listed as not
+    fitting).
     """
     from ..golden.export import export_layer
 
@@ -356,30 +367,32 @@ def _synthesis(configurations, work, log):
         folder = work / "synth" / name
         folder.mkdir(parents=True, exist_ok=True)
         export_layer(folder / "layer", layer, formats)
-        for target in SYNTH_TARGETS:
-            for device in ("up5k", "hx8k") if target == "ice40" else ("85k",):
-                report = folder / f"{target}-{device}.json"
-                code = _dwconv(["synth", str(folder / "layer"), "--target", target,
-                                "--device", device, "--lanes", str(lanes),
-                                "--report", str(report)], log)
-                result = (json.loads(report.read_text()) if code == 0 else
-                          {"target": target, "device": device, "lanes": lanes,
-                           "error": f"dwconv synth exited {code} (see the log above)"})
-                results.append(dict(result, configuration=name,
-                                    input_shape=list(layer.spec.input_shape),
-                                    kernel_size=list(layer.spec.kernel_size),
-                                    padding=layer.spec.padding))
-                if code == 0:
-                    break
+        attempts = [("ecp5", "85k", lanes)] + [("ice40", device, p) for device, p in
+                                                (("up5k", lanes), ("hx8k", lanes), ("up5k", 1))]
+        for target, device, p in attempts:
+            if target == "ice40" and any(r.get("target") == "ice40" and "error" not in r
+                                         and r["configuration"] == name for r in results):
+                break
+            report = folder / f"{target}-{device}-P{p}.json"
+            code, error = _dwconv(["synth", str(folder / "layer"), "--target", target,
+                                   "--device", device, "--lanes", str(p),
+                                   "--report", str(report)], log)
+            result = (json.loads(report.read_text()) if code == 0 else
+                      {"target": target, "device": device, "lanes": p,
+                       "error": error or f"exit code {code}"})
+            results.append(dict(result, configuration=name,
+                                input_shape=list(layer.spec.input_shape),
+                                kernel_size=list(layer.spec.kernel_size),
+                                padding=layer.spec.padding))
     name, layer, formats, lanes = configurations[0]
     for board in ("icebreaker", "ulx3s"):
         started = time.perf_counter()
         out = work / "board" / board
         out.parent.mkdir(parents=True, exist_ok=True)
-        code = _dwconv(["build", str(work / "synth" / name / "layer"), "--board", board,
-                        "--lanes", "1", "-o", str(out)], log)
+        code, error = _dwconv(["build", str(work / "synth" / name / "layer"), "--board", board,
+                               "--lanes", "1", "-o", str(out)], log)
         boards.append({"configuration": name, "board": board, "lanes": 1, "exit_code": code,
-                       "seconds": round(time.perf_counter() - started, 1),
+                       "error": error, "seconds": round(time.perf_counter() - started, 1),
                        "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
                            "dwconv_selfcheck.b*")) if code == 0 else None})
     return {"results": results, "boards": boards}

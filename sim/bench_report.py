@@ -144,8 +144,8 @@ def _synthesis_section(synthesis):
     rows, failed = [], []
     for r in synthesis["results"]:
         if "error" in r:
-            failed.append(f"- {r['configuration']} on {r['target']} {r['device']}: "
-                          f"{r['error']}")
+            failed.append(f"- {r['configuration']} on {r['target']} {r['device']} at "
+                          f"P={r['lanes']}: {r['error']}")
             continue
         rows.append([r["configuration"], r["part"], r["lanes"], r["multipliers"],
                      r["line_buffer_words"], r["luts"], r["ffs"], r.get("engine_ffs", "-"),
@@ -153,14 +153,14 @@ def _synthesis_section(synthesis):
     boards = [f"- `dwconv build --board {b['board']}` (self-checking design, "
               f"{b['configuration']}, P={b['lanes']}): "
               + (f"bitstream of {b['bitstream_bytes']} bytes in {b['seconds']:.0f} s"
-                 if b["exit_code"] == 0 else f"failed (exit code {b['exit_code']})")
+                 if b["exit_code"] == 0 else f"failed: {b.get('error')}")
               for b in synthesis.get("boards", [])]
     return ("`dwconv synth` on exported layers: constant weights, 8-bit formats (the seed "
             "layer: the demo's formats), yosys + nextpnr from YoWASP, the engine in its I/O "
             "harness (engine FFs exclude the harness' registers).\n\n" +
             _table(["configuration", "part", "P", "multipliers", "line buffer words", "LUTs",
                     "FFs", "engine FFs", "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows) +
-            ("\n\nDid not fit or failed:\n\n" + "\n".join(failed) if failed else "") +
+            ("\n\nDid not fit (or failed):\n\n" + "\n".join(failed) if failed else "") +
             ("\n\nBoard builds (amaranth-boards, YoWASP tools):\n\n" + "\n".join(boards)
              if boards else ""))
 
@@ -169,7 +169,9 @@ def render(data):
     about, layers = data["about"], data["layers"]
     return "\n\n".join([
         "# dwconv benchmark",
-        f"Made by `{about['command']}` (sim/bench.py) in {about['seconds']:.0f} s on "
+        f"Made by `{about['command']}` (sim/bench.py) in {about['seconds']:.0f} s"
+        + (f" plus {about['synthesis_seconds']:.0f} s of synthesis and board builds"
+           if "synthesis_seconds" in about else "") + " on "
         f"{about['cpus']} CPUs ({about['machine']}, Python {about['python']}); every figure "
         "is also in bench.json.  Cycles are **simulated** (Verilator on the shipped Verilog, "
         "cocotb, frames back to back without stalls, first input beat accepted to last "
