@@ -60,7 +60,6 @@ MAX_LANES = 8
 #: frames per simulation: at least 2, more for small layers so the fill is amortized
 MIN_FRAMES, MAX_FRAMES, FRAME_BEATS_TARGET = 2, 8, 16384
 SPEED_FRAMES = 8
-FORMAT_BITS = (8, 16)
 OUTPUT_BITS = 16
 #: MobileNetV2's depthwise layers read ReLU6 outputs: random inputs in [0, 6)
 RELU6_RANGE = (0.0, 6.0)
@@ -274,7 +273,7 @@ def _layer_rows(keras, entries, build_root, rng, log, source):
     return rows
 
 
-def _speeds(keras, layer, formats, lanes, build_root, work, rng, log, warm_up=True):
+def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True):
     """Cycles per second of each simulator, and golden models against Keras predict."""
     from .amaranth_sim import run_amaranth
     from .cocotb_sim import run_cocotb
@@ -449,7 +448,7 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
         speed_formats = choose_formats(speed_layer, 1.0, 8)
         speed_lanes = 8
     # the quick run times the first run (build included) to save a run of each simulator
-    speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, work, rng, log,
+    speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, rng, log,
                      warm_up=not quick)
 
     data = {
