@@ -516,8 +516,15 @@ def main(argv=None):
                         help="run the synthesis figures (default: yes unless --quick)")
     parser.add_argument("--synth-only", action="store_true",
                         help="redo only the synthesis figures of the bench.json in --out")
+    parser.add_argument("--readme", metavar="README.md",
+                        help="only rewrite that file's measured-figures section from the "
+                             "bench.json in --out")
     args = parser.parse_args(argv)
-    if args.synth_only:
+    if args.readme:
+        from .bench_report import update_readme
+        update_readme(args.readme, json.loads((pathlib.Path(args.out) / "bench.json")
+                                              .read_text()))
+    elif args.synth_only:
         synthesis_only(args.out, work=args.work)
     else:
         run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)

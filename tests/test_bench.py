@@ -9,6 +9,7 @@ import json
 
 from dwconv.golden.spec import LayerSpec
 from dwconv.sim.bench import peer_cycles, run_bench
+from dwconv.sim.bench_report import update_readme
 from shared_build import cocotb_build_root
 
 
@@ -42,6 +43,15 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
                     "## Simulation speed", "## Synthesis"):
         assert heading in text
     assert "| seed | seed_dw | 16x12x6 | 3x5 valid | 6 |" in text
+
+    # the README's figures section is rewritten from the same data, the rest kept
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Measured figures\n\nold\n\n**Tests.** kept\n\n## Next\n")
+    update_readme(readme, data)
+    text = readme.read_text()
+    assert "old" not in text and "**Tests.** kept\n\n## Next\n" in text
+    assert f"| seed_dw | 16x12x6 | 3x5 valid | 6 | {simulation['frames']} | " \
+           f"{simulation['cycles']} |" in text
 
 
 def test_peer_formulas_on_hand_computed_layers():
