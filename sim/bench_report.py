@@ -30,6 +30,15 @@ def _kernel(row):
     return f"{kh}x{kw} {row['padding']}{stride}"
 
 
+def _name(row):
+    """The layer's name, with the MobileNetV2 variant it comes from (names repeat)."""
+    source = row["source"]
+    if source.startswith("MobileNetV2 alpha "):
+        alpha, size = source.split()[2:4]
+        return f"{row['layer']} ({alpha}, {size.split('x')[0]})"
+    return row["layer"]
+
+
 def _geomean(values):
     values = [v for v in values if v > 0]
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
@@ -75,7 +84,7 @@ def _peers_table(layers):
     rows = []
     for r in layers:
         p, q = r["peers_per_frame"], r["ratio"]
-        rows.append([r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
+        rows.append([_name(r), _shape(r["input_shape"]), _kernel(r), r["lanes"],
                      f"{r['cycles_per_frame']:.0f}", p["input_bound"],
                      f"{q['input_bound']:.3f}", p["hls4ml"], f"{q['hls4ml']:.3f}",
                      p["finn_matched"], f"{q['finn_matched']:.3f}", p["finn_default"],
@@ -85,7 +94,7 @@ def _peers_table(layers):
 
 
 def _storage_table(layers):
-    rows = [[r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
+    rows = [[_name(r), _shape(r["input_shape"]), _kernel(r), r["lanes"],
              r["line_buffer_words"], r["line_buffer_min_words"],
              f"{r['line_buffer_words'] / r['line_buffer_min_words']:.3f}", r["multipliers"]]
             for r in layers]
@@ -97,7 +106,7 @@ def _quantization_table(layers):
     rows = []
     for r in layers:
         q = r["quantization"]
-        cells = [r["layer"], _shape(r["input_shape"]), f"{q['max_abs_keras']:.3g}",
+        cells = [_name(r), _shape(r["input_shape"]), f"{q['max_abs_keras']:.3g}",
                  f"{q['float_vs_keras']:.2g}"]
         for bits in ("8", "16"):
             e = q["fixed_vs_keras"][bits]
