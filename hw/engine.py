@@ -11,6 +11,7 @@ from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray
 from .requantizer import Requantizer, format_shape
 from .scanner import OutputScanner
+from .skid import SkidBuffer
 from .weights import WeightStore
 
 __all__ = ["DepthwiseEngine"]
@@ -66,6 +67,7 @@ class DepthwiseEngine(wiring.Component):
         spec.check_lanes(lanes)
         self.spec, self.formats, self.lanes, self.weights = spec, formats, lanes, weights
         self.store = WeightStore(spec, formats, lanes, kernel_raw, bias_raw, mode=weights)
+        self.kernel_raw = kernel_raw
         self.groups = spec.channels // lanes
         self.accumulator = formats.exact_accumulator(spec.taps)
         self.in_width = formats.input.width
@@ -90,13 +92,27 @@ class DepthwiseEngine(wiring.Component):
         self.counter_width = (last_target + 2).bit_length() + 1
         # frames whose outputs are still to come when another frame starts
         self.frames_in_flight = -(-(last_target + 2) // frame_beats) + 1
-        self.latency = 1 + self._post_latency()
+        self.latency = 2 + self._post_latency()
         self.fifo_depth = 1 << (self.latency + 4).bit_length()
+
+    def _mac_weights(self, p, m):
+        """Constant weights of the MAC for lane p and multiplier output m, or None."""
+        if not self.store.constant:
+            return None
+        kh, kw = self.spec.kernel_size
+        return [self.kernel_raw[t // kw, t % kw, p, m] for t in range(kh * kw)]
+
+    @property
+    def mac_latency(self):
+        """The MAC arrays' common latency: the longest of them (with constant weights, the
+        one whose weights have the most signed digits)."""
+        return max(MacArray.latency_of(self.spec.taps, self._mac_weights(p, m))
+                   for p in range(self.lanes) for m in range(self.spec.depth_multiplier))
 
     def _post_latency(self):
         """Cycles from the masked taps to the output FIFO's input."""
         accum = Requantizer.latency if self.formats.accum is not None else 0
-        return 1 + MacArray.latency_for(self.spec.taps) + accum + Activation.latency + Requantizer.latency
+        return 1 + self.mac_latency + accum + Activation.latency + Requantizer.latency
 
     @property
     def line_buffer_words(self):
@@ -123,30 +139,48 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.store = store = self.store
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(
             width=self.out_lanes * formats.output.width + 2, depth=self.fifo_depth)
+        m.submodules.out_skid = skid = SkidBuffer(self.out_lanes * formats.output.width + 2)
 
-        # -- input side: framing, shifts, frame starts
-        pos = Signal(self.counter_width)
+        # -- input side.  The framer decides on a shift from registers and the input ports
+        # alone; the shift itself happens a cycle later (shift_q), so its wide fan-out (every
+        # line buffer register and memory) starts at a flip-flop.
+        pos = Signal(self.counter_width)          # index of the next shift decided
+        shift_q = Signal()
+        data_q = Signal(beat_width)
+        m.d.sync += [shift_q.eq(framer.shift), data_q.eq(framer.data)]
+        with m.If(framer.shift):
+            m.d.sync += pos.eq(pos + 1)
+
+        # Credits: every decided shift reserves a place in the output FIFO, returned a cycle
+        # later if the shift fires nothing; a taken output beat frees one.  has_credit is
+        # registered and assumes the worst about this cycle's decision.
         credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
+        has_credit = Signal(init=1)
+        refund = Signal()     # registered, so the scanner's compare stops at a flip-flop
+        pop = out_fifo.r_rdy & skid.i_ready
+        m.d.sync += [refund.eq(shift_q & ~scanner.would_fire),
+                     credits.eq(credits - framer.shift + refund + pop),
+                     has_credit.eq(credits + refund + pop >= 2)]
+
+        first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.tdata.eq(self.s_axis_tdata), framer.tvalid.eq(self.s_axis_tvalid),
             framer.tuser.eq(self.s_axis_tuser), framer.tlast.eq(self.s_axis_tlast),
             self.s_axis_tready.eq(framer.tready),
-            framer.allow.eq(~scanner.would_fire | (credits != 0)),
+            framer.allow.eq(has_credit),
             framer.flush.eq(scanner.busy | starts.r_rdy),
             framer.start_room.eq(starts.w_rdy),
-            line_buffer.data.eq(framer.data), line_buffer.shift.eq(framer.shift),
-            scanner.pos.eq(pos), scanner.shift.eq(framer.shift),
+            line_buffer.data.eq(data_q), line_buffer.shift.eq(shift_q),
+            scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
             starts.w_en.eq(framer.start),
-            starts.w_data.eq(Cat(pos, store.pending)),
+            starts.w_data.eq(Cat(first_target, store.pending)),
             store.take.eq(framer.start & store.pending),
             scanner.start_valid.eq(starts.r_rdy),
-            scanner.start_pos.eq(starts.r_data[:self.counter_width]),
+            scanner.start_target.eq(starts.r_data[:self.counter_width]),
             scanner.start_swap.eq(starts.r_data[self.counter_width]),
             starts.r_en.eq(scanner.start_take),
             store.swap.eq(scanner.swap),
         ]
-        with m.If(framer.shift):
-            m.d.sync += pos.eq(pos + 1)
         if self.weights == "port":
             m.d.comb += [
                 store.load_data.eq(self.w_axis_tdata), store.load_valid.eq(self.w_axis_tvalid),
@@ -156,10 +190,6 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += self.error.eq(1)
 
         # -- datapath: masked taps -> MACs -> accumulator format -> activation -> output
-        fire = framer.shift & scanner.would_fire
-        pop = out_fifo.r_rdy & self.m_axis_tready
-        m.d.sync += credits.eq(credits - fire + pop)
-
         x_shape = format_shape(formats.input)
         masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}") for p in range(lanes)]
                   for i in range(kh) for j in range(kw)]
@@ -172,12 +202,19 @@ class DepthwiseEngine(wiring.Component):
 
         acc = self.accumulator
         product_frac = formats.input.frac + formats.weight.frac
-        outputs = []
+        outputs, macs = [], []
         for p in range(lanes):
             for q in range(p * multiplier, (p + 1) * multiplier):
                 mac = MacArray(kh * kw, x_shape, store.w_shape, store.b_shape, acc.width,
                                product_shift=acc.frac - product_frac,
-                               bias_shift=acc.frac - formats.bias.frac)
+                               bias_shift=acc.frac - formats.bias.frac,
+                               weights=self._mac_weights(p, q % multiplier))
+                macs.append(mac)
+        mac_latency = self.mac_latency
+        for p in range(lanes):
+            for q in range(p * multiplier, (p + 1) * multiplier):
+                mac = macs[q]
+                mac.pad_to(mac_latency)
                 m.submodules[f"mac{q}"] = mac
                 for t in range(kh * kw):
                     m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(store.kernel[t][q])]
@@ -191,24 +228,26 @@ class DepthwiseEngine(wiring.Component):
                 m.submodules[f"out{q}"] = out = Requantizer(shape, frac, formats.output)
                 m.d.comb += [act.i.eq(value), out.i.eq(act.o)]
                 outputs.append(out.o)
-        self._align_bias_reads(m, scanner, store, mac.bias_delay)
+        self._align_bias_reads(m, scanner, store, macs[-1].bias_delay)
 
         # flags travel beside the datapath, one register per stage
         valid, first, last = scanner.fire, scanner.first, scanner.last
-        for stage in range(self.latency - 1):
+        for stage in range(self.latency - 2):
             valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
                                         for n in ("valid", "first", "last"))
             m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
             valid, first, last = valid_q, first_q, last_q
 
-        # -- output side
+        # -- output side: FIFO, then a skid buffer so the sink's ready stays at the edge
         data_width = self.out_lanes * formats.output.width
         m.d.comb += [
             out_fifo.w_en.eq(valid), out_fifo.w_data.eq(Cat(*outputs, first, last)),
-            self.m_axis_tvalid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(self.m_axis_tready),
-            self.m_axis_tdata.eq(out_fifo.r_data[:data_width]),
-            self.m_axis_tuser.eq(out_fifo.r_data[data_width]),
-            self.m_axis_tlast.eq(out_fifo.r_data[data_width + 1]),
+            skid.i_valid.eq(out_fifo.r_rdy), skid.i_data.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(skid.i_ready),
+            skid.o_ready.eq(self.m_axis_tready), self.m_axis_tvalid.eq(skid.o_valid),
+            self.m_axis_tdata.eq(skid.o_data[:data_width]),
+            self.m_axis_tuser.eq(skid.o_data[data_width]),
+            self.m_axis_tlast.eq(skid.o_data[data_width + 1]),
         ]
         return m
 

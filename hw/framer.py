@@ -1,16 +1,8 @@
 """The input framer: checks AXI4-Stream video framing and turns beats into shifts."""
 
-import enum
-
 from amaranth.hdl import Elaboratable, Module, Signal
 
 __all__ = ["InputFramer"]
-
-
-class _State(enum.Enum):
-    IDLE = 0   # between frames: waiting for a start of frame
-    RUN = 1    # inside a frame
-    FILL = 2   # a malformed frame is completed with zero beats so its output keeps its shape
 
 
 class InputFramer(Elaboratable):
@@ -18,11 +10,16 @@ class InputFramer(Elaboratable):
 
     A frame starts with ``tuser`` and has ``tlast`` on the last beat of each row.  On a
     framing error (start of frame inside a frame, ``tlast`` early or missing) the frame is
-    completed with zero beats (its output frame keeps its shape, its values are not to be
+    completed with fill beats (its output frame keeps its shape, its values are not to be
     trusted) and ``error`` pulses; beats without ``tuser`` between frames are dropped with an
     ``error`` pulse.  The next start of frame is taken normally: the engine resynchronizes
     and never waits on a beat that will not come.  Between frames, when the scanner still
     has outputs waiting for padding beyond the last frame (``flush``), it shifts on its own.
+    Fill and flush shifts carry whatever is on ``tdata``: flush beats lie outside every
+    frame (their taps are masked) and fill beats belong to a frame already flagged.
+
+    The decision logic is kept shallow for the clock: the position in the frame is counted
+    with registered end-of-group/column/row flags, and the state is one-hot.
 
     Parameters
     ----------
@@ -42,7 +39,7 @@ class InputFramer(Elaboratable):
         A frame may start (the queue of frame starts has room).
     shift : Signal(), out
     data : Signal(beat_width), out
-        Beat shifted in (zero for fill and flush shifts).
+        The beat on ``tdata`` (what a shift moves in).
     start : Signal(), out
         This shift is the first beat of a frame.
     error : Signal(), out
@@ -65,61 +62,60 @@ class InputFramer(Elaboratable):
         self.start = Signal()
         self.error = Signal()
 
+    def _counter(self, m, size, advance, name):
+        """A position counter 0..size-1 with a registered 'at the last value' flag."""
+        value = Signal(range(max(size, 2)), name=name)
+        at_end = Signal(init=size == 1, name=f"{name}_at_end")
+        with m.If(advance):
+            with m.If(at_end):
+                m.d.sync += [value.eq(0), at_end.eq(size == 1)]
+            with m.Else():
+                m.d.sync += [value.eq(value + 1), at_end.eq(value == size - 2)]
+        return at_end
+
     def elaborate(self, platform):
         m = Module()
-        spec, groups = self.spec, self.groups
-        row = Signal(range(spec.height))
-        col = Signal(range(spec.width))
-        group = Signal(range(max(groups, 2)))
-        state = Signal(_State)
+        spec = self.spec
+        idle = Signal(init=1)   # between frames: waiting for a start of frame
+        run = Signal()          # inside a frame
+        fill = Signal()         # completing a malformed frame so its output keeps its shape
 
-        end_of_line = (col == spec.width - 1) & (group == groups - 1)
-        end_of_frame = end_of_line & (row == spec.height - 1)
+        advance = Signal()      # the position moves on: a beat taken or a fill shift
+        last_group = self._counter(m, self.groups, advance, "group")
+        last_col = self._counter(m, spec.width, advance & last_group, "col")
+        last_row = self._counter(m, spec.height, advance & last_group & last_col, "row")
+        end_of_line = last_group & last_col
+        end_of_frame = end_of_line & last_row
 
-        advance = Signal()
-        with m.If(advance):
-            with m.If(group != groups - 1):
-                m.d.sync += group.eq(group + 1)
-            with m.Elif(col != spec.width - 1):
-                m.d.sync += [group.eq(0), col.eq(col + 1)]
-            with m.Elif(row != spec.height - 1):
-                m.d.sync += [group.eq(0), col.eq(0), row.eq(row + 1)]
-            with m.Else():
-                m.d.sync += [group.eq(0), col.eq(0), row.eq(0)]
+        sof = self.tvalid & self.tuser
+        take_first = idle & sof & self.allow & self.start_room
+        take_next = run & self.tvalid & ~self.tuser & self.allow
+        take = take_first | take_next
+        fill_shift = fill & self.allow
+        flush_shift = idle & ~sof & self.flush & self.allow
+        m.d.comb += [
+            self.data.eq(self.tdata),
+            self.tready.eq(take | (idle & self.tvalid & ~self.tuser)),
+            self.shift.eq(take | fill_shift | flush_shift),
+            self.start.eq(take_first),
+            advance.eq(take | fill_shift),
+        ]
 
-        def take_beat():
-            """Shift the offered beat in and check its tlast against the position."""
-            m.d.comb += [self.tready.eq(1), self.shift.eq(1), self.data.eq(self.tdata),
-                         advance.eq(1)]
+        misplaced_last = self.tlast != end_of_line
+        with m.If(take):
             with m.If(end_of_frame):
+                m.d.sync += [idle.eq(1), run.eq(0), fill.eq(0)]
                 m.d.comb += self.error.eq(~self.tlast)
-                m.d.sync += state.eq(_State.IDLE)
-            with m.Elif(self.tlast != end_of_line):
+            with m.Elif(misplaced_last):   # tlast early or missing: finish the frame
+                m.d.sync += [idle.eq(0), run.eq(0), fill.eq(1)]
                 m.d.comb += self.error.eq(1)
-                m.d.sync += state.eq(_State.FILL)
             with m.Else():
-                m.d.sync += state.eq(_State.RUN)
-
-        with m.Switch(state):
-            with m.Case(_State.IDLE):
-                with m.If(self.tvalid & self.tuser):
-                    with m.If(self.allow & self.start_room):
-                        m.d.comb += self.start.eq(1)
-                        take_beat()
-                with m.Else():
-                    with m.If(self.tvalid):   # a beat outside any frame: drop it
-                        m.d.comb += [self.tready.eq(1), self.error.eq(1)]
-                    with m.If(self.flush & self.allow):
-                        m.d.comb += self.shift.eq(1)
-            with m.Case(_State.RUN):
-                with m.If(self.tvalid & self.tuser):   # start of frame inside a frame
-                    m.d.comb += self.error.eq(1)
-                    m.d.sync += state.eq(_State.FILL)
-                with m.Elif(self.tvalid & self.allow):
-                    take_beat()
-            with m.Case(_State.FILL):
-                with m.If(self.allow):
-                    m.d.comb += [self.shift.eq(1), advance.eq(1)]
-                    with m.If(end_of_frame):
-                        m.d.sync += state.eq(_State.IDLE)
+                m.d.sync += [idle.eq(0), run.eq(1), fill.eq(0)]
+        with m.Elif(run & sof):           # start of frame inside a frame
+            m.d.sync += [run.eq(0), fill.eq(1)]
+            m.d.comb += self.error.eq(1)
+        with m.Elif(idle & self.tvalid & ~self.tuser):   # a beat outside any frame: dropped
+            m.d.comb += self.error.eq(1)
+        with m.Elif(fill_shift & end_of_frame):
+            m.d.sync += [fill.eq(0), idle.eq(1)]
         return m

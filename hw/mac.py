@@ -1,17 +1,38 @@
 """The MAC array of one output channel: kh*kw products, a pipelined adder tree, the bias."""
 
-from amaranth.hdl import Elaboratable, Module, Signal, signed
+from amaranth.hdl import Const, Elaboratable, Module, Signal, signed
 
-__all__ = ["MacArray"]
+__all__ = ["MacArray", "signed_digits"]
+
+
+def signed_digits(value):
+    """Non-adjacent form of an integer: [(shift, +1 or -1), ...], fewest nonzero digits."""
+    digits, shift = [], 0
+    while value:
+        digit = 0
+        if value & 1:
+            digit = 2 - (value & 3)
+            value -= digit
+            digits.append((shift, digit))
+        value >>= 1
+        shift += 1
+    return digits
+
+
+def _levels(count):
+    return max(count - 1, 0).bit_length()
 
 
 class MacArray(Elaboratable):
     """Sum of ``taps`` products plus a bias, exact, in a pipeline that never stalls.
 
-    A register after the multipliers and after every level of the adder tree keeps the
-    longest path at one multiplier or one adder, so the tree does not limit the clock.
-    Products are aligned to the accumulator's binary point by ``product_shift``, the bias
-    by ``bias_shift``.
+    With weights known at build time there are no multipliers at all: each product is a
+    few shifted copies of the sample (the weight's signed digits), and all of them go into
+    two adder trees, one for the digits +1 and one for -1.  Otherwise each product is a
+    multiplier with registers on both sides (so a DSP block's inputs and output can sit
+    next to it).  Every adder tree level is registered, so the longest path is one adder or
+    one multiplier and the MAC never limits the clock.  Products are aligned to the
+    accumulator's binary point by ``product_shift``, the bias by ``bias_shift``.
 
     Parameters
     ----------
@@ -22,51 +43,99 @@ class MacArray(Elaboratable):
         Signed width of the exact accumulator (never overflows by construction).
     product_shift, bias_shift : int
         Left shifts to the accumulator's binary point.
+    weights : list of int, optional
+        Constant raw weights, one per tap; ``w`` is then unused.
 
     Members
     -------
     x, w : list of Signal, in
-        One per tap; ``w`` entries may be replaced by constants before elaboration.
+        One per tap.
     b : Signal(b_shape), in
-        Bias, expected ``bias_delay`` cycles after ``x``.
+        Bias, expected ``bias_delay`` cycles after ``x`` (any time, when constant).
     acc : Signal(signed(acc_width)), out, ``latency`` cycles after ``x``
+        ``latency`` may be raised with ``pad_to`` so that every lane has the same.
     """
 
     def __init__(self, taps, x_shape, w_shape, b_shape, acc_width, *, product_shift=0,
-                 bias_shift=0):
+                 bias_shift=0, weights=None):
         self.taps, self.acc_width = taps, acc_width
         self.product_shift, self.bias_shift = product_shift, bias_shift
+        self.weights = None if weights is None else [int(w) for w in weights]
         self.x = [Signal(x_shape, name=f"x{t}") for t in range(taps)]
         self.w = [Signal(w_shape, name=f"w{t}") for t in range(taps)]
         self.b = Signal(b_shape)
         self.acc = Signal(signed(acc_width))
-        self.levels = self.tree_levels(taps)
-        self.bias_delay = 1 + self.levels
-        self.latency = self.latency_for(taps)
+        self.levels, self.bias_delay = self.shape_of(taps, self.weights)
+        self.latency = self.bias_delay + 1
 
     @staticmethod
-    def tree_levels(taps):
-        return max(taps - 1, 0).bit_length()
+    def shape_of(taps, weights=None):
+        """(adder tree levels, cycles from ``x`` to the bias adder) of a MAC array."""
+        if weights is None:
+            levels = _levels(taps)
+            return levels, 3 + levels      # x and w, product, term, tree
+        digits = [d for w in weights for _, d in signed_digits(int(w))]
+        levels = max(_levels(digits.count(1)), _levels(digits.count(-1)))
+        return levels, 2 + levels          # x, trees, difference
 
     @classmethod
-    def latency_for(cls, taps):
-        """Cycles from ``x`` to ``acc``: multipliers, tree levels, bias adder."""
-        return 2 + cls.tree_levels(taps)
+    def latency_of(cls, taps, weights=None):
+        """Cycles from ``x`` to ``acc`` before any padding."""
+        return cls.shape_of(taps, weights)[1] + 1
+
+    def pad_to(self, latency):
+        """Delay ``acc`` so that it arrives ``latency`` cycles after ``x``."""
+        if latency < self.latency:
+            raise ValueError(f"cannot shorten the latency {self.latency} to {latency}")
+        self.latency = latency
+
+    def _tree(self, m, terms, levels, name):
+        """Sum of ``terms`` after exactly ``levels`` register stages (at least one term)."""
+        acc = signed(self.acc_width)
+        terms = terms or [Const(0, acc)]
+        for level in range(levels):
+            reduced = []
+            for n in range(0, len(terms), 2):
+                node = Signal(acc, name=f"{name}{level}_{n // 2}")
+                m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
+                reduced.append(node)
+            terms = reduced
+        assert len(terms) == 1
+        return terms[0]
 
     def elaborate(self, platform):
         m = Module()
         acc = signed(self.acc_width)
-        terms = []
+        samples = []
         for t in range(self.taps):
-            product = Signal(acc, name=f"product{t}")
-            m.d.sync += product.eq((self.x[t] * self.w[t]) << self.product_shift)
-            terms.append(product)
-        for level in range(self.levels):
-            reduced = []
-            for n in range(0, len(terms), 2):
-                node = Signal(acc, name=f"sum{level}_{n // 2}")
-                m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
-                reduced.append(node)
-            terms = reduced
-        m.d.sync += self.acc.eq(terms[0] + (self.b << self.bias_shift))
+            sample = Signal.like(self.x[t], name=f"x{t}_q")
+            m.d.sync += sample.eq(self.x[t])
+            samples.append(sample)
+
+        if self.weights is None:
+            terms = []
+            for t, sample in enumerate(samples):
+                weight = Signal.like(self.w[t], name=f"w{t}_q")
+                product = Signal(len(sample) + len(weight) + 1, name=f"product{t}")
+                term = Signal(acc, name=f"term{t}")
+                m.d.sync += [weight.eq(self.w[t]), product.eq(sample * weight),
+                             term.eq(product.as_signed() << self.product_shift)]
+                terms.append(term)
+            total = self._tree(m, terms, self.levels, "sum")
+        else:
+            plus, minus = [], []
+            for sample, weight in zip(samples, self.weights):
+                for shift, digit in signed_digits(weight):
+                    (plus if digit > 0 else minus).append(sample << (shift + self.product_shift))
+            total = Signal(acc)
+            m.d.sync += total.eq(self._tree(m, plus, self.levels, "plus")
+                                 - self._tree(m, minus, self.levels, "minus"))
+
+        result = Signal(acc)
+        m.d.sync += result.eq(total + (self.b << self.bias_shift))
+        for stage in range(self.latency - (self.bias_delay + 1)):
+            delayed = Signal(acc, name=f"acc_delay{stage}")
+            m.d.sync += delayed.eq(result)
+            result = delayed
+        m.d.comb += self.acc.eq(result)
         return m

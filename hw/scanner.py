@@ -29,14 +29,18 @@ class OutputScanner(Elaboratable):
 
     Members
     -------
-    pos : Signal(counter_width), in
-        Index of the shift that may happen this cycle.
+    next_pos : Signal(counter_width), in
+        Index that the shift happening next cycle (if any) will have: the scanner compares
+        it with the next target a cycle ahead, so firing needs no compare in the cycle of
+        the shift.
     shift : Signal(), in
     would_fire : Signal(), out
-        The shift at ``pos``, if it happens, completes an output window.
-    start_valid, start_pos, start_swap : in; start_take : out
-        Queue of frame starts (shift index of each frame's first beat, and whether the
-        frame switches to newly loaded weights).
+        The shift this cycle, if it happens, completes an output window.
+    start_valid, start_target, start_swap : in; start_take : out
+        Queue of frame starts: the shift index that fires each frame's first output (the
+        index of its first beat plus ``first_target``, added where the start is queued so
+        no adder sits behind the queue) and whether the frame switches to newly loaded
+        weights.
     fire : Signal(), out
         Registered: the taps now in the line buffer form the window of an output.
     group, mask, first, last : out, registered with ``fire``
@@ -63,11 +67,11 @@ class OutputScanner(Elaboratable):
                              f"{self.last_target}")
         self.counter_width = counter_width
 
-        self.pos = Signal(counter_width)
+        self.next_pos = Signal(counter_width)
         self.shift = Signal()
         self.would_fire = Signal()
         self.start_valid = Signal()
-        self.start_pos = Signal(counter_width)
+        self.start_target = Signal(counter_width)
         self.start_swap = Signal()
         self.start_take = Signal()
         self.fire = Signal()
@@ -113,48 +117,70 @@ class OutputScanner(Elaboratable):
         row_base = Signal(coord)   # row*sh - pad_top: input row of tap i=0
         col_base = Signal(coord)   # col*sw - pad_left: input column of tap j=0
 
-        m.d.comb += [self.would_fire.eq(active & (self.pos == target)), self.busy.eq(active)]
+        # target + each step, kept in registers so the look-ahead compares start at flip-flops
+        after_group, after_col, after_row = (Signal(self.counter_width, name=n)
+                                             for n in ("after_group", "after_col", "after_row"))
+        new_target = Signal(self.counter_width)
+        hit = Signal()   # this cycle's shift index == target, worked out a cycle ahead
+        m.d.comb += [self.would_fire.eq(active & hit), self.busy.eq(active),
+                     new_target.eq(target)]
+        m.d.sync += [target.eq(new_target), after_group.eq(new_target + 1),
+                     after_col.eq(new_target + self.col_step),
+                     after_row.eq(new_target + self.row_step),
+                     hit.eq(self.next_pos == target)]
         fire_now = self.shift & self.would_fire
 
         row_ok = [(row_base + i * dh >= 0) & (row_base + i * dh < spec.height)
                   for i in range(kh)]
         col_ok = [(col_base + j * dw >= 0) & (col_base + j * dw < spec.width)
                   for j in range(kw)]
-        last_group = group == groups - 1
-        last_col = col == spec.out_width - 1
-        last_row = row == spec.out_height - 1
+        # registered "at the last value" flags keep the compare-to-update path short
+        last_group = Signal(init=groups == 1)
+        last_col = Signal(init=spec.out_width == 1)
+        last_row = Signal(init=spec.out_height == 1)
+        at_first = Signal()
 
         m.d.sync += [self.fire.eq(fire_now), self.swap.eq(0)]
         with m.If(fire_now):
             m.d.sync += [
                 self.group.eq(group),
                 self.mask.eq(Cat(row_ok[i] & col_ok[j] for i in range(kh) for j in range(kw))),
-                self.first.eq((row == 0) & (col == 0) & (group == 0)),
+                self.first.eq(at_first),
                 self.last.eq(last_col & last_group),
+                at_first.eq(0),
             ]
 
         load = Signal()
         with m.If(fire_now):
             with m.If(~last_group):
-                m.d.sync += [group.eq(group + 1), target.eq(target + 1)]
+                m.d.comb += new_target.eq(after_group)
+                m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
+                             hit.eq(self.next_pos == after_group)]
             with m.Elif(~last_col):
-                m.d.sync += [group.eq(0), col.eq(col + 1), col_base.eq(col_base + sw),
-                             target.eq(target + self.col_step)]
+                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
+                             col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
+                             col_base.eq(col_base + sw), hit.eq(self.next_pos == after_col)]
+                m.d.comb += new_target.eq(after_col)
             with m.Elif(~last_row):
-                m.d.sync += [group.eq(0), col.eq(0), col_base.eq(-spec.pad_left),
-                             row.eq(row + 1), row_base.eq(row_base + sh),
-                             target.eq(target + self.row_step)]
+                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
+                             col.eq(0), last_col.eq(spec.out_width == 1),
+                             col_base.eq(-spec.pad_left),
+                             row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
+                             row_base.eq(row_base + sh), hit.eq(self.next_pos == after_row)]
+                m.d.comb += new_target.eq(after_row)
             with m.Else():
-                m.d.sync += active.eq(0)
+                m.d.sync += [active.eq(0), hit.eq(0)]
                 m.d.comb += load.eq(1)
         with m.Elif(~active):
             m.d.comb += load.eq(1)
 
         with m.If(load & self.start_valid):
-            m.d.comb += self.start_take.eq(1)
+            m.d.comb += [self.start_take.eq(1), new_target.eq(self.start_target)]
             m.d.sync += [
-                active.eq(1), target.eq(self.start_pos + self.first_target),
+                active.eq(1), at_first.eq(1), hit.eq(self.next_pos == self.start_target),
                 row.eq(0), col.eq(0), group.eq(0),
+                last_group.eq(groups == 1), last_col.eq(spec.out_width == 1),
+                last_row.eq(spec.out_height == 1),
                 row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
                 self.swap.eq(self.start_swap),
             ]

@@ -86,6 +86,8 @@ class WeightStore(Elaboratable):
         self.pending = Signal()
         self.take = Signal()
         self.error = Signal()
+        #: kernel and bias outputs are constants (synthesis folds them into the multipliers)
+        self.constant = mode == "const" and self.groups == 1
         self.kernel = [[Signal(self.w_shape, name=f"w{t}_{q}") for q in range(self.outputs)]
                        for t in range(self.taps)]
         self.bias = [Signal(self.b_shape, name=f"b{q}") for q in range(self.outputs)]
@@ -103,7 +105,7 @@ class WeightStore(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         kernel_words, bias_words = self._group_words()
-        if self.mode == "const" and self.groups == 1:
+        if self.constant:
             for t in range(self.taps):
                 for q in range(self.outputs):
                     m.d.comb += self.kernel[t][q].eq(

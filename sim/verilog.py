@@ -2,7 +2,8 @@
 
 import re
 
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
 
@@ -39,8 +40,18 @@ def _header(engine, top):
 
 
 def engine_verilog(engine, *, top=DEFAULT_TOP):
-    """Verilog text of ``engine`` with top module ``top``."""
+    """Verilog text of ``engine`` with top module ``top``.
+
+    Like ``amaranth.back.verilog.convert`` but with the decision trees lowered to
+    multiplexers (``proc`` without ``-nomux``): the combinational logic becomes continuous
+    assignments, so it holds defined values from time 0 in every simulator.  Kept as
+    ``always @*`` blocks, it relies on declaration initializers raising an event at time 0,
+    which SystemVerilog semantics (e.g. ``iverilog -g2012``) do not do.
+    """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top module name {top!r} is not a Verilog identifier")
-    text = verilog.convert(engine, name=top, emit_src=False)
-    return _header(engine, top) + text
+    rtlil_text = rtlil.convert(engine, name=top, emit_src=False)
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = "\n".join([f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", "proc -norom",
+                        "memory_collect", "write_verilog -norename"])
+    return _header(engine, top) + yosys.run(["-q", "-"], script, ignore_warnings=True)

@@ -5,7 +5,7 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
-from dwconv.hw.mac import MacArray
+from dwconv.hw.mac import MacArray, signed_digits
 
 
 @pytest.mark.parametrize("taps", [1, 2, 3, 9, 15, 49])
@@ -57,3 +57,39 @@ def test_unsigned_inputs_times_signed_weights():
     sim.add_testbench(bench)
     sim.run()
     assert got == [63 * -8 + 40 * 7 - 3]
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 3, 7, -7, 85, -128, 127, 1000, -12345])
+def test_signed_digits(value):
+    digits = signed_digits(value)
+    assert sum(d << s for s, d in digits) == value
+    shifts = [s for s, _ in digits]
+    assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))   # no two adjacent
+
+
+def test_constant_weights_become_shift_and_add():
+    rng = np.random.default_rng(11)
+    weights = [0, 1, -1, 37, -128, 127, -5, 64, 90]
+    mac = MacArray(9, signed(8), signed(8), signed(8), 24, product_shift=1, bias_shift=2,
+                   weights=weights)
+    mac.pad_to(mac.latency + 2)
+    cycles = 30
+    x = rng.integers(-128, 128, size=(cycles, 9))
+    expected = ((x * np.array(weights)).sum(axis=1) << 1) + (-77 << 2)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(mac.b, -77)
+        for n in range(cycles + mac.latency):
+            if n < cycles:
+                for t in range(9):
+                    ctx.set(mac.x[t], int(x[n, t]))
+            await ctx.tick()
+            if n >= mac.latency - 1 and len(got) < cycles:
+                got.append(ctx.get(mac.acc))
+
+    sim = Simulator(mac)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(np.array(got), expected)

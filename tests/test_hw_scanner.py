@@ -53,11 +53,12 @@ def test_fires_match_definition(params, lanes):
     async def bench(ctx):
         queue = list(starts)
         for pos in range(last + 3):
-            ctx.set(scanner.pos, pos)
+            ctx.set(scanner.next_pos, pos + 1)
             ctx.set(scanner.shift, 1)
             pushed = queue and queue[0] <= pos
             ctx.set(scanner.start_valid, bool(pushed))
-            ctx.set(scanner.start_pos, queue[0] if pushed else 0)
+            ctx.set(scanner.start_target,
+                    (queue[0] + scanner.first_target) % (1 << 16) if pushed else 0)
             _, _, take = await ctx.tick().sample(scanner.start_take)
             if take:
                 queue.pop(0)
