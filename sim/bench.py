@@ -38,6 +38,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shutil
 import sys
 import time
@@ -346,7 +347,9 @@ def _dwconv(argv, log):
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):
         code = dwconv(argv)
-    lines = [line for line in errors.getvalue().splitlines() if line.startswith("dwconv:")]
+    # the tools' log is in a temporary folder that is gone afterwards: keep the message only
+    lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in errors.getvalue().splitlines()
+             if line.startswith("dwconv:")]
     if code:
         log(f"    {lines[-1] if lines else f'exit code {code}'}")
     return code, (lines[-1] if lines else None)
