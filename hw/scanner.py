@@ -57,9 +57,6 @@ class OutputScanner(Elaboratable):
         self.spec, self.lanes, self.extra = spec, lanes, extra
         kh, kw = spec.kernel_size
         self.groups = groups = spec.channels // lanes
-        sh, sw = spec.strides
-        dh, dw = spec.dilation_rate
-        width = spec.width
         self.first_target, self.col_step, self.row_step, self.last_target = \
             self.targets(spec, lanes, extra)
         if self.last_target + 2 >= 2 ** counter_width:

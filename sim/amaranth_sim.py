@@ -36,6 +36,22 @@ class StreamResult:
     framing: list = field(default_factory=list)
     error: bool = False
 
+    @classmethod
+    def from_beats(cls, engine, frames, taken, flags, *, first_in, first_out, last_out,
+                   error, cycles_run):
+        """The result of a run that took the output beats ``taken`` with their (tuser,
+        tlast) ``flags``; cycle numbers are those of the accepting clock edges."""
+        spec = engine.spec
+        expected = frames * spec.out_height * spec.out_width * spec.channels // engine.lanes
+        if len(taken) < expected:
+            raise RuntimeError(f"the engine produced {len(taken)} of {expected} output beats "
+                               f"within {cycles_run} cycles")
+        outputs = unpack_beats(taken, (frames, *spec.output_shape), engine.out_lanes,
+                               engine.formats.output)
+        return cls(outputs=outputs, cycles=last_out - first_in + 1,
+                   latency_cycles=first_out - first_in + 1, frames=frames,
+                   framing=check_output_framing(flags, spec, engine.lanes), error=bool(error))
+
 
 def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycles=None):
     """Drive ``engine`` with ``frames_raw`` (N, H, W, C raw ints) and collect its outputs.
@@ -111,19 +127,10 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycle
     sim.add_testbench(bench)
     sim.run()
 
-    taken = state["taken"]
-    if len(taken) < count * out_per_frame:
-        raise RuntimeError(f"the engine produced {len(taken)} of {count * out_per_frame} "
-                           f"output beats within {max_cycles} cycles")
-    outputs = unpack_beats(taken, (count, *spec.output_shape), lanes * spec.depth_multiplier,
-                           engine.formats.output)
-    return StreamResult(
-        outputs=outputs,
-        cycles=state["last_out"] - state["first_in"] + 1,
-        latency_cycles=state["first_out"] - state["first_in"] + 1,
-        frames=count,
-        framing=check_output_framing(state["flags"], spec, lanes),
-        error=state["error"])
+    return StreamResult.from_beats(
+        engine, count, state["taken"], state["flags"], first_in=state["first_in"],
+        first_out=state["first_out"], last_out=state["last_out"], error=state["error"],
+        cycles_run=max_cycles)
 
 
 def check_output_framing(flags, spec, lanes):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult, check_output_framing
-from .beats import pack_beats, unpack_beats, weight_load_values
+from .amaranth_sim import StreamResult
+from .beats import pack_beats, weight_load_values
 from .lint import waiver_flags
 from .verilog import DEFAULT_TOP, engine_verilog
 
@@ -159,16 +159,7 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
         result = json.loads(result_file.read_text())
     shutil.rmtree(run_dir, ignore_errors=True)
 
-    taken = result["beats"]
-    if len(taken) < count * out_per_frame:
-        raise RuntimeError(f"the engine produced {len(taken)} of {count * out_per_frame} "
-                           f"output beats within {result['cycles_run']} cycles")
-    outputs = unpack_beats(taken, (count, *spec.output_shape), lanes * spec.depth_multiplier,
-                           engine.formats.output)
-    return StreamResult(
-        outputs=outputs,
-        cycles=result["last_out"] - result["first_in"] + 1,
-        latency_cycles=result["first_out"] - result["first_in"] + 1,
-        frames=count,
-        framing=check_output_framing(result["flags"], spec, lanes),
-        error=bool(result["error"]))
+    return StreamResult.from_beats(
+        engine, count, result["beats"], result["flags"], first_in=result["first_in"],
+        first_out=result["first_out"], last_out=result["last_out"], error=result["error"],
+        cycles_run=result["cycles_run"])

@@ -40,7 +40,7 @@ DEVICES = {
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
 
 #: nextpnr's timing target (MHz): it steers placement; the report says what was achieved.
-TARGET_MHZ = {"ice40": 50, "ecp5": 175}
+TARGET_MHZ = {"ice40": 50, "ecp5": 150}
 
 #: yosys cell types -> report field, per family
 CELL_CLASSES = {

@@ -1,6 +1,5 @@
 """The output scanner fires each output once, on the shift that completes its window."""
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
