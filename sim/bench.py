@@ -336,23 +336,35 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True):
             "golden": golden}
 
 
+#: place and route that has not finished by then is recorded as timed out: nextpnr can spend
+#: hours on a design that nearly fills an iCE40 HX8K
+TOOL_TIMEOUT = 600
+
+
 def _dwconv(argv, log):
     """Run a ``dwconv`` command line as a user would; returns (exit code, error line)."""
-    import contextlib
-    import io
-
-    from ..cli import main as dwconv
+    import signal
+    import subprocess
 
     log(f"  dwconv {' '.join(argv)}")
-    errors = io.StringIO()
-    with contextlib.redirect_stderr(errors):
-        code = dwconv(argv)
+    # a session of its own, so that a timeout stops the tools it started too
+    process = subprocess.Popen([sys.executable, "-m", "dwconv.cli", *argv], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=TOOL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate()
+        error = f"not finished after {TOOL_TIMEOUT} s (stopped)"
+        log(f"    {error}")
+        return -1, error
     # the tools' log is in a temporary folder that is gone afterwards: keep the message only
-    lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in errors.getvalue().splitlines()
+    lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in stderr.splitlines()
              if line.startswith("dwconv:")]
-    if code:
-        log(f"    {lines[-1] if lines else f'exit code {code}'}")
-    return code, (lines[-1] if lines else None)
+    if process.returncode:
+        log(f"    {lines[-1] if lines else f'exit code {process.returncode}'}")
+    return process.returncode, (lines[-1] if lines else None)
 
 
 def _synthesis(configurations, work, log):
