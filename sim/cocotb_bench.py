@@ -87,6 +87,8 @@ async def stream_frames(dut):
         source.set_pause_generator(_pauses(stall, seed))
         sink.set_pause_generator(_pauses(stall, seed + 1))
     weights = None
+    if hasattr(dut, "w_axis_tvalid"):
+        dut.w_axis_tvalid.value = 0   # an idle weight port, not a floating one
     if plan["loads"]:
         weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "w_axis"), dut.clk, dut.rst,
                                   byte_lanes=1)
