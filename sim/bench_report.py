@@ -269,7 +269,8 @@ def _readme_synthesis(synthesis):
                      r.get("lutram", "-"), r["fmax_mhz"]])
     return (_table(["configuration", "part", "P", "multipliers", "LUTs", "FFs (engine)",
                     "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows) +
-            (f"\n\nDid not fit: {'; '.join(failed)}." if failed else ""))
+            (f"\n\nDid not fit, or place and route did not finish ([BENCH.md](BENCH.md) "
+             f"gives the reason): {'; '.join(failed)}." if failed else ""))
 
 
 def readme_section(data):
@@ -341,7 +342,9 @@ def readme_section(data):
         f"**Storage.** The line buffer holds ((kh-1)*dh*W + (kw-1)*dw)*C + 3P words, the "
         f"window's span at beat granularity plus two beats of scan delay: {min(storage):.2f} "
         f"to {max(storage):.2f} times the pixel-granular minimum ((kh-1)*dh*W + (kw-1)*dw + "
-        f"1)*C, in block RAM (or LUT RAM for short rows on ECP5). Multipliers: kh*kw*P*M.",
+        f"1)*C, in block RAM (or LUT RAM for short rows on ECP5). Products: kh*kw*P*M per "
+        f"cycle; with constant weights and P = C they are shift-and-add trees in logic (no "
+        f"DSP blocks), otherwise registered multipliers.",
         "**Quantization error against Keras** (random inputs; formats chosen by the rule in "
         "[Fixed-point formats](#fixed-point-formats)): float golden model against Keras at "
         f"most {max(r['quantization']['float_vs_keras'] for r in layers):.1g}"

@@ -46,10 +46,10 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
 
     # the README's figures section is rewritten from the same data, the rest kept
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Measured figures\n\nold\n\n**Tests.** kept\n\n## Next\n")
+    readme.write_text("# x\n\n## Measured figures\n\nstale figures\n\n**Tests.** kept\n\n## Next\n")
     update_readme(readme, data)
     text = readme.read_text()
-    assert "old" not in text and "**Tests.** kept\n\n## Next\n" in text
+    assert "stale figures" not in text and "**Tests.** kept\n\n## Next\n" in text
     assert f"| seed_dw | 16x12x6 | 3x5 valid | 6 | {simulation['frames']} | " \
            f"{simulation['cycles']} |" in text
 
