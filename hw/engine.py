@@ -71,7 +71,6 @@ class DepthwiseEngine(wiring.Component):
         spec.check_lanes(lanes)
         self.spec, self.formats, self.lanes, self.weights = spec, formats, lanes, weights
         self.store = WeightStore(spec, formats, lanes, kernel_raw, bias_raw, mode=weights)
-        self.kernel_raw = kernel_raw
         self.groups = spec.channels // lanes
         self.accumulator = formats.exact_accumulator(spec.taps)
         self.in_width = formats.input.width
@@ -104,7 +103,7 @@ class DepthwiseEngine(wiring.Component):
         if not self.store.constant:
             return None
         kh, kw = self.spec.kernel_size
-        return [self.kernel_raw[t // kw, t % kw, p, m] for t in range(kh * kw)]
+        return [self.store.kernel_raw[t // kw, t % kw, p, m] for t in range(kh * kw)]
 
     @property
     def mac_latency(self):

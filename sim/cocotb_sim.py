@@ -102,6 +102,35 @@ def _cycle_budget(beats, load_beats, stall, latency, frame_beats):
                + 20 * (latency + frame_beats) + 1000)
 
 
+def run_bench(engine, bench_module, plan, *, simulator, seed, build_dir=None):
+    """Run the cocotb testbench ``bench_module`` on the engine's shipped Verilog.
+
+    The testbench reads ``plan`` (JSON, its ``result`` key added here) from the file named by
+    ``DWCONV_PLAN`` and writes its findings as JSON to ``plan["result"]``; they are returned.
+    The simulator build is cached per Verilog text under ``build_dir``.
+    """
+    root = (Path(build_dir) if build_dir is not None else default_build_root()).resolve()
+    with _tools_on_path():
+        folder = _build(simulator, engine_verilog(engine), root)
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+        plan_file, result_file = run_dir / "plan.json", run_dir / "result.json"
+        plan_file.write_text(json.dumps(dict(plan, result=str(result_file))))
+        log = run_dir / "sim.log"
+        from cocotb_tools.runner import get_runner
+        try:
+            get_runner(simulator).test(
+                test_module=bench_module, hdl_toplevel=DEFAULT_TOP, hdl_toplevel_lang="verilog",
+                build_dir=folder, test_dir=run_dir, extra_env={"DWCONV_PLAN": str(plan_file)},
+                results_xml=str(run_dir / "results.xml"), log_file=log, seed=seed)
+        except (RuntimeError, SystemExit) as exc:
+            raise RuntimeError(f"{simulator} run failed ({exc}):\n{_log_tail(log)}") from None
+        if not result_file.exists():
+            raise RuntimeError(f"the cocotb bench wrote no result:\n{_log_tail(log)}")
+        result = json.loads(result_file.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
 def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, loads=None,
                build_dir=None):
     """Drive the engine's Verilog with ``frames_raw`` (N, H, W, C raw ints) under cocotb.
@@ -131,34 +160,12 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     out_per_frame = spec.out_height * spec.out_width * groups
     frame_beats = spec.height * row_beats
 
-    root = (Path(build_dir) if build_dir is not None else default_build_root()).resolve()
-    with _tools_on_path():
-        folder = _build(simulator, engine_verilog(engine), root)
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-        plan_file, result_file = run_dir / "plan.json", run_dir / "result.json"
-        plan_file.write_text(json.dumps({
-            "frames": frames, "loads": load_values, "stall": stall, "seed": seed,
-            "expected_beats": count * out_per_frame,
-            "max_cycles": _cycle_budget(count * frame_beats,
-                                        sum(map(len, load_values.values())), stall,
-                                        engine.latency, frame_beats),
-            "result": str(result_file),
-        }))
-        log = run_dir / "sim.log"
-        from cocotb_tools.runner import get_runner
-        try:
-            get_runner(simulator).test(
-                test_module=BENCH_MODULE, hdl_toplevel=DEFAULT_TOP, hdl_toplevel_lang="verilog",
-                build_dir=folder,
-                test_dir=run_dir, extra_env={"DWCONV_PLAN": str(plan_file)},
-                results_xml=str(run_dir / "results.xml"), log_file=log, seed=seed)
-        except (RuntimeError, SystemExit) as exc:
-            raise RuntimeError(f"{simulator} run failed ({exc}):\n{_log_tail(log)}") from None
-        if not result_file.exists():
-            raise RuntimeError(f"the cocotb bench wrote no result:\n{_log_tail(log)}")
-        result = json.loads(result_file.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
-
+    result = run_bench(engine, BENCH_MODULE, {
+        "frames": frames, "loads": load_values, "stall": stall, "seed": seed,
+        "expected_beats": count * out_per_frame,
+        "max_cycles": _cycle_budget(count * frame_beats, sum(map(len, load_values.values())),
+                                    stall, engine.latency, frame_beats),
+    }, simulator=simulator, seed=seed, build_dir=build_dir)
     return StreamResult.from_beats(
         engine, count, result["beats"], result["flags"], first_in=result["first_in"],
         first_out=result["first_out"], last_out=result["last_out"], error=result["error"],

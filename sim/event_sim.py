@@ -3,13 +3,7 @@
 Uses ``cocotb_sim``'s cached simulator builds; the testbench is ``event_bench``.
 """
 
-import json
-import shutil
-import tempfile
-from pathlib import Path
-
-from .cocotb_sim import SIMULATORS, _build, _tools_on_path, default_build_root
-from .verilog import DEFAULT_TOP, engine_verilog
+from .cocotb_sim import SIMULATORS, run_bench
 
 __all__ = ["play_events"]
 
@@ -37,25 +31,7 @@ def play_events(engine, events, *, simulator="verilator", stall=0.0, seed=0, bui
     plan = {"events": [list(e) for e in events], "stall": stall, "seed": seed,
             "wait_bound": wait_bound, "tail_cycles": wait_bound + 50,
             "max_cycles": (len(events) + 1) * (wait_bound + 1) + gaps + wait_bound + 100}
-    root = (Path(build_dir) if build_dir is not None else default_build_root()).resolve()
-    with _tools_on_path():
-        folder = _build(simulator, engine_verilog(engine), root)
-        run_dir = Path(tempfile.mkdtemp(prefix="events-", dir=folder))
-        plan_file, result_file = run_dir / "plan.json", run_dir / "result.json"
-        plan["result"] = str(result_file)
-        plan_file.write_text(json.dumps(plan))
-        from cocotb_tools.runner import get_runner
-        try:
-            get_runner(simulator).test(
-                test_module=BENCH_MODULE, hdl_toplevel=DEFAULT_TOP, hdl_toplevel_lang="verilog",
-                build_dir=folder, test_dir=run_dir, extra_env={"DWCONV_PLAN": str(plan_file)},
-                results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log",
-                seed=seed)
-        except (RuntimeError, SystemExit) as exc:
-            raise RuntimeError(f"{simulator} run failed ({exc})") from None
-        if not result_file.exists():
-            raise RuntimeError(f"the event bench wrote no result (see {run_dir / 'sim.log'})")
-        result = json.loads(result_file.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
+    result = run_bench(engine, BENCH_MODULE, plan, simulator=simulator, seed=seed,
+                       build_dir=build_dir)
     segments = [[tuple(beat) for beat in segment] for segment in result["segments"]]
     return segments, bool(result["error"]), result["accepted"] and result["finished"]

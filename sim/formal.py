@@ -139,16 +139,8 @@ class StreamProperties(wiring.Component):
         m_take = dut.m_axis_tvalid & dut.m_axis_tready
 
         # -- the source follows AXI-Stream: a beat on offer stays as it is until taken
-        s_waiting = Signal()
-        s_last_offer = Signal.like(dut.s_axis_tdata)
-        s_last_user, s_last_last = Signal(), Signal()
-        m.d.sync += [s_waiting.eq(dut.s_axis_tvalid & ~dut.s_axis_tready),
-                     s_last_offer.eq(dut.s_axis_tdata),
-                     s_last_user.eq(dut.s_axis_tuser), s_last_last.eq(dut.s_axis_tlast)]
-        with m.If(s_waiting):
-            m.d.comb += Assume(dut.s_axis_tvalid & (dut.s_axis_tdata == s_last_offer)
-                               & (dut.s_axis_tuser == s_last_user)
-                               & (dut.s_axis_tlast == s_last_last))
+        with m.If(_waiting(m, dut, "s_axis")):
+            m.d.comb += Assume(_offer_held(m, dut, "s_axis"))
 
         # position of the next input beat in its frame
         in_pos = Signal(range(self.in_frame))
@@ -161,17 +153,11 @@ class StreamProperties(wiring.Component):
                                                                       self.in_frame)))
 
         # -- m_axis follows AXI-Stream
-        m_waiting = Signal()
-        m_last_data = Signal.like(dut.m_axis_tdata)
-        m_last_user, m_last_last = Signal(), Signal()
-        m.d.sync += [m_waiting.eq(dut.m_axis_tvalid & ~dut.m_axis_tready),
-                     m_last_data.eq(dut.m_axis_tdata),
-                     m_last_user.eq(dut.m_axis_tuser), m_last_last.eq(dut.m_axis_tlast)]
+        m_waiting = _waiting(m, dut, "m_axis")
+        m_held = _offer_held(m, dut, "m_axis")
         if "m_hold" in self.properties:
             with m.If(m_waiting):
-                m.d.comb += Assert(dut.m_axis_tvalid & (dut.m_axis_tdata == m_last_data)
-                                   & (dut.m_axis_tuser == m_last_user)
-                                   & (dut.m_axis_tlast == m_last_last), "m_hold")
+                m.d.comb += Assert(m_held, "m_hold")
 
         # position of the next output beat in its frame
         out_pos = Signal(range(self.out_frame))
@@ -236,6 +222,25 @@ def drain_cycles(engine):
     in_frame = spec.height * spec.width * engine.groups
     last_target = OutputScanner.targets(spec, engine.lanes, SCAN_DELAY)[-1]
     return max(last_target + 2 - in_frame, 0) + engine.latency + 2
+
+
+def _waiting(m, dut, port):
+    """Registered: last cycle, ``port`` offered a beat that was not taken."""
+    waiting = Signal(name=f"{port}_waiting")
+    valid, ready = getattr(dut, f"{port}_tvalid"), getattr(dut, f"{port}_tready")
+    m.d.sync += waiting.eq(valid & ~ready)
+    return waiting
+
+
+def _offer_held(m, dut, port):
+    """``port`` still offers a beat, with the tdata, tuser and tlast it had last cycle."""
+    held = getattr(dut, f"{port}_tvalid")
+    for field in ("tdata", "tuser", "tlast"):
+        now = getattr(dut, f"{port}_{field}")
+        before = Signal.like(now, name=f"{port}_last_{field}")
+        m.d.sync += before.eq(now)
+        held = held & (now == before)
+    return held
 
 
 def _wrap_inc(value, modulus):

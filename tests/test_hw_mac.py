@@ -8,25 +8,23 @@ from amaranth.sim import Simulator
 from dwconv.hw.mac import MacArray, signed_digits
 
 
-@pytest.mark.parametrize("taps", [1, 2, 3, 9, 15, 49])
-def test_sum_of_products(taps):
-    rng = np.random.default_rng(taps)
-    mac = MacArray(taps, signed(8), signed(6), signed(10), 24, product_shift=2, bias_shift=3)
-    cycles = 20
-    x = rng.integers(-128, 128, size=(cycles, taps))
-    w = rng.integers(-32, 32, size=(cycles, taps))
-    b = rng.integers(-512, 512, size=cycles)
-    expected = ((x * w).sum(axis=1) << 2) + (b << 3)
+def stream_through(mac, x, w=None, b=None):
+    """Feed x[n] (and w[n]) on cycle n and b[n] ``bias_delay`` cycles later (a constant b is
+    set once); return ``acc`` for every n, read ``latency`` cycles after its inputs."""
+    cycles, taps = x.shape
     got = []
 
     async def bench(ctx):
+        if np.ndim(b) == 0:
+            ctx.set(mac.b, int(b))
         for n in range(cycles + mac.latency):
             if n < cycles:
                 for t in range(taps):
                     ctx.set(mac.x[t], int(x[n, t]))
-                    ctx.set(mac.w[t], int(w[n, t]))
+                    if w is not None:
+                        ctx.set(mac.w[t], int(w[n, t]))
             # the bias joins at the last adder, bias_delay cycles after its products
-            if 0 <= n - mac.bias_delay < cycles:
+            if np.ndim(b) == 1 and 0 <= n - mac.bias_delay < cycles:
                 ctx.set(mac.b, int(b[n - mac.bias_delay]))
             await ctx.tick()
             if n >= mac.latency - 1 and len(got) < cycles:
@@ -36,8 +34,19 @@ def test_sum_of_products(taps):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    np.testing.assert_array_equal(np.array(got), expected)
+    return np.array(got)
 
+
+@pytest.mark.parametrize("taps", [1, 2, 3, 9, 15, 49])
+def test_sum_of_products(taps):
+    rng = np.random.default_rng(taps)
+    mac = MacArray(taps, signed(8), signed(6), signed(10), 24, product_shift=2, bias_shift=3)
+    cycles = 20
+    x = rng.integers(-128, 128, size=(cycles, taps))
+    w = rng.integers(-32, 32, size=(cycles, taps))
+    b = rng.integers(-512, 512, size=cycles)
+    expected = ((x * w).sum(axis=1) << 2) + (b << 3)
+    np.testing.assert_array_equal(stream_through(mac, x, w, b), expected)
 
 def test_unsigned_inputs_times_signed_weights():
     mac = MacArray(2, unsigned(6), signed(4), signed(4), 16)
@@ -76,20 +85,4 @@ def test_constant_weights_become_shift_and_add():
     cycles = 30
     x = rng.integers(-128, 128, size=(cycles, 9))
     expected = ((x * np.array(weights)).sum(axis=1) << 1) + (-77 << 2)
-    got = []
-
-    async def bench(ctx):
-        ctx.set(mac.b, -77)
-        for n in range(cycles + mac.latency):
-            if n < cycles:
-                for t in range(9):
-                    ctx.set(mac.x[t], int(x[n, t]))
-            await ctx.tick()
-            if n >= mac.latency - 1 and len(got) < cycles:
-                got.append(ctx.get(mac.acc))
-
-    sim = Simulator(mac)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    np.testing.assert_array_equal(np.array(got), expected)
+    np.testing.assert_array_equal(stream_through(mac, x, b=-77), expected)
