@@ -69,7 +69,12 @@ class Requantizer(Elaboratable):
             m.d.sync += rounded.eq(floor + self._increment(negative, odd, round_bit, sticky))
 
         low, high = fmt.raw_min, fmt.raw_max
-        wrapped = rounded[:fmt.width]
+        # WRAP keeps the low W bits of the two's complement value.  The rounded value may be
+        # narrower than W (a wider accumulator format): sign-extend it to W bits first, or a
+        # negative value would be taken as a large positive one.
+        extended = Signal(signed(max(len(rounded), fmt.width)))
+        m.d.comb += extended.eq(rounded)
+        wrapped = extended[:fmt.width]
         if fmt.overflow == "WRAP":
             result = wrapped
         elif fmt.overflow == "SAT":

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed
+from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from dwconv.golden.fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
@@ -61,3 +61,24 @@ def test_relu6_when_six_is_out_of_range():
     values = np.arange(-16, 16)
     stage = Activation("relu6", signed(5), 2)    # largest value 3.75 < 6: only relu acts
     np.testing.assert_array_equal(run_stage(stage, values), np.maximum(values, 0))
+
+
+NARROW_INPUTS = {"signed": (signed(6), np.arange(-32, 32)),
+                 "unsigned": (unsigned(5), np.arange(0, 32))}
+#: Targets wider than the rounded input (the case of a given accumulator wider than the exact
+#: sum): the rounded value must be sign-extended before its low W bits are kept.
+WIDE_TARGETS = ["fixed<16,14>", "ufixed<16,14>", "fixed<20,10>", "ufixed<20,10>",
+                "fixed<12,11>"]
+
+
+@pytest.mark.parametrize("rounding,overflow", list(itertools.product(ROUNDING_MODES,
+                                                                       OVERFLOW_MODES)))
+@pytest.mark.parametrize("kind", sorted(NARROW_INPUTS))
+def test_narrow_value_into_wider_format(kind, rounding, overflow):
+    shape, values = NARROW_INPUTS[kind]
+    for target in WIDE_TARGETS:
+        base = QFormat.parse(target)
+        fmt = QFormat(base.signed, base.width, base.int_bits, rounding, overflow)
+        stage = Requantizer(shape, 3, fmt)
+        np.testing.assert_array_equal(run_stage(stage, values), fmt.convert(values, 3),
+                                      err_msg=f"{kind} -> {fmt}")

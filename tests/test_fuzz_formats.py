@@ -1,0 +1,82 @@
+"""Layers and format sets drawn together: the engine equals the fixed golden model exactly.
+
+The regression cases are the given-accumulator configurations that were wrong in hardware
+(a negative sum zero-extended into a wider accumulator format); the fuzz budget is the CI
+slice of ``make fuzz`` (dwconv.sim.fuzz): 300 seeded examples in the Amaranth simulator and
+a few through the generated Verilog in Verilator.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+
+from dwconv.golden.formats import LayerFormats
+from dwconv.golden.spec import LayerSpec
+from dwconv.sim.fuzz import FuzzCase, check_engine, fuzz_cases
+
+from engine_cases import random_layer
+
+EIGHT_BIT = "fixed<8,3,RND,SAT>"
+
+
+def _case(spec, formats, *, lanes, weights="const", stall=0.3, seed_value=0):
+    rng = np.random.default_rng(seed_value)
+    layer = random_layer(spec, rng, scale=2.0)
+    fmt = formats.input
+    frames = rng.integers(fmt.raw_min, fmt.raw_max + 1, size=(2, *spec.input_shape))
+    return FuzzCase(layer, formats, lanes, weights, frames, stall, seed_value)
+
+
+# The issue's layer: 10x10x3, kernel 3x5, stride 2, valid, an hls4ml-style accumulator.
+ISSUE_SPEC = LayerSpec(input_shape=(10, 10, 3), kernel_size=(3, 5), strides=2)
+
+
+@pytest.mark.parametrize("output", ["fixed<8,2,RND,SAT>", "fixed<8,2,TRN,SAT>", "fixed<8,2>"])
+@pytest.mark.parametrize("weights", ["const", "port"])
+def test_given_accumulator_regression(output, weights, tmp_path):
+    formats = LayerFormats.from_strings(input=EIGHT_BIT, weight=EIGHT_BIT, bias=EIGHT_BIT,
+                                        accum="fixed<40,20>", output=output)
+    check_engine(_case(ISSUE_SPEC, formats, lanes=3, weights=weights), failure_dir=tmp_path)
+
+
+def test_fuzz_found_regression(tmp_path):
+    """The first fuzz campaign's shrunk example against the unfixed engine (121 of 192
+    values wrong): a signed accumulator 9 integer bits wider than the exact sum."""
+    spec = LayerSpec(input_shape=(5, 7, 8), kernel_size=(2, 4), dilation_rate=(1, 2),
+                     depth_multiplier=3, use_bias=False)
+    formats = LayerFormats.from_strings(
+        input="fixed<4,0>", weight="ufixed<11,0>", bias="fixed<8,3,TRN_ZERO,SAT_ZERO>",
+        accum="fixed<46,37,RND_CONV,SAT_SYM>", output="ufixed<11,11,RND_INF,SAT_ZERO>")
+    check_engine(_case(spec, formats, lanes=1, stall=0.2, seed_value=507),
+                 failure_dir=tmp_path)
+
+
+FUZZ_SHARDS = 4
+FUZZ_EXAMPLES = 75      # per shard: 300 in all
+
+
+@pytest.mark.parametrize("shard", range(FUZZ_SHARDS))
+def test_fuzz_amaranth(shard, tmp_path):
+    @seed(20261121 + shard)
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(fuzz_cases(max_side=6))
+    def run(case):
+        check_engine(case, failure_dir=tmp_path)
+
+    run()
+
+
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed")
+def test_fuzz_verilator(tmp_path):
+    """A slice of the same strategy through the shipped Verilog (one build per example)."""
+    @seed(20261121)
+    @settings(max_examples=3, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(fuzz_cases(max_side=5))
+    def run(case):
+        check_engine(case, sim="verilator", failure_dir=tmp_path)
+
+    run()
