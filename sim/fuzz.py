@@ -52,21 +52,37 @@ def formats_of(draw, role, *, max_width=MAX_WIDTH):
 
 
 @st.composite
+def near_format(draw, role, int_bits, frac, *, max_width):
+    """A format whose integer and fraction bits lie a few bits either side of the given
+    ones: narrower and wider at both ends, any sign and any modes."""
+    signed = draw(st.booleans())
+    int_bits = max(int_bits + draw(st.integers(-6, 6), label=f"{role} integer offset"), 0)
+    frac = max(frac + draw(st.integers(-8, 8), label=f"{role} fraction offset"), 0)
+    width = min(max(int_bits + frac, 2), max_width)
+    return QFormat(signed, width, min(int_bits, width), draw(st.sampled_from(ROUNDING_MODES)),
+                   draw(st.sampled_from(OVERFLOW_MODES)), max_width=max_width)
+
+
+@st.composite
 def accumulator_of(draw, exact):
-    """None (exact), or a given accumulator near the exact one (narrower or wider at either
-    end), or anywhere in the accepted range."""
+    """None (exact), a given accumulator near the exact one, or one anywhere."""
     kind = draw(st.sampled_from(("exact", "near", "any")))
     if kind == "exact":
         return None
     if kind == "any":
         return draw(formats_of("accum", max_width=MAX_ACCUM_WIDTH))
-    signed = draw(st.booleans())
-    int_bits = max(exact.int_bits + draw(st.integers(-6, 6)), 0)
-    frac = max(exact.frac + draw(st.integers(-8, 8)), 0)
-    width = min(max(int_bits + frac, 2), MAX_ACCUM_WIDTH)
-    int_bits = min(int_bits, width)
-    return QFormat(signed, width, int_bits, draw(st.sampled_from(ROUNDING_MODES)),
-                   draw(st.sampled_from(OVERFLOW_MODES)), max_width=MAX_ACCUM_WIDTH)
+    return draw(near_format("accum", exact.int_bits, exact.frac, max_width=MAX_ACCUM_WIDTH))
+
+
+@st.composite
+def output_of(draw, exact, taps):
+    """An output format anywhere, or near the range the sums really reach: random products
+    add up like a random walk, about log2(sqrt(taps)) + 1 bits below the worst case, so
+    outputs are neither all saturated nor all zero."""
+    if draw(st.booleans()):
+        return draw(formats_of("output"))
+    typical = exact.int_bits - (taps.bit_length() + 1) // 2 - 1
+    return draw(near_format("output", typical, min(exact.frac, 10), max_width=MAX_WIDTH))
 
 
 @dataclass
@@ -139,15 +155,16 @@ def fuzz_cases(draw, *, max_side=7):
                      activation=draw(st.sampled_from(ACTIVATIONS)),
                      data_format=draw(st.sampled_from(DATA_FORMATS)), name="fuzz")
 
-    input_fmt, weight_fmt, bias_fmt, output_fmt = (
-        draw(formats_of(role)) for role in ("input", "weight", "bias", "output"))
-    formats = LayerFormats(input_fmt, weight_fmt, bias_fmt, None, output_fmt)
+    input_fmt, weight_fmt, bias_fmt = (
+        draw(formats_of(role)) for role in ("input", "weight", "bias"))
+    formats = LayerFormats(input_fmt, weight_fmt, bias_fmt, None, input_fmt)
     try:
         exact = formats.exact_accumulator(spec.taps)
     except FormatError:
         assume(False)       # a documented refusal: the exact sum would not fit 62 bits
     accum = draw(accumulator_of(exact))
-    formats = LayerFormats(input_fmt, weight_fmt, bias_fmt, accum, output_fmt)
+    formats = LayerFormats(input_fmt, weight_fmt, bias_fmt, accum,
+                           draw(output_of(exact, spec.taps)))
 
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="data seed"))
     kernel_float = _kernel_values(rng, weight_fmt, spec.kernel_shape)
@@ -215,36 +232,59 @@ def _campaign(examples, seed_value, sim, failure_dir):
     return count[0], None
 
 
+#: Examples per seeded chunk: a worker runs chunks until its share or the time is used up.
+CHUNK = 25
+
+
+def _worker(index, workers, base, share, deadline, sim, failure_dir):
+    """Chunks seeded ``base + index``, ``base + index + workers``, ...; returns
+    (examples run, [(seed, failure text)])."""
+    ran, failures, chunk = 0, [], 0
+    while ran < share and time.monotonic() < deadline:
+        chunk_seed = base + index + workers * chunk
+        count, failure = _campaign(min(CHUNK, share - ran), chunk_seed, sim, failure_dir)
+        ran += count
+        chunk += 1
+        if failure:
+            failures.append((chunk_seed, failure))
+    return ran, failures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m dwconv.sim.fuzz",
         description="Differential fuzzing of the engine against the fixed golden model.")
     parser.add_argument("--examples", type=int, default=5000, help="examples in all")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop starting new chunks after this long (default: no limit)")
     parser.add_argument("--seed", type=int, default=None, help="campaign seed (default: "
                         "random, printed)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="parallel campaigns, each with its own seed")
+                        help="parallel workers, each with its own seeds")
     parser.add_argument("--sim", default="amaranth", help="amaranth (default) or verilator")
     parser.add_argument("--failures", default=str(DEFAULT_FAILURE_DIR),
                         help="where failing examples are written")
     args = parser.parse_args(argv)
-    base = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    base = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
     workers = max(1, min(args.workers, args.examples))
     shares = [args.examples // workers + (k < args.examples % workers) for k in range(workers)]
-    seeds = [base + k for k in range(workers)]
-    print(f"fuzz: {args.examples} examples, {workers} worker(s), seed {base} "
-          f"(workers use {seeds[0]}..{seeds[-1]}), simulator {args.sim}", flush=True)
+    limit = f", at most {args.minutes:g} min" if args.minutes else ""
+    print(f"fuzz: {args.examples} examples{limit}, {workers} worker(s), seed {base} "
+          f"(chunks of {CHUNK}: chunk k of worker w uses seed {base} + w + {workers}k), "
+          f"simulator {args.sim}", flush=True)
     start = time.monotonic()
+    deadline = start + 60 * args.minutes if args.minutes else float("inf")
     with ProcessPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(_campaign, shares, seeds, [args.sim] * workers,
-                                 [args.failures] * workers))
+        outcomes = list(pool.map(_worker, range(workers), [workers] * workers,
+                                 [base] * workers, shares, [deadline] * workers,
+                                 [args.sim] * workers, [args.failures] * workers))
     elapsed = time.monotonic() - start
     ran = sum(count for count, _ in outcomes)
-    failures = [(s, text) for s, (_, text) in zip(seeds, outcomes) if text]
-    print(f"fuzz: {ran} examples in {elapsed:.0f} s ({ran / elapsed:.1f}/s), "
-          f"{len(failures)} failing campaign(s)")
-    for campaign_seed, text in failures:
-        print(f"\nfailure (seed {campaign_seed}, shrunk):\n{text}")
+    failures = [failure for _, found in outcomes for failure in found]
+    print(f"fuzz: {ran} examples in {elapsed:.0f} s ({ran / elapsed:.2f}/s), "
+          f"{len(failures)} failing chunk(s)")
+    for chunk_seed, text in failures:
+        print(f"\nfailure (chunk seed {chunk_seed}, shrunk):\n{text}")
     return 1 if failures else 0
 
 
