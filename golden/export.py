@@ -6,10 +6,15 @@ layer.json holds the original network generator's fields (``layer_name``,
 ``activation``, ``data_format``, ``output_shape``), ``formats`` (the fixed-point formats,
 defaults for later commands) and ``fused`` (layers folded in on import).
 weights.npz holds ``kernel`` (kh, kw, C, M) and ``bias`` (C*M,), float32, Keras layout.
+
+``dwconv export --all`` writes a *tree*: one such folder per depthwise layer of a model,
+and ``layers.json`` at the top listing them (``{"model": ..., "layers": [{"layer": id,
+"folder": name}, ...]}``, in the model's order).
 """
 
 import json
 import pathlib
+import re
 import zipfile
 
 import numpy as np
@@ -17,15 +22,17 @@ import numpy as np
 from .atomic import atomic_folder
 from .fixed import FormatError
 from .formats import DEFAULT_FORMATS, LayerFormats
-from .keras_io import ModelFileError, load_keras_layer
+from .keras_io import ModelFileError, load_all_layers, load_model_layer
 from .layer import Layer
 from .spec import LayerError, LayerSpec
 
-__all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "export_layer", "write_export", "read_export",
-           "load_layer"]
+__all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",
+           "read_export", "load_layer", "load_all_layers", "export_tree", "read_tree",
+           "is_tree", "folder_name"]
 
 LAYER_JSON = "layer.json"
 WEIGHTS_NPZ = "weights.npz"
+TREE_JSON = "layers.json"
 
 
 def layer_document(layer, formats=None):
@@ -127,19 +134,93 @@ def read_export(path):
                  fused=tuple(map(str, fused)) if isinstance(fused, list) else ()), formats
 
 
+def folder_name(layer_id):
+    """A file-system-safe folder name for a layer id (``backbone/dw`` -> ``backbone__dw``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(layer_id).replace("/", "__")).lstrip(".")
+    return name or "layer"
+
+
+def export_tree(folder, entries, model=None):
+    """Write one export folder per ``(id, layer, formats)`` and TREE_JSON, all-or-nothing."""
+    listing, used = [], set()
+    with atomic_folder(folder, TREE_JSON) as temp:
+        for layer_id, layer, formats in entries:
+            name = folder_name(layer_id)
+            base, count = name, 1
+            while name.lower() in used:          # case-insensitive file systems too
+                count += 1
+                name = f"{base}_{count}"
+            used.add(name.lower())
+            (temp / name).mkdir()
+            write_export(temp / name, layer, formats)
+            listing.append({"layer": str(layer_id), "folder": name})
+        document = {"model": None if model is None else str(model), "layers": listing}
+        (temp / TREE_JSON).write_text(json.dumps(document, indent=2) + "\n")
+
+
+def read_tree(folder):
+    """``[(layer id, subfolder path), ...]`` of an export tree (see ``export_tree``).
+
+    Raises ModelFileError when ``folder`` is not one.
+    """
+    folder = pathlib.Path(folder)
+    index = folder / TREE_JSON
+    try:
+        document = json.loads(index.read_text())
+        entries = document["layers"]
+        found = [(str(e["layer"]), folder / str(e["folder"])) for e in entries]
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder} holds no {LAYER_JSON} or {TREE_JSON}; give an "
+                             f"exported folder, a .keras or an .h5 file") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise ModelFileError(f"{index} is damaged ({error}); export the model again with "
+                             f"dwconv export --all") from None
+    for _, sub in found:
+        if sub.parent != folder or not (sub / LAYER_JSON).is_file():
+            raise ModelFileError(f"{index} lists {sub.name!r}, which is not an export folder "
+                                 f"inside {folder}; export the model again with dwconv "
+                                 f"export --all")
+    if not found:
+        raise ModelFileError(f"{index} lists no layers; export the model again with dwconv "
+                             f"export --all")
+    return found
+
+
+def is_tree(path):
+    """Whether ``path`` is an export tree (a folder with TREE_JSON and no LAYER_JSON)."""
+    path = pathlib.Path(path)
+    return path.is_dir() and not (path / LAYER_JSON).exists() and (path / TREE_JSON).exists()
+
+
 def load_layer(path, layer_name=None, fuse=False):
     """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json.
 
     Returns ``(layer, formats)``: formats is the dict stored in layer.json (defaults for
-    that layer) or None.  ``layer_name`` picks a DepthwiseConv2D (an export holds one; a
-    different name is an error); ``fuse`` folds BatchNormalization/ReLU on model import
-    (an export is as it was exported).
+    that layer), the one QKeras quantizers give on model import, or None.  ``layer_name``
+    picks a depthwise layer (a model's, or one of an export tree's; an export holds one,
+    and a different name is an error); ``fuse`` folds BatchNormalization/ReLU on model
+    import (an export is as it was exported).
     """
     path = pathlib.Path(path)
+    if is_tree(path):
+        found = read_tree(path)
+        ids = [layer_id for layer_id, _ in found]
+        if layer_name is None:
+            if len(found) == 1:
+                return read_export(found[0][1])
+            raise ModelFileError(f"{path} is an export tree of {len(found)} layers "
+                                 f"({', '.join(ids)}); choose one with --layer NAME or give "
+                                 f"its folder")
+        match = [sub for layer_id, sub in found
+                 if layer_id == layer_name or layer_id.endswith("/" + layer_name)]
+        if len(match) != 1:
+            raise ModelFileError(f"{path} holds {len(match) or 'no'} layer(s) called "
+                                 f"{layer_name!r}; its layers are: {', '.join(ids)}")
+        return read_export(match[0])
     if path.is_dir() or path.name == LAYER_JSON:
         layer, formats = read_export(path)
         if layer_name is not None and layer_name != layer.name:
             raise ModelFileError(f"{path} holds layer {layer.name!r}, not {layer_name!r}; "
                                  f"drop --layer or export {layer_name!r}")
         return layer, formats
-    return load_keras_layer(path, layer_name, fuse), None
+    return load_model_layer(path, layer_name, fuse)

@@ -86,19 +86,32 @@ def _batchnorm_params(graph, model_layer, layer):
     return gamma, beta, mean, variance, float(cfg.get("epsilon", 1e-3))
 
 
-def fuse_following(graph, model_layer, layer):
-    """Fold what directly follows ``model_layer`` in ``graph`` into ``layer``."""
+def fuse_following(graph, model_layer, layer, quantized=False, output_quantized=False):
+    """Fold what directly follows ``model_layer`` in ``graph`` into ``layer``.
+
+    Only layers of ``model_layer``'s own (sub-)model are folded: a nested model's output
+    goes on outside it, and is not followed there.  ``quantized``: the kernel is QKeras'
+    quantized kernel, into which a BatchNormalization cannot fold without leaving the
+    quantizer's grid (QKeras' QDepthwiseConv2DBatchnorm folds before quantizing).
+    ``output_quantized``: the layer's output is already quantized (a QKeras output
+    quantizer), which a BatchNormalization after it does not commute with.
+    """
     current = model_layer
     while True:
-        if current.name in graph.outputs:
+        if graph.is_output(current):
             return layer
-        consumers = graph.consumers(current.name)
+        consumers = graph.consumers(current)
         if len(consumers) != 1 or len(consumers[0].inputs) != 1:
             return layer
         following = consumers[0]
         if following.class_name == "BatchNormalization":
-            if layer.spec.activation != "linear":
+            if layer.spec.activation != "linear" or output_quantized:
                 return layer
+            if quantized:
+                raise LayerError(f"cannot fold {following.name!r} into the QKeras layer "
+                                 f"{layer.name!r}: its kernel is quantized and the folded one "
+                                 f"would not be; drop --fuse, or train with "
+                                 f"QDepthwiseConv2DBatchnorm")
             params = _batchnorm_params(graph, following, layer)
             if params is None:
                 return layer

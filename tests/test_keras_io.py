@@ -324,3 +324,214 @@ def test_cli_golden_float_with_fuse_equals_keras(saved, tmp_path, suffix):
     assert main(["golden", str(tmp_path / "exp"), "--float", "-i", str(tmp_path / "x.npy"),
                  "-o", str(tmp_path / "y2.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y2.npy"), np.load(tmp_path / "y.npy"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested models: depthwise layers inside Sequential/Functional sub-models, at any depth
+
+def _nested():
+    """A Functional holding a Sequential and a Functional that both name a layer "dw", and a
+    Sequential inside a Sequential (two levels down)."""
+    inner = keras.Sequential([keras.Input((7, 6, 4)),
+                              L.DepthwiseConv2D(3, padding="same", name="dw"),
+                              L.BatchNormalization(name="bn"), L.ReLU(6.0, name="r6")],
+                             name="inner")
+    sub_in = keras.Input((7, 6, 4))
+    fsub = keras.Model(sub_in, L.DepthwiseConv2D(2, depth_multiplier=2, strides=2,
+                                                 name="dw")(sub_in), name="fsub")
+    block = keras.Sequential([keras.Input((7, 6, 4)),
+                              L.DepthwiseConv2D(3, activation="relu", use_bias=False,
+                                                name="deep_dw")], name="block")
+    deep = keras.Sequential([keras.Input((7, 6, 4)), block], name="deep")
+    inp = keras.Input((7, 6, 4))
+    a = L.Conv2D(4, 1, name="pre")(inp)
+    model = keras.Model(inp, [fsub(inner(a)), deep(a)])
+    rng = np.random.default_rng(11)
+    for sub in (inner, fsub, block):
+        _randomize(sub, int(rng.integers(100)))
+    return model
+
+
+NESTED = {"inner/dw": ("inner",), "fsub/dw": ("fsub",), "deep_dw": ("deep", "block")}
+
+
+def _keras_nested_layer(model, layer_id):
+    container = model
+    for name in NESTED[layer_id]:
+        container = container.get_layer(name)
+    return container, container.get_layer(layer_id.split("/")[-1])
+
+
+@pytest.fixture(scope="module")
+def nested_saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nested")
+    model = _nested()
+    paths = {suffix: folder / f"nested{suffix}" for suffix in (".keras", ".h5")}
+    for path in paths.values():
+        model.save(path)
+    return model, paths
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_nested_layers_are_found_with_their_weights(nested_saved, suffix):
+    from dwconv.golden.keras_io import depthwise_layer_names, read_model
+
+    model, paths = nested_saved
+    graph = read_model(paths[suffix])
+    try:
+        assert depthwise_layer_names(graph) == list(NESTED)
+    finally:
+        graph.close()
+    for layer_id in NESTED:
+        _, keras_layer = _keras_nested_layer(model, layer_id)
+        layer = load_keras_layer(paths[suffix], layer_id)
+        weights = keras_layer.get_weights()
+        np.testing.assert_array_equal(layer.kernel, weights[0])
+        if keras_layer.use_bias:
+            np.testing.assert_array_equal(layer.bias, weights[1])
+        x = np.random.default_rng(2).normal(size=(2, 7, 6, 4))
+        expected = np.asarray(keras_layer(x.astype(np.float32)))
+        np.testing.assert_allclose(float_forward(layer, x), expected, rtol=1e-5, atol=1e-5)
+    # the full path and the bare name of a unique layer name the same layer
+    np.testing.assert_array_equal(load_keras_layer(paths[suffix], "deep/block/deep_dw").kernel,
+                                  load_keras_layer(paths[suffix], "deep_dw").kernel)
+
+
+def test_nested_numbering_rule_without_name_attributes(nested_saved, tmp_path):
+    """Without the ``name`` attributes, each nested model numbers its own layers."""
+    import h5py
+
+    model, paths = nested_saved
+    path = tmp_path / "stripped.keras"
+    with zipfile.ZipFile(paths[".keras"]) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.namelist():
+            content = source.read(item)
+            if item == "model.weights.h5":
+                weights = tmp_path / "w.h5"
+                weights.write_bytes(content)
+                with h5py.File(weights, "r+") as h5:
+                    def strip(_, obj):
+                        if "name" in obj.attrs:
+                            del obj.attrs["name"]
+                    h5.visititems(strip)
+                content = weights.read_bytes()
+            target.writestr(item, content)
+    for layer_id in NESTED:
+        _, keras_layer = _keras_nested_layer(model, layer_id)
+        np.testing.assert_array_equal(load_keras_layer(path, layer_id).kernel,
+                                      keras_layer.get_weights()[0])
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_nested_fuse_and_name_errors(nested_saved, suffix):
+    model, paths = nested_saved
+    layer = load_keras_layer(paths[suffix], "inner/dw", fuse=True)
+    assert layer.fused == ("bn", "r6")
+    inner = model.get_layer("inner")
+    x = np.random.default_rng(3).normal(0, 2, (2, 7, 6, 4))
+    expected = np.asarray(inner(x.astype(np.float32), training=False))
+    np.testing.assert_allclose(float_forward(layer, x), expected, rtol=1e-5, atol=2e-5)
+    # fsub/dw is its sub-model's output: nothing after it inside fsub to fold
+    assert load_keras_layer(paths[suffix], "fsub/dw", fuse=True).fused == ()
+    with pytest.raises(ModelFileError, match=r"2 layers .* are called 'dw' \(inner/dw, "
+                                             r"fsub/dw\); give --layer with its path"):
+        load_keras_layer(paths[suffix], "dw")
+    with pytest.raises(ModelFileError, match="3 DepthwiseConv2D layers"):
+        load_keras_layer(paths[suffix])
+
+
+def test_export_all(nested_saved, tmp_path, capsys):
+    """export --all writes one folder per layer (fused), in the model's order."""
+    from dwconv.cli import main
+    from dwconv.golden.export import load_layer, read_tree
+
+    _, paths = nested_saved
+    tree = tmp_path / "tree"
+    assert main(["export", str(paths[".keras"]), "--all", "--fuse", "-o", str(tree)]) == 0
+    found = read_tree(tree)
+    assert [layer_id for layer_id, _ in found] == list(NESTED)
+    assert [sub.name for _, sub in found] == ["inner__dw", "fsub__dw", "deep_dw"]
+    for layer_id, sub in found:
+        exported, formats = load_layer(sub)
+        direct = load_keras_layer(paths[".keras"], layer_id, fuse=True)
+        assert exported.spec == direct.spec and exported.fused == direct.fused
+        np.testing.assert_array_equal(exported.kernel, direct.kernel)
+        assert formats is not None
+    # a tree answers --layer like a model does
+    assert load_layer(tree, "fsub/dw")[0].spec.depth_multiplier == 2
+    # all or nothing: a format one layer's exact accumulator cannot take leaves no tree
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["export", str(paths[".keras"]), "--all", "-o", str(bad), "--input-format",
+                 "fixed<32,16>", "--weight-format", "fixed<32,16>"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not bad.exists()
+    assert main(["export", str(paths[".keras"]), "--all", "--layer", "dw", "-o",
+                 str(bad)]) == 2
+    assert not bad.exists()
+
+
+def _mobilenet_classifier():
+    """The usual transfer-learning shape: a MobileNetV2 backbone inside a Sequential."""
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                              weights=None, include_top=False)
+    model = keras.Sequential([keras.Input((32, 32, 3)), backbone,
+                              L.GlobalAveragePooling2D(), L.Dense(3)])
+    _randomize(backbone, 8)
+    return model
+
+
+def test_mobilenet_backbone_inside_a_classifier(tmp_path, capsys):
+    """All 17 depthwise layers of a nested MobileNetV2, fused with BN and ReLU6, in one call."""
+    from dwconv.cli import main
+    from dwconv.golden.export import load_layer, read_tree
+
+    model = _mobilenet_classifier()
+    path = tmp_path / "classifier.keras"
+    model.save(path)
+    assert main(["export", str(path), "--all", "--fuse", "-o", str(tmp_path / "t")]) == 0
+    found = read_tree(tmp_path / "t")
+    assert len(found) == 17 and found[1][0] == "block_1_depthwise"
+    backbone = model.layers[0]
+    for layer_id, sub in (found[0], found[-1]):
+        layer, _ = load_layer(sub)
+        assert layer.fused == (f"{layer_id}_BN", f"{layer_id}_relu")
+        keras_sub = keras.Model(backbone.get_layer(layer_id).input,
+                                backbone.get_layer(f"{layer_id}_relu").output)
+        x = np.random.default_rng(5).normal(0, 1, (1,) + layer.spec.input_shape)
+        expected = np.asarray(keras_sub(x.astype(np.float32), training=False))
+        np.testing.assert_allclose(float_forward(layer, x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_verilog_tree_one_module_per_layer(tmp_path, capsys):
+    """A whole network's depthwise layers in two commands: export --all, then verilog."""
+    import json
+    import shutil
+    import subprocess
+
+    from dwconv.cli import main
+
+    inp = keras.Input((4, 3, 2))
+    sub_in = keras.Input((4, 3, 2))
+    block = keras.Model(sub_in, L.DepthwiseConv2D(2, name="dw")(sub_in), name="block.1")
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(inp)
+    model = _randomize(keras.Model(inp, block(x)), 4)
+    model.save(tmp_path / "m.keras")
+    assert main(["export", str(tmp_path / "m.keras"), "--all", "-o", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    assert main(["verilog", str(tmp_path / "t"), "-o", str(tmp_path / "v.v")]) == 2
+    assert "give -o a folder" in capsys.readouterr().err
+    assert main(["verilog", str(tmp_path / "t"), "--top", "net", "-o",
+                 str(tmp_path / "v")]) == 0
+    listing = json.loads((tmp_path / "v" / "modules.json").read_text())
+    assert [(m["layer"], m["module"]) for m in listing] == [("dw", "net_dw"),
+                                                           ("block.1/dw", "net_block_1__dw")]
+    texts = [(tmp_path / "v" / m["file"]).read_text() for m in listing]
+    for m, text in zip(listing, texts):
+        assert f"module {m['module']}(" in text
+    # the files go into one project together: no module is defined twice
+    if shutil.which("iverilog"):
+        result = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out")]
+                                + [str(tmp_path / "v" / m["file"]) for m in listing],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
