@@ -276,12 +276,15 @@ def _assign_keras_weight_keys(graph, h5):
     """
     groups = {(): ""}            # scope -> the weight group of that (sub-)model
     counts = {}                  # scope -> {snake-case class: last number used}
+    attributes = {}              # layers group -> its name attributes, scanned once
     for layer in graph.layers:
         prefix = groups.get(layer.scope)
         if prefix is None:       # inside a model whose group is unknown
             continue
         layers_path = f"{prefix}layers"
-        by_attribute = _name_attributes(h5.get(layers_path))
+        if layers_path not in attributes:
+            attributes[layers_path] = _name_attributes(h5.get(layers_path))
+        by_attribute = attributes[layers_path]
         base = snake_case(layer.class_name)
         used = counts.setdefault(layer.scope, {})
         index = used.get(base, -1) + 1
