@@ -18,21 +18,12 @@ from hypothesis import HealthCheck, given, seed, settings
 from dwconv.golden.fixed_ref import fixed_forward_raw
 from dwconv.sim.fuzz import fuzz_cases
 
-from test_golden_fixed import _ap_types
+from test_golden_fixed import AP_HEADER, _ap_types
 
 CASES = 24
 
-_PRELUDE = r"""
-#include <ap_fixed.h>
-#include <cstdio>
+_PRELUDE = AP_HEADER + r"""
 #include <vector>
-
-template <int W, bool S>
-long long signed_raw(unsigned long long bits) {
-  bits &= (W >= 64) ? ~0ULL : ((1ULL << W) - 1);
-  if (S && W < 64 && ((bits >> (W - 1)) & 1)) bits |= ~0ULL << W;
-  return (long long)bits;
-}
 
 // Reads the geometry, the float input (N, H, W, C), kernel (kh, kw, C, M) and bias (C*M);
 // prints the raw output (N, oh, ow, C*M) in raster order.

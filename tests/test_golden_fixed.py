@@ -89,7 +89,8 @@ def _ap_types():
     return path
 
 
-_PRELUDE = r"""
+#: ap_fixed, stdio and ``signed_raw<W, S>(bits)``: a value's raw bits, sign-extended.
+AP_HEADER = r"""
 #include <ap_fixed.h>
 #include <cstdio>
 
@@ -99,6 +100,9 @@ long long signed_raw(unsigned long long bits) {
   if (S && W < 64 && ((bits >> (W - 1)) & 1)) bits |= ~0ULL << W;
   return (long long)bits;
 }
+"""
+
+_PRELUDE = AP_HEADER + r"""
 
 template <int SW, int SI, bool SS, int DW, int DI, bool DS, ap_q_mode Q, ap_o_mode O>
 void convert() {
