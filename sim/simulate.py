@@ -9,7 +9,11 @@ from .amaranth_sim import run_amaranth
 
 __all__ = ["SIMULATORS", "simulate_layer", "line_buffer_minimum"]
 
-SIMULATORS = ("amaranth", "verilator", "icarus")
+#: amaranth: Amaranth's simulator on the engine itself.  verilator, icarus: the shipped
+#: Verilog at native speed (``native_sim``: a compiled testbench, no Python per cycle).
+#: cocotb-verilator, cocotb-icarus: the same Verilog under cocotb with cocotbext-axi's
+#: AXI-Stream source and sink (protocol-level checks, ~1,000 cycles/s).
+SIMULATORS = ("amaranth", "verilator", "icarus", "cocotb-verilator", "cocotb-icarus")
 
 
 def line_buffer_minimum(spec):
@@ -20,28 +24,39 @@ def line_buffer_minimum(spec):
 
 
 def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, seed=0,
-                   weights="const", build_dir=None):
+                   weights="const", build_dir=None, reuse=1):
     """Run ``x_nhwc`` (float, N frames) through the engine; returns (raw output, report).
 
     The raw output is int64 (N, oh, ow, C*M) channels last; the report holds the fields of
-    SPEC section 5 and a few more about the design.
+    SPEC section 5 and a few more about the design.  With reuse R the engine takes one beat
+    every R cycles, so ``ideal_cycles`` is R times the beats (``efficiency`` then says how
+    close it comes to that rate).
     """
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     spec = layer.spec
     spec.check_lanes(lanes)
+    if sim != "amaranth":
+        from .tools import require_tools
+        require_tools(sim)          # before any work: a missing tool is the user's to fix
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     x_raw = formats.input.quantize(x_nhwc)
     expected = fixed_forward_raw(layer, formats, x_raw)
-    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw, weights=weights)
+    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw, weights=weights,
+                             reuse=reuse)
+    timing = None
     if sim == "amaranth":
         result = run_amaranth(engine, x_raw, stall=stall, seed=seed)
-    else:
+    elif sim.startswith("cocotb-"):
         from .cocotb_sim import run_cocotb
-        result = run_cocotb(engine, x_raw, simulator=sim, stall=stall, seed=seed,
-                            build_dir=build_dir)
+        result = run_cocotb(engine, x_raw, simulator=sim.removeprefix("cocotb-"), stall=stall,
+                            seed=seed, build_dir=build_dir)
+    else:
+        from .native_sim import run_native_timed
+        result, timing = run_native_timed(engine, x_raw, simulator=sim, stall=stall, seed=seed,
+                                          build_dir=build_dir)
     frames = len(x_raw)
-    ideal = frames * spec.height * spec.width * spec.channels // lanes
+    ideal = frames * spec.height * spec.width * spec.channels // lanes * reuse
     output = formats.output.to_float(result.outputs)
     reference = float_forward_nhwc(layer, np.asarray(x_nhwc, dtype=np.float64))
     report = {
@@ -51,6 +66,7 @@ def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, 
         "formats": formats.to_dict(),
         "sim": sim,
         "lanes": lanes,
+        "reuse": reuse,
         "weights": weights,
         "stall": stall,
         "frames": frames,
@@ -66,4 +82,11 @@ def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, 
         "line_buffer_min_words": line_buffer_minimum(spec),
         "multipliers": engine.multipliers,
     }
+    if timing is not None:
+        report.update(sim_seconds=round(timing.sim_seconds, 4),
+                      cycles_per_second=round(timing.cycles_run / timing.sim_seconds),
+                      cycles_run=timing.cycles_run,
+                      cycles_per_cpu_second=round(timing.cycles_run
+                                                  / max(timing.sim_cpu_seconds, 1e-6)),
+                      build_seconds=round(timing.build_seconds, 2))
     return result.outputs, report

@@ -19,3 +19,8 @@ def cache_home():
 def cocotb_build_root():
     """The same folder as ``run_cocotb``'s default root under ``cache_home()``."""
     return cache_home() / "dwconv" / "cocotb"
+
+
+def native_build_root():
+    """The same folder as ``run_native``'s default root under ``cache_home()``."""
+    return cache_home() / "dwconv" / "native"

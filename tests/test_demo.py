@@ -7,13 +7,13 @@ import numpy as np
 
 from dwconv.golden.export import load_layer
 from dwconv.sim.demo import DEMO_LANES, SEED_SPEC, run_demo, seed_layer
-from shared_build import cocotb_build_root
+from shared_build import native_build_root
 
 
 def test_demo_writes_everything_and_matches(tmp_path):
     out = tmp_path / "demo"
     log = io.StringIO()
-    summary = run_demo(out, frames=2, build_dir=cocotb_build_root(), stream=log)
+    summary = run_demo(out, frames=2, build_dir=native_build_root(), stream=log)
 
     text = log.getvalue()
     assert "[9/9] summary" in text and "PASS: 0 mismatches" in text

@@ -1,20 +1,22 @@
-"""Soak: 1000 small frames back to back through Verilator, random stalls on both sides, new
-random weights loaded through the weight port every 100 frames; every frame bit-exact."""
+"""Soak: 1000 small frames back to back through Verilator (the compiled testbench, no Python
+per cycle), random stalls on both sides, new random weights loaded through the weight port
+every 100 frames; every frame bit-exact.  The build is kept in the shared test cache."""
 
 import time
 
 import numpy as np
 
 from dwconv.golden.fixed_ref import quantize_weights
-from dwconv.sim.cocotb_sim import run_cocotb
+from dwconv.sim.native_sim import run_native
 from engine_cases import make_case, random_layer
+from shared_build import native_build_root
 
 FRAMES = 1000
 RELOAD_EVERY = 100
 STALL = 0.2
 
 
-def test_soak_1000_frames_with_reloads(tmp_path):
+def test_soak_1000_frames_with_reloads():
     case = make_case(shape=(4, 4, 2), kernel=(3, 3), padding="same", lanes=2,
                      formats="rnd_sat", weights="port", seed=42)
     spec, rng = case.layer.spec, np.random.default_rng(42)
@@ -28,8 +30,8 @@ def test_soak_1000_frames_with_reloads(tmp_path):
         for k, layer in enumerate(layers)])
 
     start = time.monotonic()
-    result = run_cocotb(case.engine, frames, simulator="verilator", stall=STALL, seed=5,
-                        loads=loads, build_dir=tmp_path)
+    result = run_native(case.engine, frames, simulator="verilator", stall=STALL, seed=5,
+                        loads=loads, build_dir=native_build_root())
     seconds = time.monotonic() - start
 
     assert result.frames == FRAMES and result.outputs.shape == expected.shape
