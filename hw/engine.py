@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
+from .folded_mac import FoldedMacArray, check_reuse
 from .framer import InputFramer
 from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray
@@ -22,7 +23,8 @@ SCAN_DELAY = 2
 
 
 class DepthwiseEngine(wiring.Component):
-    """A streaming, fixed-point DepthwiseConv2D, one input beat per cycle.
+    """A streaming, fixed-point DepthwiseConv2D, one input beat per cycle (every R cycles
+    with ``reuse`` R, on folded MACs).
 
     ::
 
@@ -48,6 +50,12 @@ class DepthwiseEngine(wiring.Component):
     weights : "const" or "port"
         Built-in constants, or run-time loads through ``w_axis_*`` (Keras order, one raw
         value per beat, sign-extended to the wider of the weight and bias formats).
+    target : None, "ecp5" or "ice40"
+        FPGA family whose DSP blocks the multipliers use (``hw.multiplier``); None is
+        portable Verilog.  Cycle counts and results are the same for every target.
+    reuse : int
+        R, 1 to kh*kw: one input beat every R cycles, each output's kh*kw products on
+        ceil(kh*kw/R) multipliers (``FoldedMacArray``) instead of kh*kw (``MacArray``).
 
     Members
     -------
@@ -67,8 +75,11 @@ class DepthwiseEngine(wiring.Component):
     # engine that is never elaborated is not a forgotten submodule: no "never used" warning.
     _MustUse__silence = True
 
-    def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, weights="const"):
+    def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, weights="const",
+                 reuse=1, target=None):
         spec.check_lanes(lanes)
+        self.target = target
+        self.reuse = check_reuse(reuse, spec.taps)
         self.spec, self.formats, self.lanes, self.weights = spec, formats, lanes, weights
         self.store = WeightStore(spec, formats, lanes, kernel_raw, bias_raw, mode=weights)
         self.groups = spec.channels // lanes
@@ -109,6 +120,8 @@ class DepthwiseEngine(wiring.Component):
     def mac_latency(self):
         """The MAC arrays' common latency: the longest of them (with constant weights, the
         one whose weights have the most signed digits)."""
+        if self.reuse > 1:
+            return FoldedMacArray.latency_of(self.spec.taps, self.reuse)
         return max(MacArray.latency_of(self.spec.taps, self._mac_weights(p, m))
                    for p in range(self.lanes) for m in range(self.spec.depth_multiplier))
 
@@ -123,7 +136,13 @@ class DepthwiseEngine(wiring.Component):
 
     @property
     def multipliers(self):
-        return self.spec.taps * self.out_lanes
+        return FoldedMacArray.multipliers_of(self.spec.taps, self.reuse) * self.out_lanes
+
+    @property
+    def real_multipliers(self):
+        """Multipliers built as such (DSP blocks on a target): none where constant weights
+        become shift-and-add logic (one channel group, R = 1); folded MACs always have them."""
+        return 0 if self.reuse == 1 and self.store.constant else self.multipliers
 
     def elaborate(self, platform):
         m = Module()
@@ -163,25 +182,32 @@ class DepthwiseEngine(wiring.Component):
         pop = out_fifo.r_rdy & skid.i_ready
         m.d.sync += [refund.eq(shift_q & ~scanner.would_fire),
                      credits.eq(credits - framer.shift + refund + pop),
-                     has_credit.eq(credits + refund + pop >= 2)]
+                     # credits + refund + pop >= 2, without an adder or a carry chain
+                     # behind pop (it limited the clock): credits >= 2 is any bit above
+                     # bit 0, credits >= 1 any bit
+                     has_credit.eq(credits[1:].any() | (credits.any() & (refund | pop))
+                                   | (refund & pop))]
 
+        # "outputs still to come", registered: it reached the shift decision through the
+        # scanner and the start queue (a path that limited the clock).  A cycle late, it
+        # costs at most one flush shift too many or too late, never a wrong output.
+        flush = Signal()
+        m.d.sync += flush.eq(scanner.busy | starts.r_rdy)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.tdata.eq(self.s_axis_tdata), framer.tvalid.eq(self.s_axis_tvalid),
             framer.tuser.eq(self.s_axis_tuser), framer.tlast.eq(self.s_axis_tlast),
             self.s_axis_tready.eq(framer.tready),
-            framer.allow.eq(has_credit),
-            framer.flush.eq(scanner.busy | starts.r_rdy),
+            framer.allow.eq(has_credit & self._rate_gate(m, framer, scanner)),
+            framer.flush.eq(flush),
             framer.start_room.eq(starts.w_rdy),
             line_buffer.data.eq(data_q), line_buffer.shift.eq(shift_q),
             scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
             starts.w_en.eq(framer.start),
             starts.w_data.eq(Cat(first_target, store.pending)),
             store.take.eq(framer.start & store.pending),
-            scanner.start_valid.eq(starts.r_rdy),
-            scanner.start_target.eq(starts.r_data[:self.counter_width]),
-            scanner.start_swap.eq(starts.r_data[self.counter_width]),
-            starts.r_en.eq(scanner.start_take),
+            scanner.start.valid.eq(starts.r_rdy), scanner.start.payload.eq(starts.r_data),
+            starts.r_en.eq(scanner.start.ready),
             store.swap.eq(scanner.swap),
         ]
         if self.weights == "port":
@@ -201,17 +227,24 @@ class DepthwiseEngine(wiring.Component):
             for p in range(lanes):
                 sample = tap[p * self.in_width:(p + 1) * self.in_width]
                 m.d.sync += masked[t][p].eq(Mux(scanner.mask[t], sample, 0))
-        m.d.comb += [store.read_group.eq(scanner.group), store.read_bank.eq(store.bank)]
+        m.d.comb += [store.read_group.eq(scanner.group),
+                     store.read_bank.eq(self._window_bank(m, scanner, store))]
 
         acc = self.accumulator
         product_frac = formats.input.frac + formats.weight.frac
         outputs, macs = [], []
         for p in range(lanes):
             for q in range(p * multiplier, (p + 1) * multiplier):
-                mac = MacArray(kh * kw, x_shape, store.w_shape, store.b_shape, acc.width,
-                               product_shift=acc.frac - product_frac,
-                               bias_shift=acc.frac - formats.bias.frac,
-                               weights=self._mac_weights(p, q % multiplier))
+                shifts = dict(product_shift=acc.frac - product_frac,
+                              bias_shift=acc.frac - formats.bias.frac,
+                              weights=self._mac_weights(p, q % multiplier))
+                if self.reuse > 1:
+                    mac = FoldedMacArray(kh * kw, self.reuse, x_shape, store.w_shape,
+                                         store.b_shape, acc.width,
+                                         target=self.target, **shifts)
+                else:
+                    mac = MacArray(kh * kw, x_shape, store.w_shape, store.b_shape, acc.width,
+                                   target=self.target, **shifts)
                 macs.append(mac)
         mac_latency = self.mac_latency
         for p in range(lanes):
@@ -222,6 +255,8 @@ class DepthwiseEngine(wiring.Component):
                 for t in range(kh * kw):
                     m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(store.kernel[t][q])]
                 m.d.comb += mac.b.eq(store.bias[q])
+                if self.reuse > 1:
+                    m.d.comb += mac.phase.eq(self._phase)
                 value, shape, frac = mac.acc, mac.acc.shape(), acc.frac
                 if formats.accum is not None:
                     m.submodules[f"accum{q}"] = stage = Requantizer(shape, frac, formats.accum)
@@ -253,6 +288,34 @@ class DepthwiseEngine(wiring.Component):
             self.m_axis_tlast.eq(skid.o_data[data_width + 1]),
         ]
         return m
+
+    def _rate_gate(self, m, framer, scanner):
+        """Reuse R: a shift at most every R cycles, so the taps of each window stay put for
+        the R phases of the folded MACs; sets ``_phase``, the phase of the masked taps (0 in
+        the cycle a window reaches them).  Returns the gate's "a shift may happen"."""
+        if self.reuse == 1:
+            return 1
+        wait = Signal(range(self.reuse), name="reuse_wait")   # cycles until the next shift
+        is_open = Signal(init=1, name="reuse_open")   # wait == 0, registered (framer's path)
+        with m.If(framer.shift):
+            m.d.sync += [wait.eq(self.reuse - 1), is_open.eq(0)]
+        with m.Elif(wait != 0):
+            m.d.sync += [wait.eq(wait - 1), is_open.eq(wait == 1)]
+        # a window fires the cycle its taps arrive, and is masked into registers a cycle later
+        self._phase = phase = Signal(range(self.reuse), name="reuse_phase")
+        m.d.sync += phase.eq(Mux(scanner.fire | (phase == self.reuse - 1), 0, phase + 1))
+        return is_open
+
+    def _window_bank(self, m, scanner, store):
+        """The weight bank of the window in the MACs.  With reuse R its kernel is read for
+        R cycles, and a bank swap (new weights for the next frame) may come a cycle after
+        the last window of a frame fires: keep that window's bank until the next fire."""
+        if self.reuse == 1:
+            return store.bank
+        held = Signal(name="reuse_bank")
+        with m.If(scanner.fire):
+            m.d.sync += held.eq(store.bank)
+        return Mux(scanner.fire, store.bank, held)
 
     def _align_bias_reads(self, m, scanner, store, bias_delay):
         """Read each output's bias so it reaches the MAC's last adder with its sums."""

@@ -1,6 +1,10 @@
 """The MAC array of one output channel: kh*kw products, a pipelined adder tree, the bias."""
 
-from amaranth.hdl import Const, Elaboratable, Module, Signal, signed
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .multiplier import Multiplier
 
 __all__ = ["MacArray", "signed_digits"]
 
@@ -23,16 +27,17 @@ def _levels(count):
     return max(count - 1, 0).bit_length()
 
 
-class MacArray(Elaboratable):
+class MacArray(wiring.Component):
     """Sum of ``taps`` products plus a bias, exact, in a pipeline that never stalls.
 
     With weights known at build time there are no multipliers at all: each product is a
     few shifted copies of the sample (the weight's signed digits), and all of them go into
     two adder trees, one for the digits +1 and one for -1.  Otherwise each product is a
-    multiplier with registers on both sides (so a DSP block's inputs and output can sit
-    next to it).  Every adder tree level is registered, so the longest path is one adder or
-    one multiplier and the MAC never limits the clock.  Products are aligned to the
-    accumulator's binary point by ``product_shift``, the bias by ``bias_shift``.
+    ``Multiplier`` for ``target`` (a DSP block with its own registers, and a fabric register
+    on each side; the same latency on every target).  Every adder tree level is registered,
+    so the longest path is one adder or one multiplier and the MAC never limits the clock.
+    Products are aligned to the accumulator's binary point by ``product_shift``, the bias
+    by ``bias_shift``.
 
     Parameters
     ----------
@@ -45,26 +50,29 @@ class MacArray(Elaboratable):
         Left shifts to the accumulator's binary point.
     weights : list of int, optional
         Constant raw weights, one per tap; ``w`` is then unused.
+    target : None, "ecp5" or "ice40"
+        The multipliers' form (see ``Multiplier``); None is portable.  It changes neither
+        the latency nor the result.
 
     Members
     -------
-    x, w : list of Signal, in
-        One per tap.
-    b : Signal(b_shape), in
+    x : In(ArrayLayout(x_shape, taps)); w : In(ArrayLayout(w_shape, taps))
+        One per tap (``x[t]``), a new set every cycle (the array never stalls, so these are
+        plain values, not streams).
+    b : In(b_shape)
         Bias, expected ``bias_delay`` cycles after ``x`` (any time, when constant).
-    acc : Signal(signed(acc_width)), out, ``latency`` cycles after ``x``
+    acc : Out(signed(acc_width)), ``latency`` cycles after ``x``
         ``latency`` may be raised with ``pad_to`` so that every lane has the same.
     """
 
     def __init__(self, taps, x_shape, w_shape, b_shape, acc_width, *, product_shift=0,
-                 bias_shift=0, weights=None):
-        self.taps, self.acc_width = taps, acc_width
+                 bias_shift=0, weights=None, target=None):
+        self.taps, self.acc_width, self.target = taps, acc_width, target
         self.product_shift, self.bias_shift = product_shift, bias_shift
         self.weights = None if weights is None else [int(w) for w in weights]
-        self.x = [Signal(x_shape, name=f"x{t}") for t in range(taps)]
-        self.w = [Signal(w_shape, name=f"w{t}") for t in range(taps)]
-        self.b = Signal(b_shape)
-        self.acc = Signal(signed(acc_width))
+        super().__init__({"x": In(data.ArrayLayout(x_shape, taps)),
+                          "w": In(data.ArrayLayout(w_shape, taps)),
+                          "b": In(b_shape), "acc": Out(signed(acc_width))})
         self.levels, self.bias_delay = self.shape_of(taps, self.weights)
         self.latency = self.bias_delay + 1
 
@@ -73,7 +81,7 @@ class MacArray(Elaboratable):
         """(adder tree levels, cycles from ``x`` to the bias adder) of a MAC array."""
         if weights is None:
             levels = _levels(taps)
-            return levels, 3 + levels      # x and w, product, term, tree
+            return levels, Multiplier.LATENCY + levels      # products, tree
         digits = [d for w in weights for _, d in signed_digits(int(w))]
         levels = max(_levels(digits.count(1)), _levels(digits.count(-1)))
         return levels, 2 + levels          # x, trees, difference
@@ -106,23 +114,21 @@ class MacArray(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         acc = signed(self.acc_width)
-        samples = []
-        for t in range(self.taps):
-            sample = Signal.like(self.x[t], name=f"x{t}_q")
-            m.d.sync += sample.eq(self.x[t])
-            samples.append(sample)
-
         if self.weights is None:
+            # the multiplier's output register is the first tree level's input
             terms = []
-            for t, sample in enumerate(samples):
-                weight = Signal.like(self.w[t], name=f"w{t}_q")
-                product = Signal(len(sample) + len(weight) + 1, name=f"product{t}")
-                term = Signal(acc, name=f"term{t}")
-                m.d.sync += [weight.eq(self.w[t]), product.eq(sample * weight),
-                             term.eq(product.as_signed() << self.product_shift)]
-                terms.append(term)
+            for t in range(self.taps):
+                m.submodules[f"mul{t}"] = mul = Multiplier(
+                    self.x[t].shape(), self.w[t].shape(), target=self.target)
+                m.d.comb += [mul.a.eq(self.x[t]), mul.b.eq(self.w[t])]
+                terms.append(mul.p << self.product_shift)
             total = self._tree(m, terms, self.levels, "sum")
         else:
+            samples = []
+            for t in range(self.taps):
+                sample = Signal(self.x[t].shape(), name=f"x{t}_q")
+                m.d.sync += sample.eq(self.x[t])
+                samples.append(sample)
             plus, minus = [], []
             for sample, weight in zip(samples, self.weights):
                 for shift, digit in signed_digits(weight):

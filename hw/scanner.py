@@ -1,11 +1,13 @@
 """The output scanner: decides on which shift each output's window is complete."""
 
-from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["OutputScanner"]
 
 
-class OutputScanner(Elaboratable):
+class OutputScanner(wiring.Component):
     """Walks the outputs of one frame after another and fires each on its shift.
 
     An output (row, col, group) needs input up to the pixel
@@ -36,11 +38,14 @@ class OutputScanner(Elaboratable):
     shift : Signal(), in
     would_fire : Signal(), out
         The shift this cycle, if it happens, completes an output window.
-    start_valid, start_target, start_swap : in; start_take : out
-        Queue of frame starts: the shift index that fires each frame's first output (the
+    start : In(stream.Signature(start_layout))
+        Queue of frame starts: ``target``, the shift index that fires each frame's first
+        output (the
         index of its first beat plus ``first_target``, added where the start is queued so
-        no adder sits behind the queue) and whether the frame switches to newly loaded
-        weights.
+        no adder sits behind the queue) and ``swap``, whether the frame switches to newly
+        loaded weights.  The scanner keeps the head of the queue in registers (a transfer
+        moves it there), so a start reaches it two cycles after it is queued; ``first_target`` is
+        at least 2 (the line buffer's ``extra``), so that is in time for the first output.
     fire : Signal(), out
         Registered: the taps now in the line buffer form the window of an output.
     group, mask, first, last : out, registered with ``fire``
@@ -49,7 +54,7 @@ class OutputScanner(Elaboratable):
     swap : Signal(), out
         Pulses when a frame that uses newly loaded weights begins.
     busy : Signal(), out
-        A frame has outputs still to fire.
+        A frame has outputs still to fire (or its start is in the scanner's head register).
     """
 
     def __init__(self, spec, lanes, *, extra, counter_width):
@@ -64,20 +69,17 @@ class OutputScanner(Elaboratable):
                              f"{self.last_target}")
         self.counter_width = counter_width
 
-        self.next_pos = Signal(counter_width)
-        self.shift = Signal()
-        self.would_fire = Signal()
-        self.start_valid = Signal()
-        self.start_target = Signal(counter_width)
-        self.start_swap = Signal()
-        self.start_take = Signal()
-        self.fire = Signal()
-        self.group = Signal(range(max(groups, 2)))
-        self.mask = Signal(kh * kw)
-        self.first = Signal()
-        self.last = Signal()
-        self.swap = Signal()
-        self.busy = Signal()
+        super().__init__({
+            "next_pos": In(counter_width), "shift": In(1), "would_fire": Out(1),
+            "start": In(stream.Signature(self.start_layout(counter_width))),
+            "fire": Out(1), "group": Out(range(max(groups, 2))), "mask": Out(kh * kw),
+            "first": Out(1), "last": Out(1), "swap": Out(1), "busy": Out(1),
+        })
+
+    @staticmethod
+    def start_layout(counter_width):
+        """Payload of the ``start`` stream: ``target`` in the low bits, then ``swap``."""
+        return data.StructLayout({"target": counter_width, "swap": 1})
 
     @staticmethod
     def targets(spec, lanes, extra):
@@ -108,8 +110,8 @@ class OutputScanner(Elaboratable):
 
         active = Signal()
         target = Signal(self.counter_width)
-        row = Signal(range(spec.out_height))
-        col = Signal(range(spec.out_width))
+        row = Signal(range(max(spec.out_height, 2)))    # never zero-width (lint)
+        col = Signal(range(max(spec.out_width, 2)))
         group = Signal(range(max(groups, 2)))
         row_base = Signal(coord)   # row*sh - pad_top: input row of tap i=0
         col_base = Signal(coord)   # col*sw - pad_left: input column of tap j=0
@@ -117,14 +119,13 @@ class OutputScanner(Elaboratable):
         # target + each step, kept in registers so the look-ahead compares start at flip-flops
         after_group, after_col, after_row = (Signal(self.counter_width, name=n)
                                              for n in ("after_group", "after_col", "after_row"))
-        new_target = Signal(self.counter_width)
         hit = Signal()   # this cycle's shift index == target, worked out a cycle ahead
-        m.d.comb += [self.would_fire.eq(active & hit), self.busy.eq(active),
-                     new_target.eq(target)]
-        m.d.sync += [target.eq(new_target), after_group.eq(new_target + 1),
-                     after_col.eq(new_target + self.col_step),
-                     after_row.eq(new_target + self.row_step),
-                     hit.eq(self.next_pos == target)]
+        # the head of the start queue, in registers: its target is compared and summed from
+        # flip-flops, not through the queue's memory read (that path limited the clock)
+        head_valid = Signal()
+        head_target = Signal(self.counter_width)
+        head_swap = Signal()
+        m.d.comb += [self.would_fire.eq(active & hit), self.busy.eq(active | head_valid)]
         fire_now = self.shift & self.would_fire
 
         row_ok = [(row_base + i * dh >= 0) & (row_base + i * dh < spec.height)
@@ -135,6 +136,9 @@ class OutputScanner(Elaboratable):
         last_group = Signal(init=groups == 1)
         last_col = Signal(init=spec.out_width == 1)
         last_row = Signal(init=spec.out_height == 1)
+        # the three together, registered: the frame's last output is decided from one flag
+        last_output = Signal(init=(groups == 1) & (spec.out_width == 1)
+                             & (spec.out_height == 1))
         at_first = Signal()
 
         m.d.sync += [self.fire.eq(fire_now), self.swap.eq(0)]
@@ -148,37 +152,65 @@ class OutputScanner(Elaboratable):
             ]
 
         load = Signal()
+        m.d.comb += load.eq((fire_now & last_output) | ~active)
         with m.If(fire_now):
             with m.If(~last_group):
-                m.d.comb += new_target.eq(after_group)
                 m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
-                             hit.eq(self.next_pos == after_group)]
+                             last_output.eq((group == groups - 2) & last_col & last_row)]
             with m.Elif(~last_col):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
-                             col_base.eq(col_base + sw), hit.eq(self.next_pos == after_col)]
-                m.d.comb += new_target.eq(after_col)
+                             last_output.eq((groups == 1) & (col == spec.out_width - 2)
+                                            & last_row),
+                             col_base.eq(col_base + sw)]
             with m.Elif(~last_row):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(0), last_col.eq(spec.out_width == 1),
                              col_base.eq(-spec.pad_left),
                              row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
-                             row_base.eq(row_base + sh), hit.eq(self.next_pos == after_row)]
-                m.d.comb += new_target.eq(after_row)
+                             last_output.eq((groups == 1) & (spec.out_width == 1)
+                                            & (row == spec.out_height - 2)),
+                             row_base.eq(row_base + sh)]
             with m.Else():
-                m.d.sync += [active.eq(0), hit.eq(0)]
-                m.d.comb += load.eq(1)
-        with m.Elif(~active):
-            m.d.comb += load.eq(1)
+                m.d.sync += active.eq(0)
 
-        with m.If(load & self.start_valid):
-            m.d.comb += [self.start_take.eq(1), new_target.eq(self.start_target)]
+        take = load & head_valid
+        fetch = ~head_valid | take      # the head is free (or freed now): refill it
+        m.d.comb += self.start.ready.eq(fetch)
+        with m.If(fetch):
+            m.d.sync += [head_valid.eq(self.start.valid),
+                         head_target.eq(self.start.payload.target),
+                         head_swap.eq(self.start.payload.swap)]
+        with m.If(take):
             m.d.sync += [
-                active.eq(1), at_first.eq(1), hit.eq(self.next_pos == self.start_target),
+                active.eq(1), at_first.eq(1),
                 row.eq(0), col.eq(0), group.eq(0),
                 last_group.eq(groups == 1), last_col.eq(spec.out_width == 1),
                 last_row.eq(spec.out_height == 1),
+                last_output.eq((groups == 1) & (spec.out_width == 1)
+                               & (spec.out_height == 1)),
                 row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
-                self.swap.eq(self.start_swap),
+                self.swap.eq(head_swap),
             ]
+
+        # The next target: which candidate it is depends on flip-flops only (the position
+        # flags and the head), never on the firing decision, which only says whether it is
+        # taken (a clock enable).  So the successors' carry chains start one multiplexer
+        # after flip-flops, and the hit compare runs beside the decision: the scanner's
+        # update (decision -> multiplexer -> adder) limited the clock.
+        update = Signal()
+        chosen = Signal(self.counter_width)
+        m.d.comb += [
+            update.eq(fire_now | take),
+            chosen.eq(Mux(last_output | ~active, head_target,
+                          Mux(~last_group, after_group,
+                              Mux(~last_col, after_col, after_row)))),
+        ]
+        with m.If(update):
+            m.d.sync += [target.eq(chosen), after_group.eq(chosen + 1),
+                         after_col.eq(chosen + self.col_step),
+                         after_row.eq(chosen + self.row_step)]
+        # AND-OR, not a multiplexer, so the two compares are not merged into one behind it
+        m.d.sync += hit.eq((update & (self.next_pos == chosen))
+                           | (~update & (self.next_pos == target)))
         return m

@@ -173,23 +173,37 @@ class WeightStore(Elaboratable):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
                        for q in range(self.outputs))
 
+        # Memory writes happen a cycle after the value is taken, from registers: the write
+        # enables reach every weight memory, and behind the input handshake that fan-out
+        # limited the clock.  The bank written is the inactive one; it becomes active only
+        # after the frame start the load is handed to, well after this cycle.
+        write_address = Signal(range(2 * self.groups))
+        kernel_data = Signal(self.outputs * self.w_shape.width)
+        bias_data = Signal(self.outputs * self.b_shape.width)
+        write_kernel = Signal(self.taps)
+        write_bias = Signal()
+        m.d.sync += [write_kernel.eq(0), write_bias.eq(0)]
+        for t, mem in enumerate(kernel_mems):
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(write_address), port.data.eq(kernel_data),
+                         port.en.eq(write_kernel[t])]
+        port = bias_mem.write_port()
+        m.d.comb += [port.addr.eq(write_address), port.data.eq(bias_data),
+                     port.en.eq(write_bias)]
+
         with m.If(accepted):
             m.d.sync += [word.eq(fill), started.eq(1), lane.eq(lane + 1)]
             with m.If(~started):
                 m.d.sync += self.pending.eq(0)
             with m.If(last_lane):
                 m.d.sync += lane.eq(0)
-                write_address = (~self.bank) * self.groups + group
+                m.d.sync += [write_address.eq((~self.bank) * self.groups + group),
+                             kernel_data.eq(narrow(self.w_shape.width)),
+                             bias_data.eq(narrow(self.b_shape.width))]
                 with m.If(~in_bias):
-                    for t, mem in enumerate(kernel_mems):
-                        port = mem.write_port()
-                        m.d.comb += [port.addr.eq(write_address),
-                                     port.data.eq(narrow(self.w_shape.width)),
-                                     port.en.eq(tap == t)]
+                    m.d.sync += [write_kernel[t].eq(tap == t) for t in range(self.taps)]
                 with m.Else():
-                    port = bias_mem.write_port()
-                    m.d.comb += [port.addr.eq(write_address),
-                                 port.data.eq(narrow(self.b_shape.width)), port.en.eq(1)]
+                    m.d.sync += write_bias.eq(1)
                 with m.If(~last_group):
                     m.d.sync += group.eq(group + 1)
                 with m.Else():

@@ -72,9 +72,11 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycle
                    for k, (kernel, bias) in
                    (loads or {}).items()}
     if max_cycles is None:
-        max_cycles = int((count * beats_per_frame + sum(map(len, load_values.values())))
+        # reuse R: the engine takes one beat every R cycles
+        max_cycles = int((count * beats_per_frame * engine.reuse
+                          + sum(map(len, load_values.values())))
                          * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2) + 20 * (
-                             engine.latency + beats_per_frame) + 1000)
+                             engine.latency + beats_per_frame * engine.reuse) + 1000)
     rng = np.random.default_rng(seed)
     state = {"taken": [], "flags": [], "first_in": None, "first_out": None, "last_out": None,
              "error": False}

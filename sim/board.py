@@ -20,6 +20,7 @@ from amaranth.lib.wiring import Out
 from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
 from ..hw.engine import DepthwiseEngine
 from .beats import pack_beats
+from .synth import synth_options
 
 __all__ = ["SelfCheck", "BOARDS", "board_vectors", "build_board"]
 
@@ -164,6 +165,10 @@ BOARDS = {
 }
 
 
+#: board -> (DSP block family for ``DepthwiseEngine(target=...)``, DSP blocks on its FPGA)
+BOARD_DSPS = {"icebreaker": ("ice40", 8), "ulx3s": ("ecp5", 156)}
+
+
 class _BoardTop(wiring.Component):
     def __init__(self, check, leds):
         self.check, self.leds = check, leds
@@ -179,18 +184,28 @@ class _BoardTop(wiring.Component):
         return m
 
 
-def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0):
+def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reuse=1):
     """Build the self-checking design for ``board`` into ``out_dir``; returns the bitstream.
 
     The input is ``frames`` random frames (``seed``); the expected output comes from the
-    fixed golden model.  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
-    ICEPACK / ECPPACK (set here unless already set).
+    fixed golden model; ``reuse`` is the engine's R (fewer multipliers, one beat every R
+    cycles).  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
+    ICEPACK / ECPPACK (set here unless already set).  Synthesis is the one of ``dwconv
+    synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
+    by the engine, never inferred by ``synth_ice40 -dsp``); the mapped netlist is kept as
+    ``dwconv_selfcheck_netlist.v`` in ``out_dir``.
     """
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     factory, leds, tools = BOARDS[board]
     kernel_raw, bias_raw = quantize_weights(layer, formats)
-    engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw)
+    engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, reuse=reuse)
+    # multipliers as DSP block instances when all of them fit (more would not place, and
+    # the board's synthesis script does not map ``*`` to DSP blocks by itself)
+    family, dsp_blocks = BOARD_DSPS[board]
+    if engine.real_multipliers <= dsp_blocks:
+        engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw,
+                                 reuse=reuse, target=family)
     frames_raw, expected_raw = board_vectors(layer, formats, frames=frames, seed=seed)
     top = _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds)
     bin_dir = str(Path(sys.executable).parent)
@@ -198,7 +213,11 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0):
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        factory().build(top, name="dwconv_selfcheck", build_dir=str(out_dir), do_program=False)
+        # the synthesis command of `dwconv synth` and of the post-synthesis simulations
+        # (sim.postsynth), and the netlist written out so it can be simulated too
+        factory().build(top, name="dwconv_selfcheck", build_dir=str(out_dir), do_program=False,
+                        synth_opts=synth_options(family, dsp=engine.target is not None),
+                        script_after_synth="write_verilog -noattr dwconv_selfcheck_netlist.v")
     finally:
         for name, value in saved.items():
             if value is None:

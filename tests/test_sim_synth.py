@@ -36,3 +36,71 @@ def test_synth_ice40_report_and_block_ram(tmp_path, capsys):
     assert result["brams"] * 4096 >= line_buffer_bits
     assert result["engine_ffs"] < line_buffer_bits // 4
     assert result["utilization"]["ICESTORM_RAM"]["used"] == result["brams"]
+
+
+def _engine(weights="const", target=None, formats=None):
+    from dwconv.golden.fixed_ref import quantize_weights
+    from dwconv.hw.engine import DepthwiseEngine
+
+    spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(3, 3), name="tiny")
+    rng = np.random.default_rng(1)
+    layer = Layer(spec, rng.normal(size=spec.kernel_shape).astype(np.float32),
+                  rng.normal(size=spec.out_channels).astype(np.float32))
+    formats = formats or LayerFormats.from_strings(**FORMATS)
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = DepthwiseEngine(spec, formats, 2, kernel_raw, bias_raw, weights=weights,
+                             target=target)
+    engine._MustUse__silence = True      # built to be inspected, not elaborated
+    return engine
+
+
+def test_synth_commands_never_infer_ice40_dsps():
+    """synth_ice40 -dsp made wrong netlists (yosys 0.70): the engine instantiates SB_MAC16
+    itself, and every flow (synth, build, post-synthesis simulation) uses one command."""
+    from dwconv.sim.synth import synth_options, synth_script
+
+    assert synth_script("ice40", "top") == "synth_ice40 -top top\n"
+    assert synth_script("ice40", "top", dsp=False) == "synth_ice40 -top top\n"
+    assert synth_script("ecp5", "top") == "synth_ecp5 -top top\n"
+    assert synth_options("ecp5", dsp=False) == "-nodsp"
+
+
+def test_retarget_keeps_the_engine_and_its_cycles():
+    from dwconv.sim.synth import retarget
+
+    portable = _engine("port")
+    same = retarget(portable, None)
+    ecp5 = retarget(portable, "ecp5")
+    ecp5._MustUse__silence = True
+    assert same is portable
+    assert ecp5.target == "ecp5" and ecp5.weights == "port"
+    assert ecp5.latency == portable.latency
+    np.testing.assert_array_equal(ecp5.store.kernel_raw, portable.store.kernel_raw)
+
+
+def test_wide_products_fall_back_with_a_note():
+    from dwconv.sim.synth import dsp_notes
+
+    wide = LayerFormats.from_strings(input="fixed<17,8>", weight="fixed<8,1>",
+                                     bias="fixed<8,3>", output="fixed<8,3,RND,SAT>")
+    notes = dsp_notes(_engine("port", "ice40", wide))
+    assert len(notes) == 1 and "do not fit SB_MAC16" in notes[0]
+    assert dsp_notes(_engine("port", "ecp5", wide)) == []
+    assert dsp_notes(_engine("const", "ice40", wide)) == []
+
+
+def test_verilog_is_vendor_free_unless_a_target_is_asked(tmp_path):
+    spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(3, 3), name="tiny")
+    rng = np.random.default_rng(2)
+    layer = Layer(spec, rng.normal(size=spec.kernel_shape).astype(np.float32),
+                  rng.normal(size=spec.out_channels).astype(np.float32))
+    export_layer(tmp_path / "layer", layer, LayerFormats.from_strings(**FORMATS))
+    counts = {}
+    for target in (None, "ecp5", "ice40"):
+        out = tmp_path / f"{target}.v"
+        assert main(["verilog", str(tmp_path / "layer"), "--weights", "port", "-o", str(out)]
+                    + (["--target", target] if target else [])) in (0, None)
+        text = out.read_text()
+        counts[target] = (text.count("MULT18X18D "), text.count("SB_MAC16 "))
+    # 9 taps x 1 lane (P defaults to 1 here), each one DSP block instance
+    assert counts == {None: (0, 0), "ecp5": (9, 0), "ice40": (0, 9)}

@@ -1,0 +1,170 @@
+"""One pipelined multiplier, in the form each FPGA family's tools turn into a DSP block.
+
+The latency is the same for every target (``Multiplier.LATENCY``), so a design's cycle
+counts, and thus every simulation of it, do not depend on the target it is built for.
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Multiplier", "TARGETS", "product_shape"]
+
+#: Targets a design can be specialized for; ``None`` is portable Verilog (no vendor cells).
+TARGETS = (None, "ecp5", "ice40")
+
+#: target -> (primitive, widest operand, widest product) of its DSP block
+_PRIMITIVES = {
+    "ecp5": ("MULT18X18D", 18, 36),
+    "ice40": ("SB_MAC16", 16, 32),
+}
+
+
+def product_shape(a_shape, b_shape):
+    """The exact shape of ``a * b`` (Amaranth's rule: widths add, and a mixed-sign product
+    extends its unsigned operand by a bit)."""
+    a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+    return (Signal(a_shape) * Signal(b_shape)).shape()
+
+
+class Multiplier(wiring.Component):
+    """``p = a * b``, exact, ``LATENCY`` cycles after ``a`` and ``b``, one product per cycle.
+
+    It never stalls and has no enable: a caller that needs a valid flag delays it by
+    ``LATENCY`` cycles beside the product.  Every target has the same five register stages::
+
+        a, b -> fabric reg -> input reg -> [*] -> pipeline reg -> output reg -> fabric reg -> p
+
+    - ``None`` (portable): plain registers around ``*``.  Vendor tools that absorb registers
+      into DSP blocks (Vivado, Quartus, Radiant) find their input, pipeline and output
+      registers in it; the fabric registers on both sides let the block sit away from its
+      neighbours without a long route in a timed path.
+    - ``"ecp5"``: a MULT18X18D instance with its input (A, B), pipeline and output registers
+      on CLK0 (yosys's ``synth_ecp5`` keeps every register in fabric when it infers one).
+    - ``"ice40"``: an SB_MAC16 instance with A_REG/B_REG, the 8x8 and both 16x16 pipeline
+      registers; its output is the registered 16x16 product (``synth_ice40 -dsp``, which
+      absorbs registers by itself, produced wrong netlists with yosys 0.70).
+
+    An operand or product wider than the target's block (18x18 -> 36 bits on ECP5, 16x16 ->
+    32 on iCE40) falls back to the portable form; ``primitive`` is then None and ``note``
+    says why (the synthesis report shows it).
+
+    Parameters
+    ----------
+    a_shape, b_shape : Shape
+        Operands, signed or unsigned.
+    target : None, "ecp5" or "ice40"
+
+    Members
+    -------
+    a : In(a_shape)
+    b : In(b_shape)
+    p : Out(product_shape(a_shape, b_shape))
+    """
+
+    #: cycles from ``a``/``b`` to ``p``, for every target
+    LATENCY = 5
+
+    def __init__(self, a_shape, b_shape, *, target=None):
+        if target not in TARGETS:
+            self._MustUse__silence = True     # never built, so never to be elaborated
+            raise ValueError(f"target must be one of {', '.join(map(repr, TARGETS))}, "
+                             f"not {target!r}")
+        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        self.target = target
+        self.latency = self.LATENCY
+        self.primitive, self.note = self.primitive_for(a_shape, b_shape, target)
+        super().__init__({"a": In(a_shape), "b": In(b_shape),
+                          "p": Out(product_shape(a_shape, b_shape))})
+
+    @staticmethod
+    def primitive_for(a_shape, b_shape, target):
+        """(DSP primitive or None, note or None) for a product of these operands."""
+        if target is None:
+            return None, None
+        primitive, operand, product = _PRIMITIVES[target]
+        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        width = product_shape(a_shape, b_shape).width
+        if max(a_shape.width, b_shape.width) > operand or width > product:
+            return None, (f"{a_shape.width}x{b_shape.width}-bit products do not fit "
+                          f"{primitive} ({operand}x{operand}): portable multipliers instead")
+        return primitive, None
+
+    def elaborate(self, platform):
+        m = Module()
+        # fabric registers before the block: its inputs start at a flip-flop next to it
+        a_q = Signal.like(self.a, name="a_q")
+        b_q = Signal.like(self.b, name="b_q")
+        m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
+        product = Signal(self.p.shape(), name="product")   # the block's output register
+        if self.primitive == "MULT18X18D":
+            self._mult18x18d(m, a_q, b_q, product)
+        elif self.primitive == "SB_MAC16":
+            self._sb_mac16(m, a_q, b_q, product)
+        else:
+            a_in, b_in = Signal.like(self.a, name="a_in"), Signal.like(self.b, name="b_in")
+            piped = Signal(self.p.shape(), name="piped")
+            m.d.sync += [a_in.eq(a_q), b_in.eq(b_q), piped.eq(a_in * b_in),
+                         product.eq(piped)]
+        # fabric register after the block
+        m.d.sync += self.p.eq(product)
+        return m
+
+    @staticmethod
+    def _extend(value, width):
+        """``value`` sign- or zero-extended to ``width`` bits, as a flat bit vector."""
+        wide = Signal(signed(width) if value.shape().signed else unsigned(width))
+        return wide, wide.eq(value)
+
+    def _mult18x18d(self, m, a_q, b_q, product):
+        a, a_eq = self._extend(a_q, 18)
+        b, b_eq = self._extend(b_q, 18)
+        p = Signal(36)
+        m.d.comb += [a_eq, b_eq, product.eq(p[:len(product)])]
+        ports = {f"i_A{n}": a[n] for n in range(18)}
+        ports.update({f"i_B{n}": b[n] for n in range(18)})
+        ports.update({f"i_C{n}": Const(0, 1) for n in range(18)})
+        ports.update({f"o_P{n}": p[n] for n in range(36)})
+        registers = {f"p_REG_{reg}_{what}": value
+                     for reg in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+                     for what, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
+        m.submodules.dsp = Instance(
+            "MULT18X18D", **registers,
+            p_REG_INPUTC_CLK="NONE", p_GSR="DISABLED", p_RESETMODE="SYNC",
+            p_MULT_BYPASS="DISABLED", p_CLK0_DIV="ENABLED",
+            i_SIGNEDA=Const(int(self.a.shape().signed), 1),
+            i_SIGNEDB=Const(int(self.b.shape().signed), 1),
+            i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+            i_CLK0=ClockSignal("sync"),
+            i_CE0=Const(1, 1), i_RST0=Const(0, 1),
+            **{f"i_{pin}{n}": Const(0, 1) for pin in ("CLK", "CE", "RST") for n in (1, 2, 3)},
+            **ports)
+
+    def _sb_mac16(self, m, a_q, b_q, product):
+        a, a_eq = self._extend(a_q, 16)
+        b, b_eq = self._extend(b_q, 16)
+        o = Signal(32)
+        m.d.comb += [a_eq, b_eq, product.eq(o[:len(product)])]
+        m.submodules.dsp = Instance(
+            "SB_MAC16",
+            p_NEG_TRIGGER=Const(0, 1), p_A_REG=Const(1, 1), p_B_REG=Const(1, 1),
+            p_C_REG=Const(0, 1), p_D_REG=Const(0, 1),
+            # in 16x16 mode the partial products Ah*Bh and Al*Bl sit in the 8x8 registers,
+            # Al*Bh and Ah*Bl in REG1; REG2 holds their sum: one full pipeline stage
+            p_TOP_8x8_MULT_REG=Const(1, 1), p_BOT_8x8_MULT_REG=Const(1, 1),
+            p_PIPELINE_16x16_MULT_REG1=Const(1, 1), p_PIPELINE_16x16_MULT_REG2=Const(1, 1),
+            # both output halves straight from REG2 (the 16x16 product)
+            p_TOPOUTPUT_SELECT=Const(3, 2), p_BOTOUTPUT_SELECT=Const(3, 2),
+            p_TOPADDSUB_LOWERINPUT=Const(0, 2), p_TOPADDSUB_UPPERINPUT=Const(0, 1),
+            p_TOPADDSUB_CARRYSELECT=Const(0, 2), p_BOTADDSUB_LOWERINPUT=Const(0, 2),
+            p_BOTADDSUB_UPPERINPUT=Const(0, 1), p_BOTADDSUB_CARRYSELECT=Const(0, 2),
+            p_MODE_8x8=Const(0, 1),
+            p_A_SIGNED=Const(int(self.a.shape().signed), 1),
+            p_B_SIGNED=Const(int(self.b.shape().signed), 1),
+            i_CLK=ClockSignal("sync"), i_CE=Const(1, 1), i_A=a, i_B=b,
+            i_C=Const(0, 16), i_D=Const(0, 16),
+            **{f"i_{pin}": Const(0, 1) for pin in (
+                "AHOLD", "BHOLD", "CHOLD", "DHOLD", "IRSTTOP", "IRSTBOT", "ORSTTOP",
+                "ORSTBOT", "OLOADTOP", "OLOADBOT", "ADDSUBTOP", "ADDSUBBOT", "OHOLDTOP",
+                "OHOLDBOT", "CI", "ACCUMCI", "SIGNEXTIN")},
+            o_O=o)

