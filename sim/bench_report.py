@@ -48,8 +48,19 @@ def _summary(layers):
     big = [r for r in layers if r["input_shape"][0] >= 32 and r["input_shape"][1] >= 32]
     simulated = [r for r in layers if "shared_with" not in r["simulation"]]
     mismatches = sum(r["simulation"]["mismatches"] for r in simulated)
-    lines = [f"- {len(layers)} layers, {len(simulated)} distinct configurations simulated in "
-             f"Verilator; mismatches against the fixed golden model: **{mismatches}**."]
+    lines = [f"- {len(layers)} layers, {len(simulated)} simulations in Verilator"
+             + (" (each layer twice: without and with stalls)" if simulated and "stalled" in
+                simulated[0]["simulation"] else "")
+             + f"; mismatches against the fixed golden model: **{mismatches}**."]
+    timed = [r["simulation"] for r in simulated if "sim_seconds" in r["simulation"]]
+    if timed:
+        seconds = sum(s["sim_seconds"] + s["stalled"]["sim_seconds"] for s in timed)
+        cycles = sum(s["cycles"] + s["stalled"]["cycles"] for s in timed)
+        builds = sum(s["build_seconds"] for s in timed)
+        lines.append(f"- Simulated {cycles:,} cycles in {seconds:.1f} s inside the simulator "
+                     f"({cycles / seconds:,.0f} cycles/s overall); builds {builds:.0f} s; "
+                     f"simulations with golden models and data {sum(s['seconds'] for s in timed):.0f} s "
+                     f"in all.")
     if big:
         worst = min(big, key=lambda r: r["simulation"]["efficiency"])
         reached = all(r["simulation"]["efficiency"] >= 0.98 for r in big)
@@ -71,12 +82,19 @@ def _cycles_table(layers):
     rows = []
     for r in layers:
         s = r["simulation"]
-        shared = f"= {s['shared_with']}" if "shared_with" in s else ""
+        if "stalled" in s:
+            t = s["stalled"]
+            speed = [f"{s['build_seconds']:.1f}", f"{s['sim_seconds']:.2f}",
+                     f"{s['cycles_per_second']:,}", t["cycles"], f"{t['sim_seconds']:.2f}",
+                     f"{t['cycles_per_second']:,}"]
+        else:
+            speed = ["-"] * 6
         rows.append([r["source"], r["layer"], _shape(r["input_shape"]), _kernel(r), r["lanes"],
                      s["frames"], s["cycles"], s["ideal_cycles"], f"{s['efficiency']:.4f}",
-                     s["overhead_cycles"], s["latency_cycles"], s["mismatches"], shared])
+                     s["overhead_cycles"], s["latency_cycles"], s["mismatches"], *speed])
     return _table(["source", "layer", "input HxWxC", "kernel", "P", "frames", "cycles",
-                   "ideal", "efficiency", "overhead", "latency", "mismatches", "simulation"],
+                   "ideal", "efficiency", "overhead", "latency", "mismatches", "build s",
+                   "sim s", "cycles/s", "stalled cycles", "stalled sim s", "stalled cycles/s"],
                   rows)
 
 
@@ -122,11 +140,25 @@ def _speed_section(speed):
     rows = []
     for name, s in speed["simulators"].items():
         if "skipped" in s:
-            rows.append([name, "-", "-", "-", s["skipped"]])
-        else:
-            first = s["build_or_first_run_seconds"]
-            rows.append([name, s["cycles"], s["seconds"], s["cycles_per_second"],
-                         "-" if first is None else f"{first} s (build + one frame)"])
+            rows.append([name, "-", "-", "-", "-", "-", "-", s["skipped"]])
+            continue
+        first = s["build_or_first_run_seconds"]
+        native = name in ("verilator", "icarus")
+        built = ("cached" if native and not first else f"{first} s (build)" if native else
+                 "-" if first is None else f"{first} s (build + one frame)")
+        per_cpu = s.get("cycles_per_cpu_second")
+        rows.append([name, s.get("frames", speed["frames"]), s.get("stall", 0.0), s["cycles"],
+                     s.get("sim_seconds", s["seconds"]), f"{s['cycles_per_second']:,}",
+                     "-" if per_cpu is None else f"{per_cpu:,}", built])
+    e = speed.get("end_to_end")
+    end_to_end = "" if not e else (
+        f"End to end, `simulate_layer` (what `dwconv simulate --sim verilator --stall "
+        f"{e['stall']}` runs, less the files: input quantization, fixed and float golden "
+        f"models, engine and Verilog generation, the cached build, simulation, comparison) on "
+        f"{e['frames']} frames: **{e['seconds']} s**, of which {e['sim_seconds']} s in the "
+        f"simulator ({e['cycles_per_second']:,} cycles/s"
+        + (f", {e['cycles_per_cpu_second']:,} per CPU second" if "cycles_per_cpu_second" in e
+           else "") + f"), {e['mismatches']} mismatches.")
     matched = all(s.get("mismatches", 0) == 0 for s in speed["simulators"].values())
     g = speed["golden"]
     golden = _table(["model", f"seconds for {g['frames']} frames", "against Keras"], [
@@ -139,37 +171,70 @@ def _speed_section(speed):
     return "\n\n".join([
         f"Layer {speed['layer']} ({_shape(speed['input_shape'])}, "
         f"{_shape(speed['kernel_size'])} {speed['padding']}, P={speed['lanes']}), "
-        f"{speed['frames']} frames back to back, no stalls, all mismatches 0: "
-        f"{'yes' if matched else 'NO'}. "
-        "The cocotb runs (Verilator, Icarus) include cocotb's start-up and its Python "
-        "per-cycle AXI-Stream source, sink and monitor, which dominate; the build is timed "
-        "apart.",
-        _table(["simulator", "cycles", "seconds", "cycles/s", "first run"], rows),
-        golden])
+        f"frames back to back, all mismatches 0: {'yes' if matched else 'NO'}. "
+        "verilator and icarus are the compiled paths (`--sim verilator`, `--sim icarus`: "
+        "tb_stream.v, no Python in the cycle loop), timed inside the simulator process "
+        "(start-up and file reading included) with a cached build; cycles per CPU second "
+        "count the simulator's own CPU time, which a machine shared with other work does not "
+        "inflate.  The cocotb runs "
+        "include cocotb's start-up and its Python per-cycle AXI-Stream source, sink and "
+        "monitor, which dominate; their build is timed apart.",
+        _table(["simulator", "frames", "stall", "cycles", "seconds", "cycles/s",
+                "cycles/CPU s", "build"], rows),
+        end_to_end, golden])
+
+
+def _fmax(r):
+    """Best Fmax over the seeds, and the median when there were several."""
+    seeds = r.get("fmax_seeds_mhz") or [r["fmax_mhz"]]
+    return (f"{r['fmax_mhz']}" if len(seeds) == 1 else
+            f"{r['fmax_mhz']} / {r['fmax_median_mhz']} ({len(seeds)} seeds)")
+
+
+def _path(r):
+    """The critical path, shortened: where it starts and ends, and its delay."""
+    path = r.get("critical_path")
+    if not path:
+        return "-"
+    cells = path.get("cells") or []
+    ends = [c.replace("engine.", "").split("_TRELLIS")[0].split("_SB_")[0].split("$")[0]
+            for c in (cells[:1] + cells[-1:])]
+    return (f"{ends[0]} -> {ends[-1]}: {path['delay_ns']} ns ({path['logic_ns']} logic, "
+            f"{len(cells)} cells)") if ends else f"{path['delay_ns']} ns"
 
 
 def _synthesis_section(synthesis):
     if "skipped" in synthesis:
         return f"Not measured in this run: {synthesis['skipped']}."
-    rows, failed = [], []
+    rows, failed, paths, notes = [], [], [], []
     for r in synthesis["results"]:
         if "error" in r:
-            failed.append(f"- {r['configuration']} on {r['target']} {r['device']} at "
-                          f"P={r['lanes']}: {r['error']}")
+            failed.append(f"- {r['configuration']} ({r.get('weights', 'const')} weights) on "
+                          f"{r['target']} {r['device']} at P={r['lanes']}: {r['error']}")
             continue
-        rows.append([r["configuration"], r["part"], r["lanes"], r["multipliers"],
+        label = f"{r['configuration']}, {r['part']}, {r.get('weights', 'const')}"
+        rows.append([r["configuration"], r["part"], r["lanes"], r.get("weights", "const"),
+                     r.get("real_multipliers", r["multipliers"]),
                      r["line_buffer_words"], r["luts"], r["ffs"], r.get("engine_ffs", "-"),
-                     r["dsps"], r["brams"], r.get("lutram", "-"), r["fmax_mhz"]])
+                     r["dsps"], r["brams"], r.get("lutram", "-"), _fmax(r)])
+        paths.append(f"- {label}: {_path(r)}")
+        notes += [f"- {label}: {note}" for note in r.get("notes", [])]
     boards = [f"- `dwconv build --board {b['board']}` (self-checking design, "
               f"{b['configuration']}, P={b['lanes']}): "
               + (f"bitstream of {b['bitstream_bytes']} bytes in {b['seconds']:.0f} s"
                  if b["exit_code"] == 0 else f"failed: {b.get('error')}")
               for b in synthesis.get("boards", [])]
-    return ("`dwconv synth` on exported layers: constant weights, 8-bit formats (the seed "
-            "layer: the demo's formats), yosys + nextpnr from YoWASP, the engine in its I/O "
-            "harness (engine FFs exclude the harness' registers).\n\n" +
-            _table(["configuration", "part", "P", "multipliers", "line buffer words", "LUTs",
-                    "FFs", "engine FFs", "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows) +
+    return ("`dwconv synth --seeds N` on exported layers: constant and port weights, 8-bit "
+            "formats (the seed layer: the demo's formats), yosys + nextpnr from YoWASP, the "
+            "engine in its I/O harness (engine FFs exclude the harness' registers).  "
+            "Multipliers are DSP block instances with their registers (MULT18X18D, SB_MAC16; "
+            "hw/multiplier.py).  Fmax: best / median over nextpnr seeds; the critical path "
+            "is the best seed's.\n\n" +
+            _table(["configuration", "part", "P", "weights", "multipliers",
+                    "line buffer words", "LUTs", "FFs", "engine FFs", "DSPs", "BRAMs",
+                    "LUT RAM", "Fmax MHz best / median"], rows) +
+            ("\n\nCritical paths:\n\n" + "\n".join(paths) if paths else "") +
+            ("\n\nMultipliers not in DSP blocks:\n\n" + "\n".join(notes) if notes else "") +
             ("\n\nDid not fit (or failed):\n\n" + "\n".join(failed) if failed else "") +
             ("\n\nBoard builds (amaranth-boards, YoWASP tools):\n\n" + "\n".join(boards)
              if boards else ""))
@@ -180,21 +245,24 @@ def render(data):
     return "\n\n".join([
         "# dwconv benchmark",
         f"Made by `{about['command']}` (sim/bench.py) in {about['seconds']:.0f} s"
+        + (f" (the layers: {about['layers_seconds']:.0f} s, {about['layers_cpu_seconds']:.0f} s "
+           f"of CPU with the tools it ran)" if "layers_cpu_seconds" in about else "")
         + (f" plus {about['synthesis_seconds']:.0f} s of synthesis and board builds"
-           if "synthesis_seconds" in about else "") + " on "
+           if "synthesis_seconds" in about else "")
+        + (f" ({about['synthesis_note']})" if "synthesis_note" in about else "") + " on "
         f"{about['cpus']} CPUs ({about['machine']}, Python {about['python']}); every figure "
         "is also in bench.json.  Cycles are **simulated** (Verilator on the shipped Verilog, "
-        "cocotb, frames back to back without stalls, first input beat accepted to last "
-        "output beat taken); limits, peer figures, storage minimum and quantization error "
+        "compiled testbench, frames back to back without stalls, first input beat accepted to "
+        "last output beat taken; each layer runs again with random stalls); limits, peer figures, storage minimum and quantization error "
         "are **computed**.",
         _summary(layers),
         "## Cycles and efficiency (simulated)",
         f"P: {about['lanes_rule']}.  Frames: {about['frames_rule']}.  Efficiency = ideal "
         "(frames * H*W*C/P) / cycles.  Overhead = cycles - ideal: the pipeline fill of the "
         "first frame and the flush of the last frame's bottom/right padded outputs, paid "
-        "once per burst, not per frame.  Layers whose configuration repeats share one "
-        "simulation (the engine's timing does not depend on weights or data): the last "
-        "column names it.  The MobileNetV2 stride-2 layers are `valid` on an input already "
+        "once per burst, not per frame.  Every layer is simulated with its own weights (its "
+        "own build: `build s`, 0 when cached), then again with stalls: `sim s` is the time "
+        "inside the simulator process.  The MobileNetV2 stride-2 layers are `valid` on an input already "
         "padded by Keras' ZeroPadding2D (e.g. 113x113); the engine could make that padding "
         "itself (`same` on 112x112), but the layers are measured as Keras defines them.",
         _cycles_table(layers),
@@ -261,14 +329,15 @@ def _readme_synthesis(synthesis):
     rows, failed = [], []
     for r in synthesis["results"]:
         if "error" in r:
-            failed.append(f"{r['configuration']} on {r['target']} {r['device']} at "
-                          f"P={r['lanes']}")
+            failed.append(f"{r['configuration']} ({r.get('weights', 'const')} weights) on "
+                          f"{r['target']} {r['device']} at P={r['lanes']}")
             continue
-        rows.append([r["configuration"], r["part"], r["lanes"], r["multipliers"], r["luts"],
-                     f"{r['ffs']} ({r.get('engine_ffs', '-')})", r["dsps"], r["brams"],
-                     r.get("lutram", "-"), r["fmax_mhz"]])
-    return (_table(["configuration", "part", "P", "multipliers", "LUTs", "FFs (engine)",
-                    "DSPs", "BRAMs", "LUT RAM", "Fmax MHz"], rows) +
+        rows.append([r["configuration"], r["part"], r["lanes"], r.get("weights", "const"),
+                     r["luts"], f"{r['ffs']} ({r.get('engine_ffs', '-')})", r["dsps"],
+                     r["brams"], r.get("lutram", "-"), _fmax(r), _path(r)])
+    return (_table(["configuration", "part", "P", "weights", "LUTs", "FFs (engine)",
+                    "DSPs", "BRAMs", "LUT RAM", "Fmax MHz best / median", "critical path"],
+                   rows) +
             (f"\n\nDid not fit, or place and route did not finish ([BENCH.md](BENCH.md) "
              f"gives the reason): {'; '.join(failed)}." if failed else ""))
 
@@ -296,8 +365,16 @@ def readme_section(data):
     goal = ("holds on every such layer" if all(r["simulation"]["efficiency"] >= 0.98
                                                for r in big) else "is missed on some")
     seed = next(r for r in layers if r["layer"] == "seed_dw")
-    simulators = ", ".join(f"{name} {s['cycles_per_second']} cycles/s"
+    simulators = ", ".join(f"{name} {s['cycles_per_second']:,} cycles/s"
+                           + (f" ({s['cycles_per_cpu_second']:,} per CPU second)"
+                              if "cycles_per_cpu_second" in s else "")
+                           + (f" ({s['frames']} frames, stalls {s['stall']})"
+                              if s.get("stall") else "")
                            for name, s in speed["simulators"].items() if "skipped" not in s)
+    e = speed.get("end_to_end")
+    timed = [r["simulation"] for r in layers if "stalled" in r["simulation"]]
+    cycles = sum(s["cycles"] + s["stalled"]["cycles"] for s in timed)
+    sim_seconds = sum(s["sim_seconds"] + s["stalled"]["sim_seconds"] for s in timed)
     g = speed["golden"]
     text = [
         README_SECTION,
@@ -308,8 +385,9 @@ def readme_section(data):
         f"Verilog, frames back to back, from the first input beat accepted to the last output "
         f"beat taken; every simulated output equals the fixed golden model "
         f"({sum(r['simulation']['mismatches'] for r in simulated)} mismatches; "
-        f"{len(layers)} layers, {len(simulated)} distinct configurations, as repeated layers "
-        f"share a simulation). P is the largest divisor of C not above 8.",
+        f"{len(layers)} layers, each simulated at full size with its own weights, "
+        f"{simulated[0]['simulation']['frames']} frames without and then with random stalls)."
+        f" P is the largest divisor of C not above 8.",
         "**Throughput.** The engine takes one input beat per cycle: a burst of N frames costs "
         "N*H*W*C/P cycles plus a fixed fill and flush (the pipeline, and the last frame's "
         "bottom padded outputs), so efficiency rises with N and with the frame size.",
@@ -356,14 +434,21 @@ def readme_section(data):
         f"8-bit formats.",
         f"**Simulation speed** ({speed['layer']}: {_shape(speed['input_shape'])}, "
         f"{_shape(speed['kernel_size'])} {speed['padding']}, P={speed['lanes']}, "
-        f"{speed['frames']} frames): {simulators} (the cocotb runs are dominated by cocotb's "
-        f"Python AXI-Stream source, sink and monitor, not by the simulators); the golden "
+        f"{speed['frames']} frames unless said): {simulators} (verilator and icarus: the "
+        f"compiled testbench, no Python in the cycle loop; the cocotb runs are dominated by "
+        f"cocotb's Python AXI-Stream source, sink and monitor, not by the simulators)"
+        + (f"; {e['frames']} frames end to end (data, golden models, cached build, "
+           f"simulation with stalls {e['stall']}, comparison) in {e['seconds']} s" if e else "")
+        + (f"; all the layers above: {cycles:,} cycles in {sim_seconds:.0f} s inside Verilator"
+           if timed else "")
+        + f"; the golden "
         f"models take {g['float_golden_seconds'] * 1e3:.1f} ms (float) and "
         f"{g['fixed_golden_seconds'] * 1e3:.1f} ms (fixed) where Keras' compiled predict "
         f"takes {g['keras_predict_seconds'] * 1e3:.1f} ms.",
-        "**Synthesis** (`dwconv synth`, constant weights, 8-bit operands, yosys + nextpnr "
-        "from YoWASP; [Synthesis](#synthesis-dwconv-synth) above has the full matrix, iCE40 "
-        "at P=1 included):",
+        "**Synthesis** (`dwconv synth --seeds N`, constant and port weights, 8-bit operands, "
+        "yosys + nextpnr from YoWASP, multipliers in DSP blocks with their registers; "
+        "[Synthesis](#synthesis-dwconv-synth) above has the full matrix, iCE40 at P=1 "
+        "included):",
         _readme_synthesis(data["synthesis"]),
     ]
     return "\n\n".join(block if block.startswith("|") else textwrap.fill(

@@ -10,13 +10,13 @@ import json
 from dwconv.golden.spec import LayerSpec
 from dwconv.sim.bench import peer_cycles, run_bench
 from dwconv.sim.bench_report import update_readme
-from shared_build import cocotb_build_root
+from shared_build import native_build_root
 
 
 def test_quick_bench_writes_json_and_markdown(tmp_path):
     log = io.StringIO()
     data = run_bench(tmp_path, quick=True, work=tmp_path / "work",
-                     build_root=cocotb_build_root(), stream=log)
+                     build_root=native_build_root(), stream=log)
     assert "wrote" in log.getvalue()
     assert json.loads((tmp_path / "bench.json").read_text()) == data
     [row] = data["layers"]
