@@ -8,9 +8,6 @@ output type.  The convolution's geometry (stride, dilation, padding) is plain lo
 same program.  Every raw output must equal ``fixed_forward_raw`` exactly.
 """
 
-import pathlib
-import subprocess
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
@@ -18,7 +15,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from dwconv.golden.fixed_ref import fixed_forward_raw
 from dwconv.sim.fuzz import fuzz_cases
 
-from test_golden_fixed import AP_HEADER, _ap_types
+from test_golden_fixed import AP_HEADER, _ap_types, run_oracle
 
 CASES = 24
 
@@ -124,18 +121,9 @@ def test_datapath_matches_ap_fixed(tmp_path):
         x = _float_input(case, rng)
         stdin.append(_stdin(case, x))
         expected.append(fixed_forward_raw(case.layer, f, f.input.quantize(x)).ravel())
-    source = _PRELUDE + "\n".join(calls) + "\n  return 0;\n}\n"
-    workdir = pathlib.Path(tmp_path)
-    (workdir / "datapath.cpp").write_text(source)
-    subprocess.run(["g++", "-O1", "-std=c++14", "-w", f"-I{include}", "datapath.cpp", "-o",
-                    "datapath"], cwd=workdir, check=True, capture_output=True)
-    result = subprocess.run([str(workdir / "datapath")], input="\n".join(stdin) + "\n",
-                            capture_output=True, text=True, check=True)
-    lines = result.stdout.splitlines()
-    assert len(lines) == len(cases)
+    outputs = run_oracle(_PRELUDE, calls, stdin, tmp_path, include, optimize="-O1")
     modes, inner, values = set(), 0, 0
-    for case, line, want in zip(cases, lines, expected):
-        got = np.array([int(v) for v in line.split()], dtype=np.int64)
+    for case, got, want in zip(cases, outputs, expected):
         np.testing.assert_array_equal(got, want, err_msg=case.describe())
         f = case.formats
         modes |= {(fmt.rounding, fmt.overflow) for fmt in (f.input, f.weight, f.bias, f.output)}

@@ -153,15 +153,20 @@ def run_ap_fixed(cases, workdir):
         else:
             calls.append(f"  quantize<{_cxx_args(dst)}>();")
             stdin.append(f"{len(values)} " + " ".join(float(v).hex() for v in values))
-    source = _PRELUDE + "\n".join(calls) + "\n  return 0;\n}\n"
+    return run_oracle(_PRELUDE, calls, stdin, workdir, include)
+
+
+def run_oracle(prelude, calls, stdin, workdir, include, *, optimize="-O0"):
+    """Compile ``prelude`` + a main() making ``calls`` against ap_fixed, feed it ``stdin``
+    (one entry per call) and return each call's printed line as an int64 array."""
     workdir = pathlib.Path(workdir)
-    (workdir / "oracle.cpp").write_text(source)
-    subprocess.run(["g++", "-O0", "-std=c++14", "-w", f"-I{include}", "oracle.cpp", "-o",
+    (workdir / "oracle.cpp").write_text(prelude + "\n".join(calls) + "\n  return 0;\n}\n")
+    subprocess.run(["g++", optimize, "-std=c++14", "-w", f"-I{include}", "oracle.cpp", "-o",
                     "oracle"], cwd=workdir, check=True, capture_output=True)
     result = subprocess.run([str(workdir / "oracle")], input="\n".join(stdin) + "\n",
                             capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
-    assert len(lines) == len(cases)
+    assert len(lines) == len(calls)
     return [np.array([int(v) for v in line.split()], dtype=np.int64) for line in lines]
 
 
