@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
 
+from .mac import adder_tree, register_chain
 from .multiplier import Multiplier
 
 __all__ = ["FoldedMacArray", "check_reuse"]
@@ -161,24 +162,14 @@ class FoldedMacArray(Elaboratable):
             # the multiplier's output register feeds the tree directly: the shift is wiring
             terms.append(mul.p << self.product_shift)
 
-        for level in range(self.levels):
-            reduced = []
-            for n in range(0, len(terms), 2):
-                node = Signal(acc, name=f"sum{level}_{n // 2}")
-                m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
-                reduced.append(node)
-            terms = reduced
-        partial, = terms
+        partial = adder_tree(m, terms, self.levels, acc, "sum")
 
         total = Signal(acc)
         base = Mux(phase == 0, self.b << self.bias_shift, total)
         m.d.sync += total.eq(base + partial)
 
         # the complete sum sits in ``total`` for the one cycle after phase R-1
-        result = total
-        for stage in range(self.latency - self.latency_of(self.taps, R)):
-            delayed = Signal(acc, name=f"acc_delay{stage}")
-            m.d.sync += delayed.eq(result)
-            result = delayed
+        result = register_chain(m, total, self.latency - self.latency_of(self.taps, R),
+                                "acc_delay")
         m.d.comb += self.acc.eq(result)
         return m

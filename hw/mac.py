@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import Multiplier
 
-__all__ = ["MacArray", "signed_digits"]
+__all__ = ["MacArray", "signed_digits", "adder_tree", "register_chain"]
 
 
 def signed_digits(value):
@@ -21,6 +21,29 @@ def signed_digits(value):
         value >>= 1
         shift += 1
     return digits
+
+
+def adder_tree(m, terms, levels, shape, name):
+    """Sum of ``terms`` after exactly ``levels`` register stages (0 terms sum to 0)."""
+    terms = terms or [Const(0, shape)]
+    for level in range(levels):
+        reduced = []
+        for n in range(0, len(terms), 2):
+            node = Signal(shape, name=f"{name}{level}_{n // 2}")
+            m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
+            reduced.append(node)
+        terms = reduced
+    assert len(terms) == 1
+    return terms[0]
+
+
+def register_chain(m, value, stages, name):
+    """``value`` delayed by ``stages`` registers (pads a MAC to a common latency)."""
+    for stage in range(stages):
+        delayed = Signal.like(value, name=f"{name}{stage}")
+        m.d.sync += delayed.eq(value)
+        value = delayed
+    return value
 
 
 def _levels(count):
@@ -97,20 +120,6 @@ class MacArray(wiring.Component):
             raise ValueError(f"cannot shorten the latency {self.latency} to {latency}")
         self.latency = latency
 
-    def _tree(self, m, terms, levels, name):
-        """Sum of ``terms`` after exactly ``levels`` register stages (at least one term)."""
-        acc = signed(self.acc_width)
-        terms = terms or [Const(0, acc)]
-        for level in range(levels):
-            reduced = []
-            for n in range(0, len(terms), 2):
-                node = Signal(acc, name=f"{name}{level}_{n // 2}")
-                m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
-                reduced.append(node)
-            terms = reduced
-        assert len(terms) == 1
-        return terms[0]
-
     def elaborate(self, platform):
         m = Module()
         acc = signed(self.acc_width)
@@ -122,7 +131,7 @@ class MacArray(wiring.Component):
                     self.x[t].shape(), self.w[t].shape(), target=self.target)
                 m.d.comb += [mul.a.eq(self.x[t]), mul.b.eq(self.w[t])]
                 terms.append(mul.p << self.product_shift)
-            total = self._tree(m, terms, self.levels, "sum")
+            total = adder_tree(m, terms, self.levels, acc, "sum")
         else:
             samples = []
             for t in range(self.taps):
@@ -134,14 +143,11 @@ class MacArray(wiring.Component):
                 for shift, digit in signed_digits(weight):
                     (plus if digit > 0 else minus).append(sample << (shift + self.product_shift))
             total = Signal(acc)
-            m.d.sync += total.eq(self._tree(m, plus, self.levels, "plus")
-                                 - self._tree(m, minus, self.levels, "minus"))
+            m.d.sync += total.eq(adder_tree(m, plus, self.levels, acc, "plus")
+                                 - adder_tree(m, minus, self.levels, acc, "minus"))
 
         result = Signal(acc)
         m.d.sync += result.eq(total + (self.b << self.bias_shift))
-        for stage in range(self.latency - (self.bias_delay + 1)):
-            delayed = Signal(acc, name=f"acc_delay{stage}")
-            m.d.sync += delayed.eq(result)
-            result = delayed
+        result = register_chain(m, result, self.latency - (self.bias_delay + 1), "acc_delay")
         m.d.comb += self.acc.eq(result)
         return m
