@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 
@@ -83,6 +84,26 @@ def saved(tmp_path_factory):
     return models, paths
 
 
+def _without_name_attributes(keras_path, tmp_path):
+    """A copy of a .keras file whose weights carry no ``name`` attributes (as older Keras
+    files): the reader must fall back on the numbering rule."""
+    path = tmp_path / "stripped.keras"
+    with zipfile.ZipFile(keras_path) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.namelist():
+            content = source.read(item)
+            if item == "model.weights.h5":
+                weights = tmp_path / "w.h5"
+                weights.write_bytes(content)
+                with h5py.File(weights, "r+") as h5:
+                    def strip(_, obj):
+                        if "name" in obj.attrs:
+                            del obj.attrs["name"]
+                    h5.visititems(strip)
+                content = weights.read_bytes()
+            target.writestr(item, content)
+    return path
+
+
 def _keras_weights(model, name):
     return model.get_layer(name).get_weights()
 
@@ -135,24 +156,9 @@ def test_fuse_equals_keras_model(saved, model_name, layer_name, last, fused, suf
 @pytest.mark.parametrize("model_name, layer_name", CASES)
 def test_numbering_rule_without_name_attributes(saved, tmp_path, model_name, layer_name):
     """Older Keras 3 files lack the ``name`` attribute: the numbering rule alone must do."""
-    import h5py
 
     models, paths = saved
-    path = tmp_path / "stripped.keras"
-    with zipfile.ZipFile(paths[model_name, ".keras"]) as source, \
-            zipfile.ZipFile(path, "w") as target:
-        for item in source.namelist():
-            content = source.read(item)
-            if item == "model.weights.h5":
-                weights = tmp_path / "w.h5"
-                weights.write_bytes(content)
-                with h5py.File(weights, "r+") as h5:
-                    def strip(_, obj):
-                        if "name" in obj.attrs:
-                            del obj.attrs["name"]
-                    h5.visititems(strip)
-                content = weights.read_bytes()
-            target.writestr(item, content)
+    path = _without_name_attributes(paths[model_name, ".keras"], tmp_path)
     layer = load_keras_layer(path, layer_name)
     np.testing.assert_array_equal(layer.kernel, _keras_weights(models[model_name], layer_name)[0])
 
@@ -399,23 +405,9 @@ def test_nested_layers_are_found_with_their_weights(nested_saved, suffix):
 
 def test_nested_numbering_rule_without_name_attributes(nested_saved, tmp_path):
     """Without the ``name`` attributes, each nested model numbers its own layers."""
-    import h5py
 
     model, paths = nested_saved
-    path = tmp_path / "stripped.keras"
-    with zipfile.ZipFile(paths[".keras"]) as source, zipfile.ZipFile(path, "w") as target:
-        for item in source.namelist():
-            content = source.read(item)
-            if item == "model.weights.h5":
-                weights = tmp_path / "w.h5"
-                weights.write_bytes(content)
-                with h5py.File(weights, "r+") as h5:
-                    def strip(_, obj):
-                        if "name" in obj.attrs:
-                            del obj.attrs["name"]
-                    h5.visititems(strip)
-                content = weights.read_bytes()
-            target.writestr(item, content)
+    path = _without_name_attributes(paths[".keras"], tmp_path)
     for layer_id in NESTED:
         _, keras_layer = _keras_nested_layer(model, layer_id)
         np.testing.assert_array_equal(load_keras_layer(path, layer_id).kernel,

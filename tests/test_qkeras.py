@@ -105,15 +105,20 @@ def test_cli_formats_override_qkeras(tmp_path, capsys):
     assert not np.array_equal(expected, ref["y"])
 
 
-def _edited(tmp_path, name, edit):
-    """A copy of a reference model with its config.json changed by ``edit(layers)``."""
+def _edited(tmp_path, name, edit, *, source=None, classes=None):
+    """A copy of a model (a reference model by name, or ``source``) with its config.json
+    changed by ``edit(layers)`` (layer configs by name) and layers renamed to other classes
+    (``classes``: name -> class name)."""
     path = tmp_path / f"{name}_edited.keras"
-    with zipfile.ZipFile(DATA / f"{name}.keras") as source, \
+    with zipfile.ZipFile(source or DATA / f"{name}.keras") as source, \
             zipfile.ZipFile(path, "w") as target:
         for item in source.namelist():
             content = source.read(item)
             if item == "config.json":
                 config = json.loads(content)
+                for entry in config["config"]["layers"]:
+                    entry["class_name"] = (classes or {}).get(entry["config"]["name"],
+                                                              entry["class_name"])
                 edit({entry["config"]["name"]: entry["config"]
                       for entry in config["config"]["layers"]})
                 content = json.dumps(config).encode()
@@ -214,18 +219,8 @@ def test_fuse_refuses_batchnorm_after_a_quantized_kernel(tmp_path, capsys):
     def as_qkeras(layers):
         layers["qdw"]["depthwise_quantizer"] = quantizer
 
-    path = tmp_path / "q.keras"
-    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
-        for item in source.namelist():
-            content = source.read(item)
-            if item == "config.json":
-                config = json.loads(content)
-                for entry in config["config"]["layers"]:
-                    if entry["config"]["name"] == "qdw":
-                        entry["class_name"] = "QDepthwiseConv2D"
-                as_qkeras({e["config"]["name"]: e["config"] for e in config["config"]["layers"]})
-                content = json.dumps(config).encode()
-            target.writestr(item, content)
+    path = _edited(tmp_path, "q", as_qkeras, source=plain,
+                   classes={"qdw": "QDepthwiseConv2D"})
     layer, formats = load_model_layer(path)
     assert formats == {"weight": "fixed<6,1,RND_CONV,SAT>"}
     with pytest.raises(LayerError, match="cannot fold 'bn' into the QKeras layer"):
@@ -244,18 +239,9 @@ def test_batchnorm_after_an_output_quantizer_is_not_folded(tmp_path):
                               keras.layers.BatchNormalization(name="bn")])
     plain = tmp_path / "plain.keras"
     model.save(plain)
-    path = tmp_path / "q.keras"
-    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
-        for item in source.namelist():
-            content = source.read(item)
-            if item == "config.json":
-                config = json.loads(content)
-                for entry in config["config"]["layers"]:
-                    if entry["config"]["name"] == "q_out":
-                        entry["class_name"] = "QActivation"
-                        entry["config"]["activation"] = "quantized_relu(6,2)"
-                content = json.dumps(config).encode()
-            target.writestr(item, content)
+    path = _edited(tmp_path, "q",
+                   lambda layers: layers["q_out"].update(activation="quantized_relu(6,2)"),
+                   source=plain, classes={"q_out": "QActivation"})
     layer, formats = load_model_layer(path, fuse=True)
     assert layer.fused == ("q_out",) and layer.spec.activation == "relu"
     assert formats == {"output": "ufixed<6,2,RND_CONV,SAT>"}
