@@ -523,8 +523,8 @@ def add_synth_args(parser):
     parser.add_argument("--no-dsp", action="store_true",
                         help="keep multipliers out of DSP blocks (LUT logic)")
     parser.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
-                        help="place and route with nextpnr seeds 1..N: the best seed's figures, "
-                             "and the median Fmax (default 1)")
+                        help="place and route with nextpnr seeds 1..N (one per core at a "
+                             "time): the best seed's figures, and the median Fmax (default 1)")
     parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
     parser.add_argument("--build-dir", metavar="DIR",
                         help="keep the tools' files and logs here (default: a temporary folder)")
@@ -580,20 +580,45 @@ def add_build_args(parser):
     add_reuse_arg(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="build folder (design files, logs, bitstream)")
+    parser.add_argument("--simulate-netlist", action="store_true",
+                        help="then simulate the synthesized netlist the bitstream is made "
+                             "from (Icarus, with the cells' models) until its pass or fail "
+                             "LED lights; exit code 1 if it fails")
 
 
 def run_build(args):
-    from .sim.board import build_board
+    from .sim.board import BOARD_NETLIST, build_board
+    from .sim.postsynth import run_board_netlist
+    from .sim.tools import tool_path
 
     layer, formats = load_layer_args(args)
     check_lanes(layer, args.lanes)
     check_reuse(layer, args.reuse)
+    if args.simulate_netlist and not (tool_path("iverilog") and tool_path("vvp")):
+        raise UsageError("--simulate-netlist needs Icarus Verilog (iverilog, vvp), which is "
+                         "not installed; install it (e.g. apt-get install iverilog) or leave "
+                         "the option out")
     try:
         bitstream = build_board(layer, formats, args.lanes, args.board, args.output,
                                 reuse=args.reuse)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; install dwconv[synth]") from None
     print(f"wrote {bitstream}: self-checking {args.board} design (LEDs show pass / fail)")
+    if args.simulate_netlist:
+        spec = layer.spec
+        beats = spec.height * spec.width * spec.channels // args.lanes
+        result = run_board_netlist(pathlib.Path(args.output) / BOARD_NETLIST, args.board,
+                                   pathlib.Path(args.output) / "netlist_sim",
+                                   max_cycles=8 * beats * args.reuse + 20000)
+        verdict = [line for line in result.log.splitlines()
+                   if line.startswith(("PASS", "FAIL"))]
+        if not result.passed:
+            print(f"dwconv: netlist simulation failed: "
+                  f"{verdict[-1] if verdict else result.log[-500:]}",
+                  file=sys.stderr)
+            return 1
+        print(f"netlist simulation: pass LED lit after {verdict[-1].split()[1]} cycles "
+              f"(every output beat equal to the golden model's)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
@@ -10,6 +11,7 @@ from .folded_mac import FoldedMacArray, check_reuse
 from .framer import InputFramer
 from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray
+from .output_queue import OutputQueue
 from .requantizer import Requantizer, format_shape
 from .scanner import OutputScanner
 from .skid import SkidBuffer
@@ -31,13 +33,13 @@ class DepthwiseEngine(wiring.Component):
         s_axis -> InputFramer -> LineBuffer (taps) -> mask -> MacArray x P*M -> [Requantizer
                        |              ^                          (accum)] -> Activation ->
                        +-> OutputScanner (fires, masks)         Requantizer (output) ->
-                                                                 output FIFO -> m_axis
+                                                                 output queue -> m_axis
 
     The framer shifts each accepted beat into the line buffer; the scanner fires an output
     when the shift that completes its window happens (padding is never streamed: padded taps
-    are masked), and the MAC pipeline, which never stalls, carries it to the output FIFO.
-    Credits make sure every fired output has a place in that FIFO, so ``m_axis_tready`` only
-    reaches the FIFO and the input side's ready.
+    are masked), and the MAC pipeline, which never stalls, carries it to the output queue.
+    Credits make sure every fired output has a place in that queue, so ``m_axis_tready`` only
+    reaches the queue and the input side's ready.
 
     Parameters
     ----------
@@ -107,7 +109,7 @@ class DepthwiseEngine(wiring.Component):
         # frames whose outputs are still to come when another frame starts
         self.frames_in_flight = -(-(last_target + 2) // frame_beats) + 1
         self.latency = 2 + self._post_latency()
-        self.fifo_depth = 1 << (self.latency + 4).bit_length()
+        self.queue_depth = 1 << (self.latency + 4).bit_length()
 
     def _mac_weights(self, p, m):
         """Constant weights of the MAC for lane p and multiplier output m, or None."""
@@ -126,7 +128,7 @@ class DepthwiseEngine(wiring.Component):
                    for p in range(self.lanes) for m in range(self.spec.depth_multiplier))
 
     def _post_latency(self):
-        """Cycles from the masked taps to the output FIFO's input."""
+        """Cycles from the masked taps to the output queue's input."""
         accum = Requantizer.latency if self.formats.accum is not None else 0
         return 1 + self.mac_latency + accum + Activation.latency + Requantizer.latency
 
@@ -159,9 +161,10 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
                                                 depth=self.frames_in_flight)
         m.submodules.store = store = self.store
-        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(
-            width=self.out_lanes * formats.output.width + 2, depth=self.fifo_depth)
-        m.submodules.out_skid = skid = SkidBuffer(self.out_lanes * formats.output.width + 2)
+        beat = data.StructLayout({"data": self.out_lanes * formats.output.width,
+                                  "first": 1, "last": 1})
+        m.submodules.out_queue = out_queue = OutputQueue(beat, self.queue_depth)
+        m.submodules.out_skid = skid = SkidBuffer(beat)
 
         # -- input side.  The framer decides on a shift from registers and the input ports
         # alone; the shift itself happens a cycle later (shift_q), so its wide fan-out (every
@@ -173,13 +176,13 @@ class DepthwiseEngine(wiring.Component):
         with m.If(framer.shift):
             m.d.sync += pos.eq(pos + 1)
 
-        # Credits: every decided shift reserves a place in the output FIFO, returned a cycle
+        # Credits: every decided shift reserves a place in the output queue, returned a cycle
         # later if the shift fires nothing; a taken output beat frees one.  has_credit is
         # registered and assumes the worst about this cycle's decision.
-        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
+        credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
         has_credit = Signal(init=1)
         refund = Signal()     # registered, so the scanner's compare stops at a flip-flop
-        pop = out_fifo.r_rdy & skid.i_ready
+        pop = out_queue.o.valid & out_queue.o.ready
         m.d.sync += [refund.eq(shift_q & ~scanner.would_fire),
                      credits.eq(credits - framer.shift + refund + pop),
                      # credits + refund + pop >= 2, without an adder or a carry chain
@@ -212,8 +215,9 @@ class DepthwiseEngine(wiring.Component):
         ]
         if self.weights == "port":
             m.d.comb += [
-                store.load_data.eq(self.w_axis_tdata), store.load_valid.eq(self.w_axis_tvalid),
-                store.load_last.eq(self.w_axis_tlast), self.w_axis_tready.eq(store.load_ready),
+                store.load.payload.value.eq(self.w_axis_tdata),
+                store.load.payload.last.eq(self.w_axis_tlast),
+                store.load.valid.eq(self.w_axis_tvalid), self.w_axis_tready.eq(store.load.ready),
             ]
         with m.If(framer.error | store.error):
             m.d.sync += self.error.eq(1)
@@ -276,16 +280,17 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
             valid, first, last = valid_q, first_q, last_q
 
-        # -- output side: FIFO, then a skid buffer so the sink's ready stays at the edge
-        data_width = self.out_lanes * formats.output.width
+        # -- output side: the queue, then a skid buffer so the sink's ready stays at the edge
         m.d.comb += [
-            out_fifo.w_en.eq(valid), out_fifo.w_data.eq(Cat(*outputs, first, last)),
-            skid.i_valid.eq(out_fifo.r_rdy), skid.i_data.eq(out_fifo.r_data),
-            out_fifo.r_en.eq(skid.i_ready),
-            skid.o_ready.eq(self.m_axis_tready), self.m_axis_tvalid.eq(skid.o_valid),
-            self.m_axis_tdata.eq(skid.o_data[:data_width]),
-            self.m_axis_tuser.eq(skid.o_data[data_width]),
-            self.m_axis_tlast.eq(skid.o_data[data_width + 1]),
+            out_queue.i.valid.eq(valid), out_queue.i.payload.data.eq(Cat(*outputs)),
+            out_queue.i.payload.first.eq(first), out_queue.i.payload.last.eq(last),
+        ]
+        wiring.connect(m, out_queue.o, skid.i)
+        m.d.comb += [
+            skid.o.ready.eq(self.m_axis_tready), self.m_axis_tvalid.eq(skid.o.valid),
+            self.m_axis_tdata.eq(skid.o.payload.data),
+            self.m_axis_tuser.eq(skid.o.payload.first),
+            self.m_axis_tlast.eq(skid.o.payload.last),
         ]
         return m
 

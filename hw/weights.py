@@ -1,6 +1,8 @@
 """Kernel and bias storage: constants built in, or banks loaded at run time through a port."""
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
 from .requantizer import format_shape
@@ -13,7 +15,7 @@ def _word(values, width):
     return sum((int(v) & ((1 << width) - 1)) << (n * width) for n, v in enumerate(values))
 
 
-class WeightStore(Elaboratable):
+class WeightStore(wiring.Component):
     """Per channel group: kh*kw weights and one bias for each of the P*M output lanes.
 
     Output lane q = p*M + m of channel group g uses ``kernel[i, j, g*P + p, m]`` and
@@ -23,10 +25,11 @@ class WeightStore(Elaboratable):
 
     In ``port`` mode every memory has two banks.  A load writes the inactive bank from a
     stream of raw values, one per beat, in Keras order: the kernel flattened as
-    (kh, kw, C, M), then, with a bias, the C*M biases; ``load_last`` must mark the last
+    (kh, kw, C, M), then, with a bias, the C*M biases; ``last`` must mark the last
     value.  A complete load sets ``pending``; the engine hands it to the next frame that
     starts, and ``swap`` (pulsed when that frame's first output is scheduled) makes it the
-    active bank.  New loads wait while a swap is on its way.  Bank 0 starts with the
+    active bank.  A new load waits (``load.ready`` low) from the end of a complete load until
+    its swap: a load is never replaced before a frame has taken it.  Bank 0 starts with the
     weights the engine was generated with.
 
     Parameters
@@ -42,21 +45,21 @@ class WeightStore(Elaboratable):
     -------
     read_group, read_bank : in
         Address of the kernel read.
-    kernel : list of list of Value, out
+    kernel : Out(ArrayLayout(ArrayLayout(w_shape, P*M), kh*kw))
         ``kernel[t][q]`` for tap t = i*kw + j, valid one cycle after the read.
     bias_group, bias_bank : in
         Address of the bias read (the kernel read's address, delayed by the engine).
-    bias : list of Value, out, valid one cycle after its read
-    bank : Signal(), out
+    bias : Out(ArrayLayout(b_shape, P*M)), valid one cycle after its read
+    bank : Out(1)
         The active bank.
-    swap : Signal(), in
-    load_data, load_valid, load_last : in; load_ready : out
-        The load stream (``port`` mode only).
-    pending : Signal(), out
-    take : Signal(), in
+    swap : In(1)
+    load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
+        The load stream (``port`` mode only), one raw value per beat.
+    pending : Out(1)
+    take : In(1)
         The pending load has been given to a starting frame.
-    error : Signal(), out
-        Pulses when a load ends with ``load_last`` misplaced; that load is discarded.
+    error : Out(1)
+        Pulses when a load ends with ``last`` misplaced; that load is discarded.
     """
 
     # Built with its engine, which may only be asked for its figures (see DepthwiseEngine).
@@ -75,25 +78,22 @@ class WeightStore(Elaboratable):
         self.b_shape = format_shape(formats.bias)
         self.load_width = max(formats.weight.width,
                               formats.bias.width if spec.use_bias else 0)
-        group_shape = range(max(self.groups, 2))
-        self.read_group = Signal(group_shape)
-        self.read_bank = Signal()
-        self.bias_group = Signal(group_shape)
-        self.bias_bank = Signal()
-        self.bank = Signal()
-        self.swap = Signal()
-        self.load_data = Signal(self.load_width)
-        self.load_valid = Signal()
-        self.load_ready = Signal()
-        self.load_last = Signal()
-        self.pending = Signal()
-        self.take = Signal()
-        self.error = Signal()
         #: kernel and bias outputs are constants (synthesis folds them into the multipliers)
         self.constant = mode == "const" and self.groups == 1
-        self.kernel = [[Signal(self.w_shape, name=f"w{t}_{q}") for q in range(self.outputs)]
-                       for t in range(self.taps)]
-        self.bias = [Signal(self.b_shape, name=f"b{q}") for q in range(self.outputs)]
+        group_shape = range(max(self.groups, 2))
+        members = {
+            "read_group": In(group_shape), "read_bank": In(1),
+            "kernel": Out(data.ArrayLayout(data.ArrayLayout(self.w_shape, self.outputs),
+                                           self.taps)),
+            "bias_group": In(group_shape), "bias_bank": In(1),
+            "bias": Out(data.ArrayLayout(self.b_shape, self.outputs)),
+            "bank": Out(1), "swap": In(1), "pending": Out(1), "take": In(1),
+            "error": Out(1),
+        }
+        if mode == "port":
+            members["load"] = In(stream.Signature(data.StructLayout(
+                {"value": self.load_width, "last": 1})))
+        super().__init__(members)
 
     def _group_words(self):
         """Initial memory words: per tap a list over groups, and the bias list over groups."""
@@ -129,16 +129,14 @@ class WeightStore(Elaboratable):
             m.submodules[f"kernel{t}"] = mem
             read = mem.read_port()
             m.d.comb += read.addr.eq(address(self.read_bank, self.read_group))
-            for q in range(self.outputs):
-                m.d.comb += self.kernel[t][q].eq(read.data[q * w_width:(q + 1) * w_width])
+            m.d.comb += self.kernel[t].eq(read.data)    # a word is the lanes' array
             kernel_mems.append(mem)
         bias_mem = Memory(shape=self.outputs * b_width, depth=depth,
                           init=bias_words + [0] * (depth - self.groups))
         m.submodules.bias = bias_mem
         read = bias_mem.read_port()
         m.d.comb += read.addr.eq(address(self.bias_bank, self.bias_group))
-        for q in range(self.outputs):
-            m.d.comb += self.bias[q].eq(read.data[q * b_width:(q + 1) * b_width])
+        m.d.comb += self.bias.eq(read.data)
 
         if self.mode == "port":
             self._loader(m, kernel_mems, bias_mem)
@@ -157,17 +155,21 @@ class WeightStore(Elaboratable):
         tap = Signal(range(max(self.taps, 2)))
         group = Signal(range(max(self.groups, 2)))
         lane = Signal(range(max(self.outputs, 2)))
-        started = Signal()
         word = Signal(self.outputs * self.load_width)
-        m.d.comb += self.load_ready.eq(~queued & ~self.take)
-        accepted = self.load_valid & self.load_ready
-        fill = Cat(word[self.load_width:], self.load_data)   # the word with this value added
+        # a new load waits until a complete one has been taken by a frame and swapped in:
+        # so it never races the frame start that takes the pending one, and the ready
+        # comes from registers only (behind the frame start, it limited the clock)
+        m.d.comb += self.load.ready.eq(~queued & ~self.pending)
+        accepted = self.load.valid & self.load.ready
+        last = self.load.payload.last
+        # the word with this value added
+        fill = Cat(word[self.load_width:], self.load.payload.value)
 
         last_lane = lane == self.outputs - 1
         last_group = group == self.groups - 1
         last_tap = tap == self.taps - 1
         final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
-        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0), started.eq(0)]
+        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0)]
 
         def narrow(width):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
@@ -192,9 +194,7 @@ class WeightStore(Elaboratable):
                      port.en.eq(write_bias)]
 
         with m.If(accepted):
-            m.d.sync += [word.eq(fill), started.eq(1), lane.eq(lane + 1)]
-            with m.If(~started):
-                m.d.sync += self.pending.eq(0)
+            m.d.sync += [word.eq(fill), lane.eq(lane + 1)]
             with m.If(last_lane):
                 m.d.sync += lane.eq(0)
                 m.d.sync += [write_address.eq((~self.bank) * self.groups + group),
@@ -212,8 +212,8 @@ class WeightStore(Elaboratable):
                         m.d.sync += [tap.eq(0), in_bias.eq(1)]
             with m.If(final):
                 m.d.sync += restart
-                m.d.sync += self.pending.eq(self.load_last)
-                m.d.comb += self.error.eq(~self.load_last)
-            with m.Elif(self.load_last):   # the load ended early: drop it
+                m.d.sync += self.pending.eq(last)
+                m.d.comb += self.error.eq(~last)
+            with m.Elif(last):   # the load ended early: drop it
                 m.d.sync += restart
                 m.d.comb += self.error.eq(1)

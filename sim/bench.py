@@ -76,7 +76,6 @@ REFERENCE_LAYERS = [
     LayerSpec(input_shape=(32, 32, 8), kernel_size=(5, 5), padding="valid",
               name="ref_5x5_valid"),
 ]
-SYNTH_TARGETS = ("ecp5", "ice40")
 
 
 def lanes_for(spec):
@@ -405,7 +404,8 @@ TOOL_TIMEOUT = 600
 
 
 def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
-    """Run a ``dwconv`` command line as a user would; returns (exit code, error line)."""
+    """Run a ``dwconv`` command line as a user would; returns (exit code, error line,
+    what it printed)."""
     import signal
     import subprocess
 
@@ -415,74 +415,87 @@ def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
-        _, stderr = process.communicate(timeout=timeout)
+        printed, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate()
         error = f"not finished after {timeout} s (stopped)"
         log(f"    {error}")
-        return -1, error
+        return -1, error, ""
     # the tools' log is in a temporary folder that is gone afterwards: keep the message only
     lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in stderr.splitlines()
              if line.startswith("dwconv:")]
     if process.returncode:
         log(f"    {lines[-1] if lines else f'exit code {process.returncode}'}")
-    return process.returncode, (lines[-1] if lines else None)
+    return process.returncode, (lines[-1] if lines else None), printed
 
 
-#: nextpnr seeds per synthesis run (``dwconv synth --seeds``): best and median reported
-SYNTH_SEEDS = {"ecp5": 3, "ice40": 3}
+#: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median
+SYNTH_SEEDS = 3
+
+#: (configuration, target, device, P, R, weights) of every synthesis run: the engine issue's
+#: 32x32x8 layer and the seed layer, constant and port weights, several lane counts, reuse
+#: factors where multipliers are scarce.  HX8K is left out: these designs nearly fill it and
+#: nextpnr ran past 10 minutes.
+SYNTH_RUNS = [
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "const"),
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "port"),
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 3, "port"),
+    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "const"),
+    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "port"),
+    ("seed_dw", "ecp5", "85k", 6, 1, "const"),
+    ("seed_dw", "ecp5", "85k", 6, 1, "port"),
+    ("32x32x8_3x3_same", "ice40", "up5k", 1, 1, "const"),
+    ("32x32x8_3x3_same", "ice40", "up5k", 1, 2, "port"),
+    ("seed_dw", "ice40", "up5k", 1, 1, "const"),
+    ("seed_dw", "ice40", "up5k", 1, 1, "port"),
+    ("seed_dw", "ice40", "up5k", 1, 2, "port"),
+]
+
+#: board builds of the seed layer: (board, P, R); each netlist is then simulated
+BOARD_RUNS = [("icebreaker", 1, 2), ("ulx3s", 6, 1)]
 
 
 def _synthesis(configurations, work, log):
-    """``dwconv synth`` on each exported configuration, target and weight mode (constant
-    and port), and two board builds.
-
-    ECP5 takes every configuration at its P.  The iCE40 UP5K is small: at P, else at P=1
-    (the run that does not fit is listed as such).  Each run places and routes with
-    ``SYNTH_SEEDS`` nextpnr seeds.
-    """
+    """``dwconv synth --seeds`` for every run of ``SYNTH_RUNS`` on the exported
+    ``configurations`` ({name: (layer, formats)}), and ``dwconv build --simulate-netlist``
+    of the seed layer for every board of ``BOARD_RUNS``."""
     from ..golden.export import export_layer
 
     results, boards = [], []
-    for name, layer, formats, lanes in configurations:
+    for name, (layer, formats) in configurations.items():
+        export_layer(work / "synth" / name / "layer", layer, formats)
+    for name, target, device, lanes, reuse, weights in SYNTH_RUNS:
+        layer = configurations[name][0]
         folder = work / "synth" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        export_layer(folder / "layer", layer, formats)
-        # HX8K is left out: at these P it is nearly full and nextpnr ran past 10 minutes
-        attempts = [("ecp5", "85k", lanes)] + [("ice40", "up5k", p) for p in (lanes, 1)]
-        for weights in ("const", "port"):
-            for target, device, p in attempts:
-                if target == "ice40" and any(
-                        r.get("target") == "ice40" and "error" not in r
-                        and r["configuration"] == name and r["weights"] == weights
-                        for r in results):
-                    break
-                report = folder / f"{target}-{device}-P{p}-{weights}.json"
-                code, error = _dwconv(["synth", str(folder / "layer"), "--target", target,
-                                       "--device", device, "--lanes", str(p),
-                                       "--weights", weights,
-                                       "--seeds", str(SYNTH_SEEDS[target]),
-                                       "--report", str(report)], log,
-                                      timeout=TOOL_TIMEOUT * SYNTH_SEEDS[target])
-                result = (json.loads(report.read_text()) if code == 0 else
-                          {"target": target, "device": device, "lanes": p,
-                           "weights": weights, "error": error or f"exit code {code}"})
-                results.append(dict(result, configuration=name,
-                                    input_shape=list(layer.spec.input_shape),
-                                    kernel_size=list(layer.spec.kernel_size),
-                                    padding=layer.spec.padding))
-    name, layer, formats, lanes = configurations[0]
-    for board in ("icebreaker", "ulx3s"):
+        report = folder / f"{target}-{device}-P{lanes}-R{reuse}-{weights}.json"
+        code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
+                               "--device", device, "--lanes", str(lanes),
+                               "--reuse", str(reuse), "--weights", weights,
+                               "--seeds", str(SYNTH_SEEDS), "--report", str(report)], log,
+                              timeout=TOOL_TIMEOUT * SYNTH_SEEDS)
+        result = (json.loads(report.read_text()) if code == 0 else
+                  {"target": target, "device": device, "lanes": lanes, "reuse": reuse,
+                   "weights": weights, "error": error or f"exit code {code}"})
+        results.append(dict(result, configuration=name,
+                            input_shape=list(layer.spec.input_shape),
+                            kernel_size=list(layer.spec.kernel_size),
+                            padding=layer.spec.padding))
+    for board, lanes, reuse in BOARD_RUNS:
         started = time.perf_counter()
         out = work / "board" / board
         out.parent.mkdir(parents=True, exist_ok=True)
-        code, error = _dwconv(["build", str(work / "synth" / name / "layer"), "--board", board,
-                               "--lanes", "1", "-o", str(out)], log)
-        boards.append({"configuration": name, "board": board, "lanes": 1, "exit_code": code,
-                       "error": error, "seconds": round(time.perf_counter() - started, 1),
+        code, error, printed = _dwconv(
+            ["build", str(work / "synth" / "seed_dw" / "layer"), "--board", board,
+             "--lanes", str(lanes), "--reuse", str(reuse), "--simulate-netlist",
+             "-o", str(out)], log)
+        passed = re.search(r"pass LED lit after (\d+) cycles", printed)
+        boards.append({"configuration": "seed_dw", "board": board, "lanes": lanes,
+                       "reuse": reuse, "exit_code": code, "error": error,
+                       "seconds": round(time.perf_counter() - started, 1),
+                       "netlist_cycles": int(passed.group(1)) if passed else None,
                        "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
-                           "dwconv_selfcheck.b*")) if code == 0 else None})
+                           "dwconv_selfcheck.b*")) if out.exists() else None})
     return {"results": results, "boards": boards}
 
 
@@ -586,14 +599,14 @@ def _write(out, data, log):
 
 
 def _add_synthesis(data, out, work, log):
-    """Synthesis of the two reference configurations, added to ``data`` and written."""
+    """Synthesis of the reference configurations, added to ``data`` and written."""
     log("synthesis (yosys + nextpnr) and board builds")
     started = time.perf_counter()
     reference = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(3))
-    data["synthesis"] = _synthesis([
-        ("seed_dw_P6", seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS), DEMO_LANES),
-        ("32x32x8_3x3_same_P8", reference, choose_formats(reference, 4.0, 8), 8),
-    ], work, log)
+    data["synthesis"] = _synthesis({
+        "seed_dw": (seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS)),
+        "32x32x8_3x3_same": (reference, choose_formats(reference, 4.0, 8)),
+    }, work, log)
     data["about"]["synthesis_seconds"] = round(time.perf_counter() - started, 1)
     _write(out, data, log)
 

@@ -203,6 +203,17 @@ def _path(r):
             f"{len(cells)} cells)") if ends else f"{path['delay_ns']} ns"
 
 
+def _boards(synthesis):
+    """One line per board build of the seed layer, with its netlist simulation."""
+    return [f"- `dwconv build --board {b['board']} --lanes {b['lanes']} --reuse "
+            f"{b.get('reuse', 1)} --simulate-netlist` (self-checking design, "
+            f"{b['configuration']}): "
+            + (f"bitstream of {b['bitstream_bytes']} bytes; its netlist, simulated, lit "
+               f"the pass LED after {b['netlist_cycles']} cycles; {b['seconds']:.0f} s"
+               if b["exit_code"] == 0 else f"failed: {b.get('error')}")
+            for b in synthesis.get("boards", [])]
+
+
 def _synthesis_section(synthesis):
     if "skipped" in synthesis:
         return f"Not measured in this run: {synthesis['skipped']}."
@@ -210,27 +221,25 @@ def _synthesis_section(synthesis):
     for r in synthesis["results"]:
         if "error" in r:
             failed.append(f"- {r['configuration']} ({r.get('weights', 'const')} weights) on "
-                          f"{r['target']} {r['device']} at P={r['lanes']}: {r['error']}")
+                          f"{r['target']} {r['device']} at P={r['lanes']}, "
+                          f"R={r.get('reuse', 1)}: {r['error']}")
             continue
-        label = f"{r['configuration']}, {r['part']}, {r.get('weights', 'const')}"
-        rows.append([r["configuration"], r["part"], r["lanes"], r.get("weights", "const"),
-                     r.get("real_multipliers", r["multipliers"]),
+        label = (f"{r['configuration']}, {r['part']}, P={r['lanes']}, R={r.get('reuse', 1)}, "
+                 f"{r.get('weights', 'const')}")
+        rows.append([r["configuration"], r["part"], r["lanes"], r.get("reuse", 1),
+                     r.get("weights", "const"), r.get("real_multipliers", r["multipliers"]),
                      r["line_buffer_words"], r["luts"], r["ffs"], r.get("engine_ffs", "-"),
                      r["dsps"], r["brams"], r.get("lutram", "-"), _fmax(r)])
         paths.append(f"- {label}: {_path(r)}")
         notes += [f"- {label}: {note}" for note in r.get("notes", [])]
-    boards = [f"- `dwconv build --board {b['board']}` (self-checking design, "
-              f"{b['configuration']}, P={b['lanes']}): "
-              + (f"bitstream of {b['bitstream_bytes']} bytes in {b['seconds']:.0f} s"
-                 if b["exit_code"] == 0 else f"failed: {b.get('error')}")
-              for b in synthesis.get("boards", [])]
+    boards = _boards(synthesis)
     return ("`dwconv synth --seeds N` on exported layers: constant and port weights, 8-bit "
             "formats (the seed layer: the demo's formats), yosys + nextpnr from YoWASP, the "
             "engine in its I/O harness (engine FFs exclude the harness' registers).  "
             "Multipliers are DSP block instances with their registers (MULT18X18D, SB_MAC16; "
             "hw/multiplier.py).  Fmax: best / median over nextpnr seeds; the critical path "
             "is the best seed's.\n\n" +
-            _table(["configuration", "part", "P", "weights", "multipliers",
+            _table(["configuration", "part", "P", "R", "weights", "multipliers",
                     "line buffer words", "LUTs", "FFs", "engine FFs", "DSPs", "BRAMs",
                     "LUT RAM", "Fmax MHz best / median"], rows) +
             ("\n\nCritical paths:\n\n" + "\n".join(paths) if paths else "") +
@@ -330,16 +339,20 @@ def _readme_synthesis(synthesis):
     for r in synthesis["results"]:
         if "error" in r:
             failed.append(f"{r['configuration']} ({r.get('weights', 'const')} weights) on "
-                          f"{r['target']} {r['device']} at P={r['lanes']}")
+                          f"{r['target']} {r['device']} at P={r['lanes']}, "
+                          f"R={r.get('reuse', 1)}")
             continue
-        rows.append([r["configuration"], r["part"], r["lanes"], r.get("weights", "const"),
-                     r["luts"], f"{r['ffs']} ({r.get('engine_ffs', '-')})", r["dsps"],
-                     r["brams"], r.get("lutram", "-"), _fmax(r), _path(r)])
-    return (_table(["configuration", "part", "P", "weights", "LUTs", "FFs (engine)",
+        rows.append([r["configuration"], r["part"], r["lanes"], r.get("reuse", 1),
+                     r.get("weights", "const"), r["luts"],
+                     f"{r['ffs']} ({r.get('engine_ffs', '-')})", r["dsps"], r["brams"],
+                     r.get("lutram", "-"), _fmax(r), _path(r)])
+    return (_table(["configuration", "part", "P", "R", "weights", "LUTs", "FFs (engine)",
                     "DSPs", "BRAMs", "LUT RAM", "Fmax MHz best / median", "critical path"],
                    rows) +
             (f"\n\nDid not fit, or place and route did not finish ([BENCH.md](BENCH.md) "
-             f"gives the reason): {'; '.join(failed)}." if failed else ""))
+             f"gives the reason): {'; '.join(failed)}." if failed else "") +
+            ("\n\nBoard builds of the seed layer:\n\n" + "\n".join(_boards(synthesis))
+             if synthesis.get("boards") else ""))
 
 
 def readme_section(data):
@@ -445,10 +458,12 @@ def readme_section(data):
         f"models take {g['float_golden_seconds'] * 1e3:.1f} ms (float) and "
         f"{g['fixed_golden_seconds'] * 1e3:.1f} ms (fixed) where Keras' compiled predict "
         f"takes {g['keras_predict_seconds'] * 1e3:.1f} ms.",
-        "**Synthesis** (`dwconv synth --seeds N`, constant and port weights, 8-bit operands, "
-        "yosys + nextpnr from YoWASP, multipliers in DSP blocks with their registers; "
-        "[Synthesis](#synthesis-dwconv-synth) above has the full matrix, iCE40 at P=1 "
-        "included):",
+        "**Synthesis** (`dwconv synth --seeds 3` for each run of the bench's `SYNTH_RUNS`: "
+        "ECP5 LFE5U-85F and iCE40 UP5K, constant and port weights, several lane counts P "
+        "and reuse factors R, 8-bit operands, yosys + nextpnr from YoWASP, multipliers in "
+        "DSP blocks with their registers where they fit; LUTs, FFs with the engine's own "
+        "in brackets, the best seed's critical path; BENCH.md also lists each run's "
+        "multipliers and notes):",
         _readme_synthesis(data["synthesis"]),
     ]
     return "\n\n".join(block if block.startswith("|") else textwrap.fill(

@@ -7,13 +7,15 @@ every output beat (data, tuser, tlast) and ends with ``passed`` or ``failed``, p
 YoWASP tools (through the tool environment variables amaranth reads).
 """
 
+import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
@@ -22,7 +24,12 @@ from ..hw.engine import DepthwiseEngine
 from .beats import pack_beats
 from .synth import synth_options
 
-__all__ = ["SelfCheck", "BOARDS", "board_vectors", "build_board"]
+__all__ = ["SelfCheck", "BOARDS", "BOARD_NAME", "BOARD_NETLIST", "board_vectors", "board_pins",
+           "build_board"]
+
+#: Name of the board design (its files in the build folder) and of its synthesized netlist.
+BOARD_NAME = "dwconv_selfcheck"
+BOARD_NETLIST = f"{BOARD_NAME}_netlist.v"
 
 #: Pause patterns: the source waits one cycle in SOURCE_PERIOD, the sink one in SINK_PERIOD.
 SOURCE_PERIOD = 7
@@ -180,24 +187,17 @@ class _BoardTop(wiring.Component):
         for led, signal in zip(self.leds, (self.check.passed, self.check.failed,
                                            self.check.done)):
             if led is not None:
-                m.d.comb += platform.request("led", led).o.eq(signal)
+                m.submodules[f"led{led}"] = buffer = io.Buffer(
+                    "o", platform.request("led", led, dir="-"))
+                m.d.comb += buffer.o.eq(signal)
         return m
 
 
-def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reuse=1):
-    """Build the self-checking design for ``board`` into ``out_dir``; returns the bitstream.
-
-    The input is ``frames`` random frames (``seed``); the expected output comes from the
-    fixed golden model; ``reuse`` is the engine's R (fewer multipliers, one beat every R
-    cycles).  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
-    ICEPACK / ECPPACK (set here unless already set).  Synthesis is the one of ``dwconv
-    synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
-    by the engine, never inferred by ``synth_ice40 -dsp``); the mapped netlist is kept as
-    ``dwconv_selfcheck_netlist.v`` in ``out_dir``.
-    """
+def _board_design(layer, formats, lanes, board, *, frames, seed, reuse):
+    """(platform, top, engine): the self-checking design for ``board``."""
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
-    factory, leds, tools = BOARDS[board]
+    factory, leds, _ = BOARDS[board]
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, reuse=reuse)
     # multipliers as DSP block instances when all of them fit (more would not place, and
@@ -207,24 +207,72 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
         engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw,
                                  reuse=reuse, target=family)
     frames_raw, expected_raw = board_vectors(layer, formats, frames=frames, seed=seed)
-    top = _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds)
+    return factory(), _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds), engine
+
+
+def board_pins(board):
+    """The self-checking design's top-level pins on ``board``: {"clk", "pass", "fail"} ->
+    (port name in the netlist, level of a lit LED; None for the clock)."""
+    factory, (pass_led, fail_led, _), _ = BOARDS[board]
+    platform = factory()
+    pins = {"clk": (f"{platform.default_clk}_0__io", None)}
+    for role, number in (("pass", pass_led), ("fail", fail_led)):
+        inverted = platform.lookup("led", number).ios[0].invert
+        pins[role] = (f"led_{number}__io", 0 if inverted else 1)
+    return pins
+
+
+def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reuse=1,
+                netlist_only=False):
+    """Build the self-checking design for ``board`` into ``out_dir``; returns the bitstream
+    (with ``netlist_only``: synthesis alone, and the netlist, cached as the post-synthesis
+    simulations' netlists are).
+
+    The input is ``frames`` random frames (``seed``); the expected output comes from the
+    fixed golden model; ``reuse`` is the engine's R (fewer multipliers, one beat every R
+    cycles).  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
+    ICEPACK / ECPPACK (set here unless already set).  Synthesis is the one of ``dwconv
+    synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
+    by the engine, never inferred by ``synth_ice40 -dsp``); the mapped netlist, the one
+    nextpnr places, is written by the same yosys run as ``BOARD_NETLIST`` in ``out_dir``
+    (``postsynth.run_board_netlist`` simulates it).
+    """
+    platform, top, engine = _board_design(layer, formats, lanes, board, frames=frames,
+                                          seed=seed, reuse=reuse)
+    tools = BOARDS[board][2]
     bin_dir = str(Path(sys.executable).parent)
     env = {name: os.environ.get(name, str(Path(bin_dir) / tool)) for name, tool in tools.items()}
+    options = dict(synth_opts=synth_options(BOARD_DSPS[board][0],
+                                            dsp=engine.target is not None),
+                   script_after_synth=f"write_verilog -noattr {BOARD_NETLIST}")
+    if netlist_only:
+        from .postsynth import cached_netlist
+
+        plan = platform.build(top, name=BOARD_NAME, do_build=False, **options)
+        plan.extract(out_dir)
+        key = hashlib.sha256(repr(sorted(plan.files.items())).encode()).hexdigest()[:24]
+
+        def synthesize():
+            # the first step of the build script, alone: yosys on the plan's script
+            done = subprocess.run([env["YOSYS"], "-q", "-l", f"{BOARD_NAME}.rpt",
+                                   f"{BOARD_NAME}.ys"], cwd=out_dir, capture_output=True,
+                                  text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"yosys failed on the {board} design; see "
+                                   f"{Path(out_dir) / (BOARD_NAME + '.rpt')}")
+        return cached_netlist(f"board-{key}", Path(out_dir) / BOARD_NETLIST, synthesize)
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        # the synthesis command of `dwconv synth` and of the post-synthesis simulations
-        # (sim.postsynth), and the netlist written out so it can be simulated too
-        factory().build(top, name="dwconv_selfcheck", build_dir=str(out_dir), do_program=False,
-                        synth_opts=synth_options(family, dsp=engine.target is not None),
-                        script_after_synth="write_verilog -noattr dwconv_selfcheck_netlist.v")
+        platform.build(top, name=BOARD_NAME, build_dir=str(out_dir), do_program=False,
+                       **options)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    bitstream = Path(out_dir) / f"dwconv_selfcheck{'.bin' if board == 'icebreaker' else '.bit'}"
+    bitstream = Path(out_dir) / f"{BOARD_NAME}{'.bin' if board == 'icebreaker' else '.bit'}"
     if not bitstream.exists():
         raise RuntimeError(f"the {board} build made no bitstream; see the logs in {out_dir}")
     return bitstream

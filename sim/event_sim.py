@@ -26,7 +26,7 @@ def play_events(engine, events, *, simulator="verilator", stall=0.0, seed=0, bui
     spec = engine.spec
     frame_beats = spec.height * spec.width * engine.groups
     # a beat may wait for a whole frame's flush and pipeline, slowed by the sink's stalls
-    wait_bound = int((frame_beats + engine.latency + engine.fifo_depth) * 4 / (1 - stall))
+    wait_bound = int((frame_beats + engine.latency + engine.queue_depth) * 4 / (1 - stall))
     gaps = sum(e[1] for e in events if e[0] == "gap")
     plan = {"events": [list(e) for e in events], "stall": stall, "seed": seed,
             "wait_bound": wait_bound, "tail_cycles": wait_bound + 50,

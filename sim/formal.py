@@ -217,7 +217,7 @@ class StreamProperties(wiring.Component):
 def drain_cycles(engine):
     """Cycles after a frame's last input beat within which, with the sink always ready, its
     last output beat is taken: the flush shifts up to the frame's last output target, then
-    the pipeline; the output FIFO passes a beat a cycle."""
+    the pipeline; the output queue passes a beat a cycle."""
     spec = engine.spec
     in_frame = spec.height * spec.width * engine.groups
     last_target = OutputScanner.targets(spec, engine.lanes, SCAN_DELAY)[-1]

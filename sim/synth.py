@@ -15,12 +15,14 @@ netlists in simulation (yosys 0.70), so ``-dsp`` is never used.
 """
 
 import json
+import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -298,8 +300,8 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     yosys_done = time.monotonic()
 
     seeds = [seed] if seeds is None else list(seeds)
-    runs = []     # (fmax, seed, report): nextpnr once per seed on the one netlist
-    for run_seed in seeds:
+
+    def place_and_route(run_seed):
         # the YoWASP tools see only their working folder: every seed runs in build_dir
         suffix = "" if len(seeds) == 1 else f"-seed{run_seed}"
         command = [_tool(f"yowasp-nextpnr-{target}"), device_option, "--package", package,
@@ -313,7 +315,11 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         run_report = json.loads((build_dir / f"report{suffix}.json").read_text())
         run_fmax = run_report.get("fmax", {})
         achieved = max((f["achieved"] for f in run_fmax.values()), default=0.0)
-        runs.append((achieved, run_seed, run_report))
+        return achieved, run_seed, run_report
+
+    # one nextpnr per seed on the one netlist, as many at a time as there are cores
+    with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
+        runs = list(pool.map(place_and_route, seeds))
     fmaxes = sorted(round(f, 2) for f, _, _ in runs)
     _, best_seed, report = max(runs, key=lambda r: r[0])
 

@@ -38,7 +38,7 @@ def _header(engine, top):
         f"bias {spec.use_bias}, activation {spec.activation}",
         f"  formats: {', '.join(f'{k} {v}' for k, v in formats.to_dict().items())}",
         f"  lanes P={engine.lanes} in, {engine.out_lanes} out; weights {engine.weights}; "
-        f"latency {engine.latency} cycles from window to output FIFO",
+        f"latency {engine.latency} cycles from window to output queue",
         f"  reuse R={engine.reuse}: one input beat every {engine.reuse} cycle(s), "
         f"{engine.multipliers} multipliers",
         "  ports: clk, rst (active-high, synchronous); s_axis_* in, m_axis_* out "

@@ -68,3 +68,32 @@ def test_peer_formulas_on_hand_computed_layers():
                                   padding="valid"), 3)
     assert valid["input_bound"] == valid["hls4ml"] == 16 * 12 * 2
     assert valid["finn_matched"] == 16 * 12 * 2 + 2
+
+
+def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
+    from dwconv.sim.bench_report import _readme_synthesis, _synthesis_section
+
+    run = {"configuration": "seed_dw", "target": "ice40", "device": "up5k",
+           "part": "iCE40UP5K-SG48", "lanes": 1, "reuse": 2, "weights": "port",
+           "multipliers": 8, "real_multipliers": 8, "line_buffer_words": 40, "luts": 1385,
+           "ffs": 1740, "engine_ffs": 1600, "dsps": 8, "brams": 4, "fmax_mhz": 39.13,
+           "fmax_median_mhz": 38.5, "fmax_seeds_mhz": [37.0, 38.5, 39.13],
+           "critical_path": {"delay_ns": 25.6, "logic_ns": 9.1,
+                             "cells": ["engine.scanner.row_base_SB_DFF", "engine.fire_SB_LUT4"]}}
+    synthesis = {"results": [run, {"configuration": "seed_dw", "target": "ice40",
+                                   "device": "up5k", "lanes": 6, "reuse": 1,
+                                   "weights": "const", "error": "did not place"}],
+                 "boards": [{"configuration": "seed_dw", "board": "icebreaker", "lanes": 1,
+                             "reuse": 2, "exit_code": 0, "error": None, "seconds": 170.2,
+                             "netlist_cycles": 2508, "bitstream_bytes": 104090}]}
+    bench = _synthesis_section(synthesis)
+    assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 8 | 40 | 1385 | 1740 | 1600 | 8 | 4 |" \
+        in bench
+    assert "39.13 / 38.5 (3 seeds)" in bench
+    assert "scanner.row_base -> fire: 25.6 ns (9.1 logic, 2 cells)" in bench
+    assert "at P=6, R=1: did not place" in bench
+    assert "--lanes 1 --reuse 2 --simulate-netlist" in bench
+    assert "lit the pass LED after 2508 cycles" in bench
+    readme = _readme_synthesis(synthesis)
+    assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 1385 | 1740 (1600) | 8 | 4 |" in readme
+    assert "lit the pass LED after 2508 cycles" in readme

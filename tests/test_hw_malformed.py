@@ -25,7 +25,7 @@ def play(engine, events, *, stall, seed):
     spec = engine.spec
     frame_beats = spec.height * spec.width * engine.groups
     # a beat may wait for a whole frame's flush and pipeline, slowed by the sink's stalls
-    wait_bound = int((frame_beats + engine.latency + engine.fifo_depth) * 4 / (1 - stall))
+    wait_bound = int((frame_beats + engine.latency + engine.queue_depth) * 4 / (1 - stall))
     m = Module()
     m.domains.sync = domain = ClockDomain()
     m.submodules.engine = engine

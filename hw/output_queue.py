@@ -1,0 +1,69 @@
+"""The output queue: holds fired outputs until the sink takes them; never refuses a write."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["OutputQueue"]
+
+
+class OutputQueue(wiring.Component):
+    """A first-word-fall-through queue whose writes are never refused.
+
+    The engine's MAC pipeline cannot stall, so every output it fires has a place reserved
+    here (credits, counted by the engine): a write needs no room check.  That keeps the
+    write enable of the memory (as wide as an output beat, LUT RAM or block RAM) one
+    flip-flop, with no logic in front of its wide fan-out (a full check there limited the
+    clock).  Reads use a registered memory port, so block RAM can hold the queue.
+
+    Parameters
+    ----------
+    shape : ShapeLike
+        Payload of an entry.
+    depth : int
+        Entries in memory (a power of 2); one more waits in the output register.
+
+    Members
+    -------
+    i : In(stream.Signature(shape, always_ready=True))
+        Writes, at most ``depth`` + 1 more than the entries taken from ``o``.
+    o : Out(stream.Signature(shape))
+    """
+
+    def __init__(self, shape, depth):
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of 2 of at least 2, not {depth}")
+        self.depth = depth
+        super().__init__({"i": In(stream.Signature(shape, always_ready=True)),
+                          "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = Memory(shape=self.i.payload.shape(),
+                                                depth=self.depth, init=[])
+        write = storage.write_port()
+        read = storage.read_port()
+        write_at = Signal(range(self.depth))
+        read_at = Signal(range(self.depth))
+        level = Signal(range(self.depth + 1))    # entries in memory, not yet read out
+        # "level >= 2" and "level == 1", registered: the read decision is one gate on
+        # flip-flops, and their next values select among compares of the level register
+        # (an adder and a compare behind the write flag limited the clock)
+        several, one = Signal(), Signal()
+        fetch = (several | one) & (~self.o.valid | self.o.ready)
+        m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),
+                     write.data.eq(self.i.payload),
+                     read.en.eq(fetch), read.addr.eq(read_at),
+                     self.o.payload.eq(read.data)]
+        up, down = self.i.valid & ~fetch, ~self.i.valid & fetch
+        m.d.sync += [level.eq(level + self.i.valid - fetch),
+                     several.eq(Mux(up, level >= 1, Mux(down, level >= 3, level >= 2))),
+                     one.eq(Mux(up, level == 0, Mux(down, level == 2, level == 1)))]
+        with m.If(self.i.valid):
+            m.d.sync += write_at.eq(write_at + 1)
+        with m.If(fetch):
+            m.d.sync += [read_at.eq(read_at + 1), self.o.valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
