@@ -2,13 +2,12 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
 from .folded_mac import FoldedMacArray, check_reuse
-from .framer import InputFramer
+from .framer import InputFramer, beat_layout
 from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray
 from .output_queue import OutputQueue
@@ -161,8 +160,7 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
                                                 depth=self.frames_in_flight)
         m.submodules.store = store = self.store
-        beat = data.StructLayout({"data": self.out_lanes * formats.output.width,
-                                  "first": 1, "last": 1})
+        beat = beat_layout(self.out_lanes * formats.output.width)
         m.submodules.out_queue = out_queue = OutputQueue(beat, self.queue_depth)
         m.submodules.out_skid = skid = SkidBuffer(beat)
 
@@ -198,9 +196,9 @@ class DepthwiseEngine(wiring.Component):
         m.d.sync += flush.eq(scanner.busy | starts.r_rdy)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
-            framer.tdata.eq(self.s_axis_tdata), framer.tvalid.eq(self.s_axis_tvalid),
-            framer.tuser.eq(self.s_axis_tuser), framer.tlast.eq(self.s_axis_tlast),
-            self.s_axis_tready.eq(framer.tready),
+            framer.i.payload.data.eq(self.s_axis_tdata), framer.i.valid.eq(self.s_axis_tvalid),
+            framer.i.payload.first.eq(self.s_axis_tuser),
+            framer.i.payload.last.eq(self.s_axis_tlast), self.s_axis_tready.eq(framer.i.ready),
             framer.allow.eq(has_credit & self._rate_gate(m, framer, scanner)),
             framer.flush.eq(flush),
             framer.start_room.eq(starts.w_rdy),

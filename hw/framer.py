@@ -1,11 +1,19 @@
 """The input framer: checks AXI4-Stream video framing and turns beats into shifts."""
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["InputFramer"]
+__all__ = ["InputFramer", "beat_layout"]
 
 
-class InputFramer(Elaboratable):
+def beat_layout(width):
+    """A video stream beat: ``data``, and the AXI4-Stream video flags ``first`` (tuser:
+    start of frame) and ``last`` (tlast: end of row)."""
+    return data.StructLayout({"data": width, "first": 1, "last": 1})
+
+
+class InputFramer(wiring.Component):
     """Accepts H*W*C/P beats per frame and says when the line buffer shifts.
 
     A frame starts with ``tuser`` and has ``tlast`` on the last beat of each row.  On a
@@ -15,7 +23,7 @@ class InputFramer(Elaboratable):
     ``error`` pulse.  The next start of frame is taken normally: the engine resynchronizes
     and never waits on a beat that will not come.  Between frames, when the scanner still
     has outputs waiting for padding beyond the last frame (``flush``), it shifts on its own.
-    Fill and flush shifts carry whatever is on ``tdata``: flush beats lie outside every
+    Fill and flush shifts carry whatever is on ``i.payload.data``: flush beats lie outside every
     frame (their taps are masked) and fill beats belong to a frame already flagged.
 
     The decision logic is kept shallow for the clock: the position in the frame is counted
@@ -29,8 +37,9 @@ class InputFramer(Elaboratable):
 
     Members
     -------
-    tdata, tvalid, tuser, tlast : in; tready : out
-        The input stream.
+    i : In(stream.Signature(beat_layout(beat_width)))
+        The input stream: ``data``, ``first`` (AXI4-Stream video's ``tuser``, start of
+        frame) and ``last`` (``tlast``, end of row).
     allow : Signal(), in
         A shift may happen this cycle (room downstream for what it may fire).
     flush : Signal(), in
@@ -39,7 +48,7 @@ class InputFramer(Elaboratable):
         A frame may start (the queue of frame starts has room).
     shift : Signal(), out
     data : Signal(beat_width), out
-        The beat on ``tdata`` (what a shift moves in).
+        The beat on ``i`` (what a shift moves in).
     start : Signal(), out
         This shift is the first beat of a frame.
     error : Signal(), out
@@ -49,18 +58,11 @@ class InputFramer(Elaboratable):
     def __init__(self, spec, lanes, beat_width):
         spec.check_lanes(lanes)
         self.spec, self.groups = spec, spec.channels // lanes
-        self.tdata = Signal(beat_width)
-        self.tvalid = Signal()
-        self.tready = Signal()
-        self.tuser = Signal()
-        self.tlast = Signal()
-        self.allow = Signal()
-        self.flush = Signal()
-        self.start_room = Signal()
-        self.shift = Signal()
-        self.data = Signal(beat_width)
-        self.start = Signal()
-        self.error = Signal()
+        super().__init__({
+            "i": In(stream.Signature(beat_layout(beat_width))),
+            "allow": In(1), "flush": In(1), "start_room": In(1),
+            "shift": Out(1), "data": Out(beat_width), "start": Out(1), "error": Out(1),
+        })
 
     def _counter(self, m, size, advance, name):
         """A position counter 0..size-1 with a registered 'at the last value' flag."""
@@ -87,25 +89,26 @@ class InputFramer(Elaboratable):
         end_of_line = last_group & last_col
         end_of_frame = end_of_line & last_row
 
-        sof = self.tvalid & self.tuser
+        valid, first = self.i.valid, self.i.payload.first
+        sof = valid & first
         take_first = idle & sof & self.allow & self.start_room
-        take_next = run & self.tvalid & ~self.tuser & self.allow
+        take_next = run & valid & ~first & self.allow
         take = take_first | take_next
         fill_shift = fill & self.allow
         flush_shift = idle & ~sof & self.flush & self.allow
         m.d.comb += [
-            self.data.eq(self.tdata),
-            self.tready.eq(take | (idle & self.tvalid & ~self.tuser)),
+            self.data.eq(self.i.payload.data),
+            self.i.ready.eq(take | (idle & valid & ~first)),
             self.shift.eq(take | fill_shift | flush_shift),
             self.start.eq(take_first),
             advance.eq(take | fill_shift),
         ]
 
-        misplaced_last = self.tlast != end_of_line
+        misplaced_last = self.i.payload.last != end_of_line
         with m.If(take):
             with m.If(end_of_frame):
                 m.d.sync += [idle.eq(1), run.eq(0), fill.eq(0)]
-                m.d.comb += self.error.eq(~self.tlast)
+                m.d.comb += self.error.eq(~self.i.payload.last)
             with m.Elif(misplaced_last):   # tlast early or missing: finish the frame
                 m.d.sync += [idle.eq(0), run.eq(0), fill.eq(1)]
                 m.d.comb += self.error.eq(1)
@@ -114,7 +117,7 @@ class InputFramer(Elaboratable):
         with m.Elif(run & sof):           # start of frame inside a frame
             m.d.sync += [run.eq(0), fill.eq(1)]
             m.d.comb += self.error.eq(1)
-        with m.Elif(idle & self.tvalid & ~self.tuser):   # a beat outside any frame: dropped
+        with m.Elif(idle & valid & ~first):   # a beat outside any frame: dropped
             m.d.comb += self.error.eq(1)
         with m.Elif(fill_shift & end_of_frame):
             m.d.sync += [fill.eq(0), idle.eq(1)]
