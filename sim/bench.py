@@ -464,6 +464,7 @@ def _synthesis(configurations, work, log):
 
     results, boards = [], []
     for name, (layer, formats) in configurations.items():
+        (work / "synth" / name).mkdir(parents=True, exist_ok=True)
         export_layer(work / "synth" / name / "layer", layer, formats)
     for name, target, device, lanes, reuse, weights in SYNTH_RUNS:
         layer = configurations[name][0]
