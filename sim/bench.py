@@ -53,8 +53,8 @@ from ..hw.engine import DepthwiseEngine
 from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
 from .simulate import line_buffer_minimum
 
-__all__ = ["main", "run_bench", "synthesis_only", "choose_formats", "peer_cycles",
-           "lanes_for"]
+__all__ = ["main", "run_bench", "synthesis_only", "boards_only", "choose_formats",
+           "peer_cycles", "lanes_for"]
 
 MOBILENETS = ((0.35, 96), (1.0, 224))
 MAX_LANES = 8
@@ -462,7 +462,7 @@ def _synthesis(configurations, work, log):
     of the seed layer for every board of ``BOARD_RUNS``."""
     from ..golden.export import export_layer
 
-    results, boards = [], []
+    results = []
     for name, (layer, formats) in configurations.items():
         (work / "synth" / name).mkdir(parents=True, exist_ok=True)
         export_layer(work / "synth" / name / "layer", layer, formats)
@@ -482,6 +482,13 @@ def _synthesis(configurations, work, log):
                             input_shape=list(layer.spec.input_shape),
                             kernel_size=list(layer.spec.kernel_size),
                             padding=layer.spec.padding))
+    return {"results": results, "boards": _boards(work, log)}
+
+
+def _boards(work, log):
+    """``dwconv build --simulate-netlist`` of the exported seed layer for every board of
+    ``BOARD_RUNS``."""
+    boards = []
     for board, lanes, reuse in BOARD_RUNS:
         started = time.perf_counter()
         out = work / "board" / board
@@ -497,7 +504,7 @@ def _synthesis(configurations, work, log):
                        "netlist_cycles": int(passed.group(1)) if passed else None,
                        "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
                            "dwconv_selfcheck.b*")) if out.exists() else None})
-    return {"results": results, "boards": boards}
+    return boards
 
 
 def _random_layer(spec, rng):
@@ -637,6 +644,19 @@ def synthesis_only(out=".", *, work=None, stream=None):
     return data
 
 
+def boards_only(out=".", *, work=None, stream=None):
+    """Redo the board builds (and their netlist simulations) of an earlier run's
+    ``out``/bench.json, on the seed layer that run exported."""
+    out = pathlib.Path(out)
+    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    log = _Log(stream or sys.stdout)
+    data = json.loads((out / "bench.json").read_text())
+    log("board builds")
+    data["synthesis"]["boards"] = _boards(work, log)
+    _write(out, data, log)
+    return data
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dwconv.sim.bench", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -652,6 +672,8 @@ def main(argv=None):
                         help="run the synthesis figures (default: yes unless --quick)")
     parser.add_argument("--synth-only", action="store_true",
                         help="redo only the synthesis figures of the bench.json in --out")
+    parser.add_argument("--boards-only", action="store_true",
+                        help="redo only the board builds of the bench.json in --out")
     parser.add_argument("--speed-only", action="store_true",
                         help="redo only the simulator-speed figures of the bench.json in --out")
     parser.add_argument("--readme", metavar="README.md",
@@ -664,6 +686,8 @@ def main(argv=None):
                                               .read_text()))
     elif args.synth_only:
         synthesis_only(args.out, work=args.work)
+    elif args.boards_only:
+        boards_only(args.out, work=args.work)
     elif args.speed_only:
         speed_only(args.out, work=args.work)
     else:

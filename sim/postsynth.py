@@ -44,6 +44,14 @@ def cell_models(target):
     raise ValueError(f"target must be ice40 or ecp5, not {target!r}")
 
 
+def board_cells(target):
+    """Models of the cells a board platform adds around the design that yosys has none
+    of: amaranth's ECP5 platform drives the global set/reset through SGSR."""
+    if target == "ecp5":
+        return [Path(str(resources.files("dwconv.sim") / "cells" / "sgsr.v"))]
+    return []
+
+
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
@@ -62,14 +70,15 @@ def _inlined(path, seen):
     return _INCLUDE.sub(include, path.read_text())
 
 
-def bundle(netlist, target):
+def bundle(netlist, target, *, board=False):
     """One Verilog text: the netlist and the cell models it needs (so a testbench that
-    takes a single design file can run it)."""
+    takes a single design file can run it); ``board``: a board design's, with its
+    platform cells too (``board_cells``)."""
     # iverilog 11 rejects default values on input ports, which ice40's models give unless
     # told not to: every port of every cell in the netlist is connected anyway
     parts = ["`define NO_ICE40_DEFAULT_ASSIGNMENTS", Path(netlist).read_text()]
     seen = set()
-    for model in cell_models(target):
+    for model in cell_models(target) + (board_cells(target) if board else []):
         # iverilog 11 has no elaboration-time $error (ecp5's packed-cell models use it in a
         # branch the netlist's cells never take): an initial $display does for us
         text = _inlined(model, seen).replace("$error(", "initial $display(")
@@ -157,10 +166,11 @@ def run_board_netlist(netlist, board, work_dir, *, max_cycles):
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         raise FileNotFoundError("iverilog (Icarus Verilog) is not installed")
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     design = work_dir / "board_postsynth.v"
-    design.write_text(bundle(netlist, BOARD_FAMILY[board]))
+    family = BOARD_FAMILY[board]
+    design.write_text(bundle(netlist, family, board=True))
     pins = board_pins(board)
     defines = {"BOARD_TOP": BOARD_NAME, "CLK_PIN": pins["clk"][0],
                "PASS_PIN": pins["pass"][0], "PASS_ON": pins["pass"][1],
