@@ -205,11 +205,14 @@ def _path(r):
 
 def _boards(synthesis):
     """One line per board build of the seed layer, with its netlist simulation."""
+    simulated = lambda b: b.get("simulated", True)
     return [f"- `dwconv build --board {b['board']} --lanes {b['lanes']} --reuse "
-            f"{b.get('reuse', 1)} --simulate-netlist` (self-checking design, "
-            f"{b['configuration']}): "
-            + (f"bitstream of {b['bitstream_bytes']} bytes; its netlist, simulated, lit "
-               f"the pass LED after {b['netlist_cycles']} cycles; {b['seconds']:.0f} s"
+            f"{b.get('reuse', 1)}{' --simulate-netlist' if simulated(b) else ''}` "
+            f"(self-checking design, {b['configuration']}): "
+            + (f"bitstream of {b['bitstream_bytes']} bytes; "
+               + (f"its netlist, simulated, lit the pass LED after {b['netlist_cycles']} "
+                  f"cycles; " if simulated(b) else "netlist not simulated; ")
+               + f"{b['seconds']:.0f} s"
                if b["exit_code"] == 0 else f"failed: {b.get('error')}")
             for b in synthesis.get("boards", [])]
 
