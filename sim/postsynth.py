@@ -12,13 +12,12 @@ golden model's, with pauses on both sides.
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
 from .synth import synth_script, _tool
-from .vector_bench import VectorBenchResult, run_vector_testbench
+from .vector_bench import run_icarus, run_vector_testbench
 
 __all__ = ["cell_models", "component_verilog", "cached_netlist", "synthesize_netlist", "bundle",
            "run_postsynth_vectors", "run_board_netlist"]
@@ -163,31 +162,14 @@ def run_board_netlist(netlist, board, work_dir, *, max_cycles):
     alone until its pass or fail LED lights.  Returns a ``VectorBenchResult``."""
     from .board import BOARD_NAME, board_pins
 
-    iverilog = shutil.which("iverilog")
-    if iverilog is None:
-        raise FileNotFoundError("iverilog (Icarus Verilog) is not installed")
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     design = work_dir / "board_postsynth.v"
-    family = BOARD_FAMILY[board]
-    design.write_text(bundle(netlist, family, board=True))
+    design.write_text(bundle(netlist, BOARD_FAMILY[board], board=True))
     pins = board_pins(board)
     defines = {"BOARD_TOP": BOARD_NAME, "CLK_PIN": pins["clk"][0],
                "PASS_PIN": pins["pass"][0], "PASS_ON": pins["pass"][1],
                "FAIL_PIN": pins["fail"][0], "FAIL_ON": pins["fail"][1]}
-    binary = work_dir / "tb_board.vvp"
-    command = [iverilog, "-g2012", "-s", "tb_board", "-o", str(binary),
-               f"-Ptb_board.MAX_CYCLES={max_cycles}",
+    options = [f"-Ptb_board.MAX_CYCLES={max_cycles}",
                *(f"-D{name}={value}" for name, value in defines.items())]
-    with resources.as_file(resources.files("dwconv.sim") / "tb_board.v") as testbench:
-        compiled = subprocess.run([*command, str(testbench), str(design)],
-                                  capture_output=True, text=True, check=False)
-    log = compiled.stdout + compiled.stderr
-    if compiled.returncode != 0:
-        return VectorBenchResult(False, log)
-    ran = subprocess.run([shutil.which("vvp") or "vvp", "-n", str(binary)], cwd=work_dir,
-                         capture_output=True, text=True, check=False)
-    log += ran.stdout + ran.stderr
-    verdicts = [line for line in ran.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    return VectorBenchResult(ran.returncode == 0 and verdicts[-1:] != [] and
-                             verdicts[-1].startswith("PASS"), log)
+    return run_icarus("tb_board.v", options, [design], work_dir)

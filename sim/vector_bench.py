@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .vectors import VECTORS_JSON
 
-__all__ = ["TESTBENCH", "VectorBenchResult", "testbench_parameters", "run_vector_testbench"]
+__all__ = ["TESTBENCH", "VectorBenchResult", "testbench_parameters", "run_vector_testbench",
+           "run_icarus"]
 
 TESTBENCH = "tb_vectors.v"
 
@@ -59,27 +60,35 @@ def run_vector_testbench(folder, verilog_file, work_dir, *, top="dwconv", weight
 
     ``expected_hex`` replaces the folder's output.hex (to check that a wrong value fails).
     """
+    folder = Path(folder).resolve()
+    description = json.loads((folder / VECTORS_JSON).read_text())
+    options = [f"-DDWCONV_TOP={top}", *(["-DWEIGHT_PORT"] if weight_port else [])]
+    options += [f"-Ptb_vectors.{name}={value}"
+                for name, value in testbench_parameters(description).items()]
+    plusargs = [f"+input={folder / 'input.hex'}",
+                f"+output={expected_hex or folder / 'output.hex'}",
+                f"+weights={folder / 'weights.hex'}"]
+    return run_icarus(TESTBENCH, options, [verilog_file], work_dir, plusargs)
+
+
+def run_icarus(testbench, options, sources, work_dir, plusargs=()):
+    """Compile our testbench ``testbench`` (a file in dwconv.sim, its module named after
+    it) with ``sources`` and ``options`` (-D, -P), run it in ``work_dir``; it passed if the
+    last line starting with PASS or FAIL says PASS."""
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         raise FileNotFoundError("iverilog (Icarus Verilog) is not installed")
-    folder, work_dir = Path(folder).resolve(), Path(work_dir).resolve()
+    work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    description = json.loads((folder / VECTORS_JSON).read_text())
-    testbench = resources.files("dwconv.sim") / TESTBENCH
-    binary = work_dir / "tb_vectors.vvp"
-    command = [iverilog, "-g2012", "-s", "tb_vectors", "-o", str(binary),
-               f"-DDWCONV_TOP={top}", *(["-DWEIGHT_PORT"] if weight_port else [])]
-    command += [f"-Ptb_vectors.{name}={value}"
-                for name, value in testbench_parameters(description).items()]
-    with resources.as_file(testbench) as testbench_path:
-        compiled = subprocess.run([*command, str(testbench_path), str(verilog_file)],
+    top = testbench.removesuffix(".v")
+    binary = work_dir / f"{top}.vvp"
+    command = [iverilog, "-g2012", "-s", top, "-o", str(binary), *options]
+    with resources.as_file(resources.files("dwconv.sim") / testbench) as testbench_path:
+        compiled = subprocess.run([*command, str(testbench_path), *map(str, sources)],
                                   capture_output=True, text=True, check=False)
     log = compiled.stdout + compiled.stderr
     if compiled.returncode != 0:
         return VectorBenchResult(False, log)
-    plusargs = [f"+input={folder / 'input.hex'}",
-                f"+output={expected_hex or folder / 'output.hex'}",
-                f"+weights={folder / 'weights.hex'}"]
     ran = subprocess.run([shutil.which("vvp") or "vvp", "-n", str(binary), *plusargs],
                          capture_output=True, text=True, cwd=work_dir, check=False)
     log += ran.stdout + ran.stderr
