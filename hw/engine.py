@@ -174,20 +174,24 @@ class DepthwiseEngine(wiring.Component):
         with m.If(framer.shift):
             m.d.sync += pos.eq(pos + 1)
 
-        # Credits: every decided shift reserves a place in the output queue, returned a cycle
-        # later if the shift fires nothing; a taken output beat frees one.  has_credit is
-        # registered and assumes the worst about this cycle's decision.
+        # Credits: every shift reserves a place in the output queue, returned a cycle later
+        # if it fires nothing; a taken output beat frees one.  A shift is counted a cycle
+        # after its decision (shift_q), so the count never waits on the decision (that path
+        # limited the clock).  has_credit is registered and assumes the worst about this
+        # cycle's decision: after it, one place must be left.
         credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
         has_credit = Signal(init=1)
         refund = Signal()     # registered, so the scanner's compare stops at a flip-flop
         pop = out_queue.o.valid & out_queue.o.ready
         m.d.sync += [refund.eq(shift_q & ~scanner.would_fire),
-                     credits.eq(credits - framer.shift + refund + pop),
-                     # credits + refund + pop >= 2, without an adder or a carry chain
-                     # behind pop (it limited the clock): credits >= 2 is any bit above
-                     # bit 0, credits >= 1 any bit
-                     has_credit.eq(credits[1:].any() | (credits.any() & (refund | pop))
-                                   | (refund & pop))]
+                     credits.eq(credits - shift_q + refund + pop),
+                     # credits + refund + pop - shift_q >= 2 with no adder behind pop: the
+                     # "credits >= k" flags are ORs of its bits (no carry chain)
+                     has_credit.eq(credits[2:].any() | credits[:2].all()
+                                   | (credits[1:].any() & (~shift_q | refund | pop))
+                                   | (credits.any() & ((refund & pop)
+                                                       | ((refund | pop) & ~shift_q)))
+                                   | (refund & pop & ~shift_q))]
 
         # "outputs still to come", registered: it reached the shift decision through the
         # scanner and the start queue (a path that limited the clock).  A cycle late, it
@@ -201,7 +205,9 @@ class DepthwiseEngine(wiring.Component):
             framer.i.payload.last.eq(self.s_axis_tlast), self.s_axis_tready.eq(framer.i.ready),
             framer.allow.eq(has_credit & self._rate_gate(m, framer, scanner)),
             framer.flush.eq(flush),
-            framer.start_room.eq(starts.w_rdy),
+            # a frame may start when the start queue has room, and not while a weight
+            # load is finishing (that frame must take the load)
+            framer.start_room.eq(starts.w_rdy & ~store.finishing),
             line_buffer.data.eq(data_q), line_buffer.shift.eq(shift_q),
             scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
             starts.w_en.eq(framer.start),

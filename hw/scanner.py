@@ -119,7 +119,12 @@ class OutputScanner(wiring.Component):
         # target + each step, kept in registers so the look-ahead compares start at flip-flops
         after_group, after_col, after_row = (Signal(self.counter_width, name=n)
                                              for n in ("after_group", "after_col", "after_row"))
-        hit = Signal()   # this cycle's shift index == target, worked out a cycle ahead
+        # this cycle's shift index == target, worked out a cycle ahead for both outcomes of
+        # last cycle's firing decision (the index against the target chosen on an update,
+        # and against the unchanged one), and picked by that decision, registered: no
+        # compare sits behind the decision (decision -> compare -> hit limited the clock)
+        hit_if_update, hit_if_not, updated = Signal(), Signal(), Signal()
+        hit = Mux(updated, hit_if_update, hit_if_not)
         # the head of the start queue, in registers: its target is compared and summed from
         # flip-flops, not through the queue's memory read (that path limited the clock)
         head_valid = Signal()
@@ -210,7 +215,6 @@ class OutputScanner(wiring.Component):
             m.d.sync += [target.eq(chosen), after_group.eq(chosen + 1),
                          after_col.eq(chosen + self.col_step),
                          after_row.eq(chosen + self.row_step)]
-        # AND-OR, not a multiplexer, so the two compares are not merged into one behind it
-        m.d.sync += hit.eq((update & (self.next_pos == chosen))
-                           | (~update & (self.next_pos == target)))
+        m.d.sync += [updated.eq(update), hit_if_update.eq(self.next_pos == chosen),
+                     hit_if_not.eq(self.next_pos == target)]
         return m

@@ -29,7 +29,10 @@ class WeightStore(wiring.Component):
     value.  A complete load sets ``pending``; the engine hands it to the next frame that
     starts, and ``swap`` (pulsed when that frame's first output is scheduled) makes it the
     active bank.  A new load waits (``load.ready`` low) from the end of a complete load until
-    its swap: a load is never replaced before a frame has taken it.  Bank 0 starts with the
+    its swap: a load is never replaced before a frame has taken it.  Values are counted a
+    cycle after they are taken, so ``pending`` rises two cycles after the last one;
+    ``finishing`` marks the cycle between (``load.ready`` is low then too).  Bank 0 starts
+    with the
     weights the engine was generated with.
 
     Parameters
@@ -56,6 +59,9 @@ class WeightStore(wiring.Component):
     load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
         The load stream (``port`` mode only), one raw value per beat.
     pending : Out(1)
+    finishing : Out(1)
+        A load's last value is held: ``pending`` may rise next cycle, so a frame must not
+        start this cycle (it would miss that load).
     take : In(1)
         The pending load has been given to a starting frame.
     error : Out(1)
@@ -87,8 +93,8 @@ class WeightStore(wiring.Component):
                                            self.taps)),
             "bias_group": In(group_shape), "bias_bank": In(1),
             "bias": Out(data.ArrayLayout(self.b_shape, self.outputs)),
-            "bank": Out(1), "swap": In(1), "pending": Out(1), "take": In(1),
-            "error": Out(1),
+            "bank": Out(1), "swap": In(1), "pending": Out(1), "finishing": Out(1),
+            "take": In(1), "error": Out(1),
         }
         if mode == "port":
             members["load"] = In(stream.Signature(data.StructLayout(
@@ -156,14 +162,24 @@ class WeightStore(wiring.Component):
         group = Signal(range(max(self.groups, 2)))
         lane = Signal(range(max(self.outputs, 2)))
         word = Signal(self.outputs * self.load_width)
-        # a new load waits until a complete one has been taken by a frame and swapped in:
-        # so it never races the frame start that takes the pending one, and the ready
-        # comes from registers only (behind the frame start, it limited the clock)
-        m.d.comb += self.load.ready.eq(~queued & ~self.pending)
-        accepted = self.load.valid & self.load.ready
-        last = self.load.payload.last
+        # Each value taken is held a cycle in registers before the loader counts it: the
+        # counters' enables, behind the input handshake, limited the clock.  A new load
+        # waits until a complete one has been taken by a frame and swapped in: so it never
+        # races the frame start that takes the pending one.  The ready comes from
+        # registers only; it drops while a load's last value is held (the next beat may
+        # belong to a load that has to wait).
+        held = Signal()
+        held_value = Signal(self.load_width)
+        last = Signal()
+        m.d.comb += [self.finishing.eq(held & last),
+                     self.load.ready.eq(~queued & ~self.pending & ~self.finishing)]
+        m.d.sync += held.eq(self.load.valid & self.load.ready)
+        with m.If(self.load.valid & self.load.ready):
+            m.d.sync += [held_value.eq(self.load.payload.value),
+                         last.eq(self.load.payload.last)]
+        accepted = held
         # the word with this value added
-        fill = Cat(word[self.load_width:], self.load.payload.value)
+        fill = Cat(word[self.load_width:], held_value)
 
         last_lane = lane == self.outputs - 1
         last_group = group == self.groups - 1
