@@ -156,31 +156,38 @@ class OutputScanner(wiring.Component):
                 at_first.eq(0),
             ]
 
-        load = Signal()
-        m.d.comb += load.eq((fire_now & last_output) | ~active)
+        # last_output after each kind of move: to the next group, column, row, frame
+        last_at_start = (groups == 1) & (spec.out_width == 1) & (spec.out_height == 1)
+        last_after_group = (group == groups - 2) & last_col & last_row
+        last_after_col = (groups == 1) & (col == spec.out_width - 2) & last_row
+        last_after_row = (groups == 1) & (spec.out_width == 1) & (row == spec.out_height - 2)
         with m.If(fire_now):
             with m.If(~last_group):
                 m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
-                             last_output.eq((group == groups - 2) & last_col & last_row)]
+                             last_output.eq(last_after_group)]
             with m.Elif(~last_col):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
-                             last_output.eq((groups == 1) & (col == spec.out_width - 2)
-                                            & last_row),
+                             last_output.eq(last_after_col),
                              col_base.eq(col_base + sw)]
             with m.Elif(~last_row):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(0), last_col.eq(spec.out_width == 1),
                              col_base.eq(-spec.pad_left),
                              row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
-                             last_output.eq((groups == 1) & (spec.out_width == 1)
-                                            & (row == spec.out_height - 2)),
+                             last_output.eq(last_after_row),
                              row_base.eq(row_base + sh)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
-        take = load & head_valid
-        fetch = ~head_valid | take      # the head is free (or freed now): refill it
+        # "this shift fires the frame's last output", like hit, worked out a cycle ahead
+        # for both outcomes of the last decision: the head is taken (and the start queue
+        # read) on a few flip-flops, not behind hit and last_output (that path, through the
+        # queue's read enable, limited the clock).  Inactive, the head is taken at once.
+        ends_if_update, ends_if_not = Signal(), Signal()
+        ends = self.shift & Mux(updated, ends_if_update, ends_if_not)
+        take = head_valid & (~active | ends)
+        fetch = ~head_valid | ~active | ends      # the head is free (or freed now): refill it
         m.d.comb += self.start.ready.eq(fetch)
         with m.If(fetch):
             m.d.sync += [head_valid.eq(self.start.valid),
@@ -192,8 +199,7 @@ class OutputScanner(wiring.Component):
                 row.eq(0), col.eq(0), group.eq(0),
                 last_group.eq(groups == 1), last_col.eq(spec.out_width == 1),
                 last_row.eq(spec.out_height == 1),
-                last_output.eq((groups == 1) & (spec.out_width == 1)
-                               & (spec.out_height == 1)),
+                last_output.eq(last_at_start),
                 row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
                 self.swap.eq(head_swap),
             ]
@@ -217,4 +223,11 @@ class OutputScanner(wiring.Component):
                          after_row.eq(chosen + self.row_step)]
         m.d.sync += [updated.eq(update), hit_if_update.eq(self.next_pos == chosen),
                      hit_if_not.eq(self.next_pos == target)]
+        # last_output after an update: a new frame's, or the next output's in this frame
+        # (an update that ends the frame with no head leaves the scanner inactive)
+        last_if_update = Mux(~active | last_output, last_at_start,
+                             Mux(~last_group, last_after_group,
+                                 Mux(~last_col, last_after_col, last_after_row)))
+        m.d.sync += [ends_if_update.eq((self.next_pos == chosen) & last_if_update),
+                     ends_if_not.eq((self.next_pos == target) & last_output)]
         return m
