@@ -157,8 +157,9 @@ class DepthwiseEngine(wiring.Component):
             spec, lanes, extra=SCAN_DELAY, counter_width=self.counter_width)
         m.submodules.line_buffer = line_buffer = LineBuffer(
             spec, lanes, formats.input.width, extra=SCAN_DELAY)
+        # one entry more than frames in flight: its room flag is registered (below)
         m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
-                                                depth=self.frames_in_flight)
+                                                depth=self.frames_in_flight + 1)
         m.submodules.store = store = self.store
         beat = beat_layout(self.out_lanes * formats.output.width)
         m.submodules.out_queue = out_queue = OutputQueue(beat, self.queue_depth)
@@ -198,6 +199,11 @@ class DepthwiseEngine(wiring.Component):
         # costs at most one flush shift too many or too late, never a wrong output.
         flush = Signal()
         m.d.sync += flush.eq(scanner.busy | starts.r_rdy)
+        # "the start queue has room", registered: it assumes a start was queued in the
+        # cycle it was worked out (the queue's level behind the shift decision limited the
+        # clock)
+        start_room = Signal(init=1)
+        m.d.sync += start_room.eq(starts.level <= starts.depth - 2)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.i.payload.data.eq(self.s_axis_tdata), framer.i.valid.eq(self.s_axis_tvalid),
@@ -207,7 +213,7 @@ class DepthwiseEngine(wiring.Component):
             framer.flush.eq(flush),
             # a frame may start when the start queue has room, and not while a weight
             # load is finishing (that frame must take the load)
-            framer.start_room.eq(starts.w_rdy & ~store.finishing),
+            framer.start_room.eq(start_room & ~store.finishing),
             line_buffer.data.eq(data_q), line_buffer.shift.eq(shift_q),
             scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
             starts.w_en.eq(framer.start),
