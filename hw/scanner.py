@@ -6,9 +6,6 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["OutputScanner"]
 
-#: The moves of the scanner's position when an output fires.
-MOVES = ("group", "col", "row", "frame")
-
 
 class OutputScanner(wiring.Component):
     """Walks the outputs of one frame after another and fires each on its shift.
@@ -164,37 +161,33 @@ class OutputScanner(wiring.Component):
         last_after_group = (group == groups - 2) & last_col & last_row
         last_after_col = (groups == 1) & (col == spec.out_width - 2) & last_row
         last_after_row = (groups == 1) & (spec.out_width == 1) & (row == spec.out_height - 2)
+        with m.If(fire_now):
+            with m.If(~last_group):
+                m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
+                             last_output.eq(last_after_group)]
+            with m.Elif(~last_col):
+                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
+                             col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
+                             last_output.eq(last_after_col),
+                             col_base.eq(col_base + sw)]
+            with m.Elif(~last_row):
+                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
+                             col.eq(0), last_col.eq(spec.out_width == 1),
+                             col_base.eq(-spec.pad_left),
+                             row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
+                             last_output.eq(last_after_row),
+                             row_base.eq(row_base + sh)]
+            with m.Else():
+                m.d.sync += active.eq(0)
 
-        # The move a fire makes (to the next group, column or row, or past the frame's last
-        # output) is worked out a cycle ahead for both outcomes of the last decision, like
-        # hit, and registered with it: each position register's enable is then a gate on
-        # flip-flops (decoding the position flags behind hit limited the clock).
-        moves_if_update = {kind: Signal(name=f"{kind}_if_update") for kind in MOVES}
-        moves_if_not = {kind: Signal(name=f"{kind}_if_not") for kind in MOVES}
-        move = {kind: self.shift & Mux(updated, moves_if_update[kind], moves_if_not[kind])
-                for kind in MOVES}
-        with m.If(move["group"]):
-            m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
-                         last_output.eq(last_after_group)]
-        with m.If(move["col"]):
-            m.d.sync += [group.eq(0), last_group.eq(groups == 1),
-                         col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
-                         last_output.eq(last_after_col),
-                         col_base.eq(col_base + sw)]
-        with m.If(move["row"]):
-            m.d.sync += [group.eq(0), last_group.eq(groups == 1),
-                         col.eq(0), last_col.eq(spec.out_width == 1),
-                         col_base.eq(-spec.pad_left),
-                         row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
-                         last_output.eq(last_after_row),
-                         row_base.eq(row_base + sh)]
-        with m.If(move["frame"]):
-            m.d.sync += active.eq(0)
-
-        # past the frame's last output the head is taken (and the start queue read); while
-        # inactive, at once
-        take = head_valid & (~active | move["frame"])
-        fetch = ~head_valid | ~active | move["frame"]   # the head is free (or freed now)
+        # "this shift fires the frame's last output", like hit, worked out a cycle ahead
+        # for both outcomes of the last decision: the head is taken (and the start queue
+        # read) on a few flip-flops, not behind hit and last_output (that path, through the
+        # queue's read enable, limited the clock).  Inactive, the head is taken at once.
+        ends_if_update, ends_if_not = Signal(), Signal()
+        ends = self.shift & Mux(updated, ends_if_update, ends_if_not)
+        take = head_valid & (~active | ends)
+        fetch = ~head_valid | ~active | ends      # the head is free (or freed now): refill it
         m.d.comb += self.start.ready.eq(fetch)
         with m.If(fetch):
             m.d.sync += [head_valid.eq(self.start.valid),
@@ -228,33 +221,13 @@ class OutputScanner(wiring.Component):
             m.d.sync += [target.eq(chosen), after_group.eq(chosen + 1),
                          after_col.eq(chosen + self.col_step),
                          after_row.eq(chosen + self.row_step)]
-        hit_after_update, hit_unchanged = self.next_pos == chosen, self.next_pos == target
-        m.d.sync += [updated.eq(update), hit_if_update.eq(hit_after_update),
-                     hit_if_not.eq(hit_unchanged)]
-        # the position flags after an update: a new frame's, or the next output's in this
-        # frame; an update past the frame's last output with no head leaves it inactive
-        new_frame = ~active | last_output
-        last_group_after = Mux(new_frame | last_group, groups == 1, group == groups - 2)
-        last_col_after = Mux(new_frame, spec.out_width == 1,
-                             Mux(~last_group, last_col,
-                                 Mux(~last_col, col == spec.out_width - 2,
-                                     spec.out_width == 1)))
-        last_row_after = Mux(new_frame, spec.out_height == 1,
-                             Mux(~last_group | ~last_col, last_row,
-                                 row == spec.out_height - 2))
-        active_after = ~(active & last_output & ~head_valid)
-        kind_after = _moves(last_group_after, last_col_after, last_row_after)
-        kind_now = _moves(last_group, last_col, last_row)
-        for kind in MOVES:
-            m.d.sync += [
-                moves_if_update[kind].eq(hit_after_update & kind_after[kind] & active_after),
-                moves_if_not[kind].eq(hit_unchanged & kind_now[kind] & active),
-            ]
+        m.d.sync += [updated.eq(update), hit_if_update.eq(self.next_pos == chosen),
+                     hit_if_not.eq(self.next_pos == target)]
+        # last_output after an update: a new frame's, or the next output's in this frame
+        # (an update that ends the frame with no head leaves the scanner inactive)
+        last_if_update = Mux(~active | last_output, last_at_start,
+                             Mux(~last_group, last_after_group,
+                                 Mux(~last_col, last_after_col, last_after_row)))
+        m.d.sync += [ends_if_update.eq((self.next_pos == chosen) & last_if_update),
+                     ends_if_not.eq((self.next_pos == target) & last_output)]
         return m
-
-
-def _moves(last_group, last_col, last_row):
-    """Which move the output after these position flags makes, one flag per kind."""
-    return {"group": ~last_group, "col": last_group & ~last_col,
-            "row": last_group & last_col & ~last_row,
-            "frame": last_group & last_col & last_row}
