@@ -431,7 +431,7 @@ def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
 
 
 #: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median
-SYNTH_SEEDS = 2
+SYNTH_SEEDS = 3
 
 #: (configuration, target, device, P, R, weights) of every synthesis run: the engine issue's
 #: 32x32x8 layer and the seed layer, constant and port weights, several lane counts, reuse
