@@ -32,8 +32,7 @@ class WeightStore(wiring.Component):
     its swap: a load is never replaced before a frame has taken it.  Values are counted a
     cycle after they are taken, so ``pending`` rises two cycles after the last one;
     ``finishing`` marks the cycle between (``load.ready`` is low then too).  Bank 0 starts
-    with the
-    weights the engine was generated with.
+    with the weights the engine was generated with.
 
     Parameters
     ----------
