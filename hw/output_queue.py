@@ -50,7 +50,7 @@ class OutputQueue(wiring.Component):
         # "level >= 2" and "level == 1", registered: the read decision is one gate on
         # flip-flops, and their next values select among compares of the level register
         # (an adder and a compare behind the write flag limited the clock)
-        several, one = Signal(), Signal()
+        several, one = Signal(name="several"), Signal(name="one")
         fetch = (several | one) & (~self.o.valid | self.o.ready)
         m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),
                      write.data.eq(self.i.payload),

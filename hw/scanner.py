@@ -123,7 +123,8 @@ class OutputScanner(wiring.Component):
         # last cycle's firing decision (the index against the target chosen on an update,
         # and against the unchanged one), and picked by that decision, registered: no
         # compare sits behind the decision (decision -> compare -> hit limited the clock)
-        hit_if_update, hit_if_not, updated = Signal(), Signal(), Signal()
+        hit_if_update, hit_if_not, updated = (Signal(name=n) for n in (
+            "hit_if_update", "hit_if_not", "updated"))
         hit = Mux(updated, hit_if_update, hit_if_not)
         # the head of the start queue, in registers: its target is compared and summed from
         # flip-flops, not through the queue's memory read (that path limited the clock)
@@ -184,7 +185,7 @@ class OutputScanner(wiring.Component):
         # for both outcomes of the last decision: the head is taken (and the start queue
         # read) on a few flip-flops, not behind hit and last_output (that path, through the
         # queue's read enable, limited the clock).  Inactive, the head is taken at once.
-        ends_if_update, ends_if_not = Signal(), Signal()
+        ends_if_update, ends_if_not = Signal(name="ends_if_update"), Signal(name="ends_if_not")
         ends = self.shift & Mux(updated, ends_if_update, ends_if_not)
         take = head_valid & (~active | ends)
         fetch = ~head_valid | ~active | ends      # the head is free (or freed now): refill it

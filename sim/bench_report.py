@@ -191,14 +191,23 @@ def _fmax(r):
             f"{r['fmax_mhz']} / {r['fmax_median_mhz']} ({len(seeds)} seeds)")
 
 
+def _signal_name(cell):
+    """The engine signal a netlist cell was made from: "x$153[2]" is x, but an unnamed
+    signal ("$signal$10") keeps its whole name."""
+    name = cell.replace("engine.", "").split("_TRELLIS")[0].split("_SB_")[0]
+    scope, _, last = name.rpartition(".")
+    if not last.startswith("$"):
+        last = last.split("$")[0]
+    return f"{scope}.{last}" if scope else last
+
+
 def _path(r):
     """The critical path, shortened: where it starts and ends, and its delay."""
     path = r.get("critical_path")
     if not path:
         return "-"
     cells = path.get("cells") or []
-    ends = [c.replace("engine.", "").split("_TRELLIS")[0].split("_SB_")[0].split("$")[0]
-            for c in (cells[:1] + cells[-1:])]
+    ends = [_signal_name(c) for c in (cells[:1] + cells[-1:])]
     return (f"{ends[0]} -> {ends[-1]}: {path['delay_ns']} ns ({path['logic_ns']} logic, "
             f"{len(cells)} cells)") if ends else f"{path['delay_ns']} ns"
 
