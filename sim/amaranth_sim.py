@@ -1,5 +1,7 @@
 """Runs the engine in Amaranth's simulator: frames back to back, random stalls, weight loads."""
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +53,19 @@ class StreamResult:
         return cls(outputs=outputs, cycles=last_out - first_in + 1,
                    latency_cycles=first_out - first_in + 1, frames=frames,
                    framing=check_output_framing(flags, spec, engine.lanes), error=bool(error))
+
+
+@contextmanager
+def _wide_constants():
+    """Amaranth's simulator writes its Python code with constants in decimal: a wide signal
+    (the kernel of P*M lanes, kh*kw taps and 32-bit weights is over 14,000 bits) goes past
+    Python's limit of 4300 digits for int-to-string conversion.  Lift it while simulating."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycles=None):
@@ -124,10 +139,11 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycle
             cycle += 1
         state["error"] = bool(ctx.get(engine.error))
 
-    sim = Simulator(engine)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    with _wide_constants():
+        sim = Simulator(engine)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
 
     return StreamResult.from_beats(
         engine, count, state["taken"], state["flags"], first_in=state["first_in"],

@@ -53,6 +53,20 @@ def test_fuzz_found_regression(tmp_path):
                  failure_dir=tmp_path)
 
 
+def test_fuzz_found_wide_kernel_regression(tmp_path):
+    """A fuzz campaign's example (seed 20261262) that the Amaranth simulator could not
+    build: its kernel port, 20 taps x 24 lanes x 32 bits, is a constant of over 4300
+    decimal digits in the simulator's generated code."""
+    spec = LayerSpec(input_shape=(2, 7, 8), kernel_size=(5, 4), strides=2,
+                     dilation_rate=(1, 2), padding="same", depth_multiplier=3)
+    formats = LayerFormats.from_strings(
+        input="ufixed<17,17,RND_INF,SAT_SYM>", weight="fixed<32,8,TRN_ZERO,SAT_SYM>",
+        bias="fixed<12,4,RND_MIN_INF,SAT_SYM>", accum="fixed<54,25,RND_CONV,SAT_SYM>",
+        output="ufixed<26,20,TRN,SAT>")
+    check_engine(_case(spec, formats, lanes=8, stall=0.5, seed_value=376),
+                 failure_dir=tmp_path)
+
+
 FUZZ_SHARDS = 2
 FUZZ_EXAMPLES = 50      # per shard: 100 in all
 
