@@ -143,8 +143,8 @@ class OutputScanner(wiring.Component):
         last_col = Signal(init=spec.out_width == 1)
         last_row = Signal(init=spec.out_height == 1)
         # the three together, registered: the frame's last output is decided from one flag
-        last_output = Signal(init=(groups == 1) & (spec.out_width == 1)
-                             & (spec.out_height == 1))
+        last_at_start = (groups == 1) & (spec.out_width == 1) & (spec.out_height == 1)
+        last_output = Signal(init=last_at_start)
         at_first = Signal()
 
         m.d.sync += [self.fire.eq(fire_now), self.swap.eq(0)]
@@ -158,7 +158,6 @@ class OutputScanner(wiring.Component):
             ]
 
         # last_output after each kind of move: to the next group, column, row, frame
-        last_at_start = (groups == 1) & (spec.out_width == 1) & (spec.out_height == 1)
         last_after_group = (group == groups - 2) & last_col & last_row
         last_after_col = (groups == 1) & (col == spec.out_width - 2) & last_row
         last_after_row = (groups == 1) & (spec.out_width == 1) & (row == spec.out_height - 2)

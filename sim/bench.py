@@ -518,11 +518,17 @@ def _random_layer(spec, rng):
     return Layer(spec, kernel, bias)
 
 
+def _work_folder(work):
+    """The folder for models, simulator builds and synthesis runs: ``work``, or
+    build/bench."""
+    return pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+
+
 def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, stream=None):
     """Run the benchmark; writes ``out``/bench.json and ``out``/BENCH.md, returns the data."""
     stream = stream or sys.stdout
     out = pathlib.Path(out)
-    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    work = _work_folder(work)
     work.mkdir(parents=True, exist_ok=True)
     build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
     synth = (not quick) if synth is None else synth
@@ -625,7 +631,7 @@ def _add_synthesis(data, out, work, log):
 def speed_only(out=".", *, work=None, build_root=None, stream=None):
     """Redo the simulator-speed figures of an earlier run's ``out``/bench.json."""
     out = pathlib.Path(out)
-    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    work = _work_folder(work)
     build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
     log = _Log(stream or sys.stdout)
     data = json.loads((out / "bench.json").read_text())
@@ -641,7 +647,7 @@ def speed_only(out=".", *, work=None, build_root=None, stream=None):
 def synthesis_only(out=".", *, work=None, stream=None):
     """Redo the synthesis figures of an earlier run's ``out``/bench.json."""
     out = pathlib.Path(out)
-    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    work = _work_folder(work)
     data = json.loads((out / "bench.json").read_text())
     _add_synthesis(data, out, work, _Log(stream or sys.stdout))
     return data
@@ -651,7 +657,7 @@ def boards_only(out=".", *, work=None, stream=None):
     """Redo the board builds (and their netlist simulations) of an earlier run's
     ``out``/bench.json, on the seed layer that run exported."""
     out = pathlib.Path(out)
-    work = pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
+    work = _work_folder(work)
     log = _Log(stream or sys.stdout)
     data = json.loads((out / "bench.json").read_text())
     log("board builds")
