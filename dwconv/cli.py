@@ -530,6 +530,14 @@ def add_synth_args(parser):
                         help="keep the tools' files and logs here (default: a temporary folder)")
 
 
+def _tool_failure(reason):
+    """The one-line error for a failed yosys or nextpnr run, with what to try."""
+    if "Assert" in reason:
+        return (f"{reason}: an internal error of the tool (a bug, not a fit problem); "
+                f"another --lanes, --reuse or format set makes a different netlist")
+    return f"{reason}; the design may not fit the device: try fewer --lanes or another --device"
+
+
 def run_synth(args):
     import json
     import tempfile
@@ -557,8 +565,7 @@ def run_synth(args):
         except FileNotFoundError as error:
             raise UsageError(f"{error}") from None
         except RuntimeError as error:
-            raise UsageError(f"{str(error).splitlines()[0]}; the design may not fit the "
-                             f"device: try fewer --lanes or another --device") from None
+            raise UsageError(_tool_failure(str(error).splitlines()[0])) from None
     result["layer"] = layer.name
     result["formats"] = formats.to_dict()
     print(format_synth_table([result]))

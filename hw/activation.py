@@ -29,7 +29,7 @@ class Activation(Elaboratable):
             raise ValueError(f"activation must be linear, relu or relu6, not {kind!r}")
         self.kind, self.shape, self.frac = kind, shape, frac
         self.i = Signal(shape)
-        self.o = Signal(shape)
+        self.o = Signal(shape, reset_less=True)
 
     def elaborate(self, platform):
         m = Module()

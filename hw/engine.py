@@ -1,7 +1,7 @@
 """The engine top: AXI4-Stream video in, depthwise convolution, AXI4-Stream video out."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
@@ -107,7 +107,7 @@ class DepthwiseEngine(wiring.Component):
         self.counter_width = (last_target + 2).bit_length() + 1
         # frames whose outputs are still to come when another frame starts
         self.frames_in_flight = -(-(last_target + 2) // frame_beats) + 1
-        self.latency = 2 + self._post_latency()
+        self.latency = 3 + self._post_latency()
         self.queue_depth = 1 << (self.latency + 4).bit_length()
 
     def _mac_weights(self, p, m):
@@ -166,14 +166,14 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.out_skid = skid = SkidBuffer(beat)
 
         # -- input side.  The framer decides on a shift from registers and the input ports
-        # alone; the shift itself happens a cycle later (shift_q), so its wide fan-out (every
-        # line buffer register and memory) starts at a flip-flop.
+        # alone; the scanner sees it a cycle later (shift_q), the line buffer a cycle later
+        # still (``_datapath_lag``).
         pos = Signal(self.counter_width)          # index of the next shift decided
         shift_q = Signal()
-        data_q = Signal(beat_width)
-        m.d.sync += [shift_q.eq(framer.shift), data_q.eq(framer.data)]
+        m.d.sync += shift_q.eq(framer.shift)
         with m.If(framer.shift):
             m.d.sync += pos.eq(pos + 1)
+        window = self._datapath_lag(m, framer, line_buffer, scanner)
 
         # Credits: every shift reserves a place in the output queue, returned a cycle later
         # if it fires nothing; a taken output beat frees one.  A shift is counted a cycle
@@ -199,29 +199,29 @@ class DepthwiseEngine(wiring.Component):
         # costs at most one flush shift too many or too late, never a wrong output.
         flush = Signal()
         m.d.sync += flush.eq(scanner.busy | starts.r_rdy)
-        # "the start queue has room", registered: it assumes a start was queued in the
-        # cycle it was worked out (the queue's level behind the shift decision limited the
-        # clock)
+        # "a frame may start", registered: the start queue has room (assuming a start was
+        # queued in the cycle it was worked out), and no weight load ended a cycle before
+        # (it is pending only a cycle later, and the frame starting now must take it).  The
+        # queue's level and the load handshake behind the shift decision limited the clock.
         start_room = Signal(init=1)
-        m.d.sync += start_room.eq(starts.level <= starts.depth - 2)
+        load_ends = (store.load.valid & store.load.ready & store.load.payload.last
+                     if self.weights == "port" else 0)
+        m.d.sync += start_room.eq((starts.level <= starts.depth - 2) & ~load_ends)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.i.payload.data.eq(self.s_axis_tdata), framer.i.valid.eq(self.s_axis_tvalid),
             framer.i.payload.first.eq(self.s_axis_tuser),
             framer.i.payload.last.eq(self.s_axis_tlast), self.s_axis_tready.eq(framer.i.ready),
-            framer.allow.eq(has_credit & self._rate_gate(m, framer, scanner)),
+            framer.allow.eq(has_credit & self._rate_gate(m, framer, window)),
             framer.flush.eq(flush),
-            # a frame may start when the start queue has room, and not while a weight
-            # load is finishing (that frame must take the load)
-            framer.start_room.eq(start_room & ~store.finishing),
-            line_buffer.data.eq(data_q), line_buffer.shift.eq(shift_q),
+            framer.start_room.eq(start_room),
             scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
             starts.w_en.eq(framer.start),
             starts.w_data.eq(Cat(first_target, store.pending)),
             store.take.eq(framer.start & store.pending),
             scanner.start.valid.eq(starts.r_rdy), scanner.start.payload.eq(starts.r_data),
             starts.r_en.eq(scanner.start.ready),
-            store.swap.eq(scanner.swap),
+            store.swap.eq(window.swap),
         ]
         if self.weights == "port":
             m.d.comb += [
@@ -234,15 +234,15 @@ class DepthwiseEngine(wiring.Component):
 
         # -- datapath: masked taps -> MACs -> accumulator format -> activation -> output
         x_shape = format_shape(formats.input)
-        masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}") for p in range(lanes)]
-                  for i in range(kh) for j in range(kw)]
+        masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}", reset_less=True)
+                   for p in range(lanes)] for i in range(kh) for j in range(kw)]
         for t in range(kh * kw):
             tap = line_buffer.taps[t // kw][t % kw]
             for p in range(lanes):
                 sample = tap[p * self.in_width:(p + 1) * self.in_width]
-                m.d.sync += masked[t][p].eq(Mux(scanner.mask[t], sample, 0))
-        m.d.comb += [store.read_group.eq(scanner.group),
-                     store.read_bank.eq(self._window_bank(m, scanner, store))]
+                m.d.sync += masked[t][p].eq(Mux(window.blank[t], 0, sample))
+        m.d.comb += [store.read_group.eq(window.group),
+                     store.read_bank.eq(self._window_bank(m, window, store))]
 
         acc = self.accumulator
         product_frac = formats.input.frac + formats.weight.frac
@@ -280,11 +280,11 @@ class DepthwiseEngine(wiring.Component):
                 m.submodules[f"out{q}"] = out = Requantizer(shape, frac, formats.output)
                 m.d.comb += [act.i.eq(value), out.i.eq(act.o)]
                 outputs.append(out.o)
-        self._align_bias_reads(m, scanner, store, macs[-1].bias_delay)
+        self._align_bias_reads(m, window, store, macs[-1].bias_delay)
 
         # flags travel beside the datapath, one register per stage
-        valid, first, last = scanner.fire, scanner.first, scanner.last
-        for stage in range(self.latency - 2):
+        valid, first, last = window.fire, window.first, window.last
+        for stage in range(self.latency - 3):
             valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
                                         for n in ("valid", "first", "last"))
             m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
@@ -304,7 +304,30 @@ class DepthwiseEngine(wiring.Component):
         ]
         return m
 
-    def _rate_gate(self, m, framer, scanner):
+    def _datapath_lag(self, m, framer, line_buffer, scanner):
+        """The datapath runs a cycle behind the control: the line buffer takes each shift,
+        and the scanner's window flags reach the masks, a register later than the scanner
+        sees them.  So the shift decision and the scanner's registers drive a few
+        flip-flops, not the datapath's thousands of enables (that route limited the clock).
+        The datapath's registers (line buffer, masked taps, MACs, requantizers) have no
+        reset: only the flags beside them say what is valid.  Returns the window flags."""
+        beat_width = len(framer.data)
+        shifts = [Signal(reset_less=True, name=f"shift_data{n}") for n in range(2)]
+        beats = [Signal(beat_width, reset_less=True, name=f"data{n}") for n in range(2)]
+        m.d.sync += [shifts[0].eq(framer.shift), shifts[1].eq(shifts[0]),
+                     beats[0].eq(framer.data), beats[1].eq(beats[0])]
+        m.d.comb += [line_buffer.shift.eq(shifts[1]), line_buffer.data.eq(beats[1])]
+        # ``blank``: the taps to zero (the mask inverted), so each drives its taps'
+        # synchronous resets straight from a flip-flop
+        window = Signal(data.StructLayout({
+            "fire": 1, "group": len(scanner.group), "blank": len(scanner.mask),
+            "first": 1, "last": 1, "swap": 1}), name="window")
+        m.d.sync += [window.fire.eq(scanner.fire), window.group.eq(scanner.group),
+                     window.blank.eq(~scanner.mask), window.first.eq(scanner.first),
+                     window.last.eq(scanner.last), window.swap.eq(scanner.swap)]
+        return window
+
+    def _rate_gate(self, m, framer, window):
         """Reuse R: a shift at most every R cycles, so the taps of each window stay put for
         the R phases of the folded MACs; sets ``_phase``, the phase of the masked taps (0 in
         the cycle a window reaches them).  Returns the gate's "a shift may happen"."""
@@ -318,23 +341,23 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += [wait.eq(wait - 1), is_open.eq(wait == 1)]
         # a window fires the cycle its taps arrive, and is masked into registers a cycle later
         self._phase = phase = Signal(range(self.reuse), name="reuse_phase")
-        m.d.sync += phase.eq(Mux(scanner.fire | (phase == self.reuse - 1), 0, phase + 1))
+        m.d.sync += phase.eq(Mux(window.fire | (phase == self.reuse - 1), 0, phase + 1))
         return is_open
 
-    def _window_bank(self, m, scanner, store):
+    def _window_bank(self, m, window, store):
         """The weight bank of the window in the MACs.  With reuse R its kernel is read for
         R cycles, and a bank swap (new weights for the next frame) may come a cycle after
         the last window of a frame fires: keep that window's bank until the next fire."""
         if self.reuse == 1:
             return store.bank
         held = Signal(name="reuse_bank")
-        with m.If(scanner.fire):
+        with m.If(window.fire):
             m.d.sync += held.eq(store.bank)
-        return Mux(scanner.fire, store.bank, held)
+        return Mux(window.fire, store.bank, held)
 
-    def _align_bias_reads(self, m, scanner, store, bias_delay):
+    def _align_bias_reads(self, m, window, store, bias_delay):
         """Read each output's bias so it reaches the MAC's last adder with its sums."""
-        group, bank = scanner.group, store.bank
+        group, bank = window.group, store.bank
         for stage in range(bias_delay):
             group_q, bank_q = Signal.like(group, name=f"bias_group_{stage}"), Signal(
                 name=f"bias_bank_{stage}")

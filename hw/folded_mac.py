@@ -141,7 +141,7 @@ class FoldedMacArray(Elaboratable):
         # phase travels beside the data, one register per stage up to the accumulator
         phase = self.phase
         for stage in range(self.bias_delay):
-            phase_q = Signal.like(self.phase, name=f"phase_{stage}")
+            phase_q = Signal.like(self.phase, name=f"phase_{stage}", reset_less=True)
             m.d.sync += phase_q.eq(phase)
             phase = phase_q
 
@@ -164,7 +164,7 @@ class FoldedMacArray(Elaboratable):
 
         partial = adder_tree(m, terms, self.levels, acc, "sum")
 
-        total = Signal(acc)
+        total = Signal(acc, reset_less=True)
         base = Mux(phase == 0, self.b << self.bias_shift, total)
         m.d.sync += total.eq(base + partial)
 

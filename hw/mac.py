@@ -29,7 +29,7 @@ def adder_tree(m, terms, levels, shape, name):
     for level in range(levels):
         reduced = []
         for n in range(0, len(terms), 2):
-            node = Signal(shape, name=f"{name}{level}_{n // 2}")
+            node = Signal(shape, name=f"{name}{level}_{n // 2}", reset_less=True)
             m.d.sync += node.eq(terms[n] + terms[n + 1] if n + 1 < len(terms) else terms[n])
             reduced.append(node)
         terms = reduced
@@ -40,7 +40,7 @@ def adder_tree(m, terms, levels, shape, name):
 def register_chain(m, value, stages, name):
     """``value`` delayed by ``stages`` registers (pads a MAC to a common latency)."""
     for stage in range(stages):
-        delayed = Signal.like(value, name=f"{name}{stage}")
+        delayed = Signal.like(value, name=f"{name}{stage}", reset_less=True)
         m.d.sync += delayed.eq(value)
         value = delayed
     return value
@@ -135,18 +135,18 @@ class MacArray(wiring.Component):
         else:
             samples = []
             for t in range(self.taps):
-                sample = Signal(self.x[t].shape(), name=f"x{t}_q")
+                sample = Signal(self.x[t].shape(), name=f"x{t}_q", reset_less=True)
                 m.d.sync += sample.eq(self.x[t])
                 samples.append(sample)
             plus, minus = [], []
             for sample, weight in zip(samples, self.weights):
                 for shift, digit in signed_digits(weight):
                     (plus if digit > 0 else minus).append(sample << (shift + self.product_shift))
-            total = Signal(acc)
+            total = Signal(acc, reset_less=True)
             m.d.sync += total.eq(adder_tree(m, plus, self.levels, acc, "plus")
                                  - adder_tree(m, minus, self.levels, acc, "minus"))
 
-        result = Signal(acc)
+        result = Signal(acc, reset_less=True)
         m.d.sync += result.eq(total + (self.b << self.bias_shift))
         result = register_chain(m, result, self.latency - (self.bias_delay + 1), "acc_delay")
         m.d.comb += self.acc.eq(result)

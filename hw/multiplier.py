@@ -93,21 +93,25 @@ class Multiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # fabric registers before the block: its inputs start at a flip-flop next to it
-        a_q = Signal.like(self.a, name="a_q")
-        b_q = Signal.like(self.b, name="b_q")
+        a_q = Signal.like(self.a, name="a_q", reset_less=True)
+        b_q = Signal.like(self.b, name="b_q", reset_less=True)
         m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
-        product = Signal(self.p.shape(), name="product")   # the block's output register
+        # the block's output register; like every datapath register, without reset
+        product = Signal(self.p.shape(), name="product", reset_less=True)
         if self.primitive == "MULT18X18D":
             self._mult18x18d(m, a_q, b_q, product)
         elif self.primitive == "SB_MAC16":
             self._sb_mac16(m, a_q, b_q, product)
         else:
-            a_in, b_in = Signal.like(self.a, name="a_in"), Signal.like(self.b, name="b_in")
-            piped = Signal(self.p.shape(), name="piped")
+            a_in = Signal.like(self.a, name="a_in", reset_less=True)
+            b_in = Signal.like(self.b, name="b_in", reset_less=True)
+            piped = Signal(self.p.shape(), name="piped", reset_less=True)
             m.d.sync += [a_in.eq(a_q), b_in.eq(b_q), piped.eq(a_in * b_in),
                          product.eq(piped)]
         # fabric register after the block
-        m.d.sync += self.p.eq(product)
+        p_q = Signal(self.p.shape(), name="p_q", reset_less=True)
+        m.d.sync += p_q.eq(product)
+        m.d.comb += self.p.eq(p_q)
         return m
 
     @staticmethod

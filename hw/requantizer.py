@@ -1,6 +1,6 @@
 """The requantizer: moves a value to a narrower fixed-point format, bit-exact with golden."""
 
-from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 
 __all__ = ["Requantizer", "format_shape"]
 
@@ -8,6 +8,25 @@ __all__ = ["Requantizer", "format_shape"]
 def format_shape(fmt):
     """Amaranth shape of a QFormat's raw integer."""
     return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
+
+
+def _above(value, high):
+    """``value > high`` for a signed ``value``.  Against a format's top, 2**k - 1, that is a
+    test of the high bits (a shallow OR) instead of a carry chain as long as the value."""
+    k = (high + 1).bit_length() - 1
+    if high < 0 or high + 1 != 1 << k:
+        return value > high
+    return ~value[-1] & value[k:-1].any() if k < len(value) - 1 else Const(0, 1)
+
+
+def _below(value, low):
+    """``value < low`` for a signed ``value``; against 0 or -2**k, a test of the high bits."""
+    if low == 0:
+        return value[-1]
+    k = (-low).bit_length() - 1
+    if low > 0 or -low != 1 << k:
+        return value < low
+    return value[-1] & ~value[k:-1].all() if k < len(value) - 1 else Const(0, 1)
 
 
 class Requantizer(Elaboratable):
@@ -35,7 +54,7 @@ class Requantizer(Elaboratable):
     def __init__(self, in_shape, in_frac, fmt):
         self.in_shape, self.in_frac, self.fmt = in_shape, in_frac, fmt
         self.i = Signal(in_shape)
-        self.o = Signal(format_shape(fmt))
+        self.o = Signal(format_shape(fmt), reset_less=True)
 
     def _increment(self, negative, odd, round_bit, sticky):
         mode = self.fmt.rounding
@@ -57,7 +76,7 @@ class Requantizer(Elaboratable):
         shift = self.in_frac - fmt.frac
         width = self.in_shape.width
         if shift <= 0:
-            rounded = Signal(signed(width - shift + 1))
+            rounded = Signal(signed(width - shift + 1), reset_less=True)
             m.d.sync += rounded.eq(value << -shift)
         else:
             floor = value >> shift
@@ -65,7 +84,7 @@ class Requantizer(Elaboratable):
             sticky = value[:shift - 1].any() if shift > 1 else 0
             negative = value[-1] if self.in_shape.signed else 0
             odd = value[shift] if width > shift else 0
-            rounded = Signal(signed(max(width - shift, 1) + 2))
+            rounded = Signal(signed(max(width - shift, 1) + 2), reset_less=True)
             m.d.sync += rounded.eq(floor + self._increment(negative, odd, round_bit, sticky))
 
         low, high = fmt.raw_min, fmt.raw_max
@@ -75,14 +94,14 @@ class Requantizer(Elaboratable):
         extended = Signal(signed(max(len(rounded), fmt.width)))
         m.d.comb += extended.eq(rounded)
         wrapped = extended[:fmt.width]
+        if fmt.overflow == "SAT_SYM" and fmt.signed:
+            low = -high
+        above, below = _above(rounded, high), _below(rounded, low)
         if fmt.overflow == "WRAP":
             result = wrapped
-        elif fmt.overflow == "SAT":
-            result = Mux(rounded > high, high, Mux(rounded < low, low, wrapped))
         elif fmt.overflow == "SAT_ZERO":
-            result = Mux((rounded > high) | (rounded < low), 0, wrapped)
-        else:  # SAT_SYM
-            low = -high if fmt.signed else low
-            result = Mux(rounded > high, high, Mux(rounded < low, low, wrapped))
+            result = Mux(above | below, 0, wrapped)
+        else:  # SAT, SAT_SYM
+            result = Mux(above, high, Mux(below, low, wrapped))
         m.d.sync += self.o.eq(result)
         return m

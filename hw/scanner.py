@@ -113,30 +113,33 @@ class OutputScanner(wiring.Component):
         row = Signal(range(max(spec.out_height, 2)))    # never zero-width (lint)
         col = Signal(range(max(spec.out_width, 2)))
         group = Signal(range(max(groups, 2)))
-        row_base = Signal(coord)   # row*sh - pad_top: input row of tap i=0
-        col_base = Signal(coord)   # col*sw - pad_left: input column of tap j=0
+        row_base = Signal(coord, init=-spec.pad_top)    # row*sh - pad_top: input row of tap 0
+        col_base = Signal(coord, init=-spec.pad_left)   # col*sw - pad_left: its column
 
         # target + each step, kept in registers so the look-ahead compares start at flip-flops
         after_group, after_col, after_row = (Signal(self.counter_width, name=n)
                                              for n in ("after_group", "after_col", "after_row"))
-        # this cycle's shift index == target, worked out a cycle ahead for both outcomes of
-        # last cycle's firing decision (the index against the target chosen on an update,
-        # and against the unchanged one), and picked by that decision, registered: no
-        # compare sits behind the decision (decision -> compare -> hit limited the clock)
-        hit_if_update, hit_if_not, updated = (Signal(name=n) for n in (
-            "hit_if_update", "hit_if_not", "updated"))
-        hit = Mux(updated, hit_if_update, hit_if_not)
+        # "this cycle's shift fires" (active, and the shift index == target), worked out a
+        # cycle ahead for both outcomes of last cycle's firing decision (the index against
+        # the target chosen on an update, and against the unchanged one), and picked by that
+        # decision, registered: no compare sits behind the decision (decision -> compare ->
+        # hit limited the clock)
+        fire_if_update, fire_if_not, updated = (Signal(name=n) for n in (
+            "fire_if_update", "fire_if_not", "updated"))
+        would_fire = Mux(updated, fire_if_update, fire_if_not)
         # the head of the start queue, in registers: its target is compared and summed from
         # flip-flops, not through the queue's memory read (that path limited the clock)
         head_valid = Signal()
         head_target = Signal(self.counter_width)
         head_swap = Signal()
-        m.d.comb += [self.would_fire.eq(active & hit), self.busy.eq(active | head_valid)]
-        fire_now = self.shift & self.would_fire
+        m.d.comb += [self.would_fire.eq(would_fire), self.busy.eq(active | head_valid)]
+        fire_now = self.shift & would_fire
 
-        row_ok = [(row_base + i * dh >= 0) & (row_base + i * dh < spec.height)
+        # 0 <= row_base + i*dh < H, as compares of the register with constants (no adder
+        # in front of the compare: that pair limited the clock)
+        row_ok = [(row_base >= -i * dh) & (row_base < spec.height - i * dh)
                   for i in range(kh)]
-        col_ok = [(col_base + j * dw >= 0) & (col_base + j * dw < spec.width)
+        col_ok = [(col_base >= -j * dw) & (col_base < spec.width - j * dw)
                   for j in range(kw)]
         # registered "at the last value" flags keep the compare-to-update path short
         last_group = Signal(init=groups == 1)
@@ -144,7 +147,8 @@ class OutputScanner(wiring.Component):
         last_row = Signal(init=spec.out_height == 1)
         # the three together, registered: the frame's last output is decided from one flag
         last_at_start = (groups == 1) & (spec.out_width == 1) & (spec.out_height == 1)
-        last_output = Signal(init=last_at_start)
+        # also set while idle: either way the next update takes the head of the start queue
+        last_output = Signal(init=1)
         at_first = Signal()
 
         m.d.sync += [self.fire.eq(fire_now), self.swap.eq(0)]
@@ -157,7 +161,10 @@ class OutputScanner(wiring.Component):
                 at_first.eq(0),
             ]
 
-        # last_output after each kind of move: to the next group, column, row, frame
+        # last_output after each kind of move: to the next group, column, row.  After the
+        # frame's last output the position goes back to the frame's first, so a frame start
+        # sets only ``active`` and ``last_output``: the position registers are enabled by
+        # the firing decision alone (a start among their enables limited the clock).
         last_after_group = (group == groups - 2) & last_col & last_row
         last_after_col = (groups == 1) & (col == spec.out_width - 2) & last_row
         last_after_row = (groups == 1) & (spec.out_width == 1) & (row == spec.out_height - 2)
@@ -178,12 +185,16 @@ class OutputScanner(wiring.Component):
                              last_output.eq(last_after_row),
                              row_base.eq(row_base + sh)]
             with m.Else():
-                m.d.sync += active.eq(0)
+                m.d.sync += [active.eq(0), group.eq(0), last_group.eq(groups == 1),
+                             col.eq(0), last_col.eq(spec.out_width == 1),
+                             row.eq(0), last_row.eq(spec.out_height == 1),
+                             row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left)]
 
-        # "this shift fires the frame's last output", like hit, worked out a cycle ahead
-        # for both outcomes of the last decision: the head is taken (and the start queue
-        # read) on a few flip-flops, not behind hit and last_output (that path, through the
-        # queue's read enable, limited the clock).  Inactive, the head is taken at once.
+        # "this shift fires the frame's last output", like the firing, worked out a cycle
+        # ahead for both outcomes of the last decision: the head is taken (and the start
+        # queue read) on a few flip-flops, not behind the compare and last_output (that path,
+        # through the queue's read enable, limited the clock).  Inactive, the head is taken
+        # at once.
         ends_if_update, ends_if_not = Signal(name="ends_if_update"), Signal(name="ends_if_not")
         ends = self.shift & Mux(updated, ends_if_update, ends_if_not)
         take = head_valid & (~active | ends)
@@ -194,26 +205,20 @@ class OutputScanner(wiring.Component):
                          head_target.eq(self.start.payload.target),
                          head_swap.eq(self.start.payload.swap)]
         with m.If(take):
-            m.d.sync += [
-                active.eq(1), at_first.eq(1),
-                row.eq(0), col.eq(0), group.eq(0),
-                last_group.eq(groups == 1), last_col.eq(spec.out_width == 1),
-                last_row.eq(spec.out_height == 1),
-                last_output.eq(last_at_start),
-                row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
-                self.swap.eq(head_swap),
-            ]
+            m.d.sync += [active.eq(1), at_first.eq(1), last_output.eq(last_at_start),
+                         self.swap.eq(head_swap)]
 
         # The next target: which candidate it is depends on flip-flops only (the position
         # flags and the head), never on the firing decision, which only says whether it is
         # taken (a clock enable).  So the successors' carry chains start one multiplexer
-        # after flip-flops, and the hit compare runs beside the decision: the scanner's
-        # update (decision -> multiplexer -> adder) limited the clock.
+        # after flip-flops, and the compares run beside the decision: the scanner's update
+        # (decision -> multiplexer -> adder) limited the clock.  Active, a start is taken
+        # only when the last output fires, so an update is a firing or a start while idle.
         update = Signal()
         chosen = Signal(self.counter_width)
         m.d.comb += [
-            update.eq(fire_now | take),
-            chosen.eq(Mux(last_output | ~active, head_target,
+            update.eq(fire_now | (~active & head_valid)),
+            chosen.eq(Mux(last_output, head_target,
                           Mux(~last_group, after_group,
                               Mux(~last_col, after_col, after_row)))),
         ]
@@ -221,11 +226,14 @@ class OutputScanner(wiring.Component):
             m.d.sync += [target.eq(chosen), after_group.eq(chosen + 1),
                          after_col.eq(chosen + self.col_step),
                          after_row.eq(chosen + self.row_step)]
-        m.d.sync += [updated.eq(update), hit_if_update.eq(self.next_pos == chosen),
-                     hit_if_not.eq(self.next_pos == target)]
+        # active after an update: a frame starts, or goes on, or ends with no head to take
+        active_if_update = ~last_output | head_valid    # idle, an update takes the head
+        m.d.sync += [updated.eq(update),
+                     fire_if_update.eq((self.next_pos == chosen) & active_if_update),
+                     fire_if_not.eq((self.next_pos == target) & active)]
         # last_output after an update: a new frame's, or the next output's in this frame
         # (an update that ends the frame with no head leaves the scanner inactive)
-        last_if_update = Mux(~active | last_output, last_at_start,
+        last_if_update = Mux(last_output, last_at_start,
                              Mux(~last_group, last_after_group,
                                  Mux(~last_col, last_after_col, last_after_row)))
         m.d.sync += [ends_if_update.eq((self.next_pos == chosen) & last_if_update),

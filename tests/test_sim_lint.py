@@ -36,3 +36,23 @@ endmodule
     assert "UNDRIVEN" in problems
     assert "UNOPTFLAT" in problems
     assert not any(f"-{waived}" in problems for waived in WAIVERS)
+
+
+def test_verilog_has_no_array_element_aliases():
+    """Amaranth's aliases of array elements (``\\kernel[0] ``) are named like yosys' names
+    for the bits of a wire, which made yosys 0.70 fail an assertion in ABC on some netlists:
+    the shipped Verilog leaves them out (the synthesis flows hide them: test_sim_postsynth)."""
+    import re
+
+    from amaranth.back import rtlil
+
+    from dwconv.sim.verilog import without_array_aliases
+
+    engine = make_case(**CASES["port_stride_dilation_accum"], seed=1).engine
+    design = rtlil.convert(engine, name="dwconv", emit_src=False)
+    assert re.search(r"wire .*\\kernel\[0\]", design)      # Amaranth adds them
+    stripped = without_array_aliases(design)
+    assert not re.search(r"^\s*wire .*\]$", stripped, re.M)
+    assert not re.search(r"^\s*connect \S*\] ", stripped, re.M)
+    assert "\\kernel\n" in stripped or "\\kernel " in stripped   # the signal itself stays
+    assert not re.search(r"\\\S*\] ", engine_verilog(engine))

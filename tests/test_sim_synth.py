@@ -104,3 +104,27 @@ def test_verilog_is_vendor_free_unless_a_target_is_asked(tmp_path):
         counts[target] = (text.count("MULT18X18D "), text.count("SB_MAC16 "))
     # 9 taps x 1 lane (P defaults to 1 here), each one DSP block instance
     assert counts == {None: (0, 0), "ecp5": (9, 0), "ice40": (0, 9)}
+
+
+def test_a_tool_assertion_is_named_as_such(tmp_path):
+    """yosys 0.70 can fail an internal assertion on some netlists (seen on ECP5); it writes
+    the error only to its -l log.  The reason given is that line, and the CLI's one-line
+    error does not call it a fit problem."""
+    import sys
+
+    import pytest
+
+    from dwconv.cli import _tool_failure
+    from dwconv.sim.synth import _run
+
+    tool = tmp_path / "fake_yosys.py"
+    tool.write_text("import pathlib\npathlib.Path('yosys.log').write_text("
+                    "\"2.46 Executing ABC\\nERROR: Assert `a == b' failed in rtlil.cc:1.\\n\")\n"
+                    "raise SystemExit(1)\n")
+    with pytest.raises(RuntimeError) as failure:
+        _run([sys.executable, str(tool)], tmp_path / "yosys.out", lambda line: None, "yosys",
+             tmp_path, tool_log=tmp_path / "yosys.log")
+    reason = str(failure.value).splitlines()[0]
+    assert reason.startswith("yosys failed: ERROR: Assert `a == b' failed")
+    assert "internal error of the tool" in _tool_failure(reason)
+    assert "may not fit" in _tool_failure("nextpnr-ecp5 failed: ERROR: Unable to place")
