@@ -2,7 +2,6 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
@@ -14,6 +13,7 @@ from .output_queue import OutputQueue
 from .requantizer import Requantizer, format_shape
 from .scanner import OutputScanner
 from .skid import SkidBuffer
+from .start_queue import StartQueue
 from .weights import WeightStore
 
 __all__ = ["DepthwiseEngine"]
@@ -158,8 +158,8 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.line_buffer = line_buffer = LineBuffer(
             spec, lanes, formats.input.width, extra=SCAN_DELAY)
         # one entry more than frames in flight: its room flag is registered (below)
-        m.submodules.starts = starts = SyncFIFO(width=self.counter_width + 1,
-                                                depth=self.frames_in_flight + 1)
+        m.submodules.starts = starts = StartQueue(
+            OutputScanner.start_layout(self.counter_width), self.frames_in_flight + 1)
         m.submodules.store = store = self.store
         beat = beat_layout(self.out_lanes * formats.output.width)
         m.submodules.out_queue = out_queue = OutputQueue(beat, self.queue_depth)
@@ -183,8 +183,11 @@ class DepthwiseEngine(wiring.Component):
         credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
         has_credit = Signal(init=1)
         refund = Signal()     # registered, so the scanner's compare stops at a flip-flop
-        pop = out_queue.o.valid & out_queue.o.ready
-        m.d.sync += [refund.eq(shift_q & ~scanner.would_fire),
+        # a taken output beat's place is returned a cycle later, from a flip-flop (the
+        # queue's handshake in front of the counter's carry chain limited the clock)
+        pop = Signal()
+        m.d.sync += [pop.eq(out_queue.o.valid & out_queue.o.ready),
+                     refund.eq(shift_q & ~scanner.would_fire),
                      credits.eq(credits - shift_q + refund + pop),
                      # credits + refund + pop - shift_q >= 2 with no adder behind pop: the
                      # "credits >= k" flags are ORs of its bits (no carry chain)
@@ -198,7 +201,7 @@ class DepthwiseEngine(wiring.Component):
         # scanner and the start queue (a path that limited the clock).  A cycle late, it
         # costs at most one flush shift too many or too late, never a wrong output.
         flush = Signal()
-        m.d.sync += flush.eq(scanner.busy | starts.r_rdy)
+        m.d.sync += flush.eq(scanner.busy | starts.o.valid)
         # "a frame may start", registered: the start queue has room (assuming a start was
         # queued in the cycle it was worked out), and no weight load ended a cycle before
         # (it is pending only a cycle later, and the frame starting now must take it).  The
@@ -206,7 +209,7 @@ class DepthwiseEngine(wiring.Component):
         start_room = Signal(init=1)
         load_ends = (store.load.valid & store.load.ready & store.load.payload.last
                      if self.weights == "port" else 0)
-        m.d.sync += start_room.eq((starts.level <= starts.depth - 2) & ~load_ends)
+        m.d.sync += start_room.eq(starts.room & ~load_ends)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.i.payload.data.eq(self.s_axis_tdata), framer.i.valid.eq(self.s_axis_tvalid),
@@ -216,11 +219,9 @@ class DepthwiseEngine(wiring.Component):
             framer.flush.eq(flush),
             framer.start_room.eq(start_room),
             scanner.next_pos.eq(pos), scanner.shift.eq(shift_q),
-            starts.w_en.eq(framer.start),
-            starts.w_data.eq(Cat(first_target, store.pending)),
+            starts.i.valid.eq(framer.start),
+            starts.i.payload.eq(Cat(first_target, store.pending)),
             store.take.eq(framer.start & store.pending),
-            scanner.start.valid.eq(starts.r_rdy), scanner.start.payload.eq(starts.r_data),
-            starts.r_en.eq(scanner.start.ready),
             store.swap.eq(window.swap),
         ]
         if self.weights == "port":
@@ -229,6 +230,7 @@ class DepthwiseEngine(wiring.Component):
                 store.load.payload.last.eq(self.w_axis_tlast),
                 store.load.valid.eq(self.w_axis_tvalid), self.w_axis_tready.eq(store.load.ready),
             ]
+        wiring.connect(m, starts.o, scanner.start)
         with m.If(framer.error | store.error):
             m.d.sync += self.error.eq(1)
 

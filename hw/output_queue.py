@@ -57,7 +57,9 @@ class OutputQueue(wiring.Component):
                      read.en.eq(fetch), read.addr.eq(read_at),
                      self.o.payload.eq(read.data)]
         up, down = self.i.valid & ~fetch, ~self.i.valid & fetch
-        m.d.sync += [level.eq(level + self.i.valid - fetch),
+        # the read decision picks among the level's successors (adders from flip-flops),
+        # not an adder's operand (the read decision, then a carry chain, limited the clock)
+        m.d.sync += [level.eq(Mux(up, level + 1, Mux(down, level - 1, level))),
                      several.eq(Mux(up, level >= 1, Mux(down, level >= 3, level >= 2))),
                      one.eq(Mux(up, level == 0, Mux(down, level == 2, level == 1)))]
         with m.If(self.i.valid):

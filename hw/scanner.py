@@ -135,12 +135,24 @@ class OutputScanner(wiring.Component):
         m.d.comb += [self.would_fire.eq(would_fire), self.busy.eq(active | head_valid)]
         fire_now = self.shift & would_fire
 
-        # 0 <= row_base + i*dh < H, as compares of the register with constants (no adder
-        # in front of the compare: that pair limited the clock)
-        row_ok = [(row_base >= -i * dh) & (row_base < spec.height - i * dh)
-                  for i in range(kh)]
-        col_ok = [(col_base >= -j * dw) & (col_base < spec.width - j * dw)
-                  for j in range(kw)]
+        # Which tap rows and columns of the window lie inside the frame, in registers that
+        # move with the position (the compares behind the mask limited the clock): the
+        # flags of the first row (column) are constants, those of the next one compares of
+        # the base with constants.
+        def inside(base, step, reach, taps, size):
+            """Bit n: 0 <= base + step + n*reach < size."""
+            return Cat((base >= -step - n * reach) & (base < size - step - n * reach)
+                       for n in range(taps))
+
+        def first_inside(pad, reach, taps, size):
+            return sum(1 << n for n in range(taps) if 0 <= n * reach - pad < size)
+
+        row_first = first_inside(spec.pad_top, dh, kh, spec.height)
+        col_first = first_inside(spec.pad_left, dw, kw, spec.width)
+        row_ok = Signal(kh, init=row_first, name="row_ok")
+        col_ok = Signal(kw, init=col_first, name="col_ok")
+        row_next = inside(row_base, sh, dh, kh, spec.height)
+        col_next = inside(col_base, sw, dw, kw, spec.width)
         # registered "at the last value" flags keep the compare-to-update path short
         last_group = Signal(init=groups == 1)
         last_col = Signal(init=spec.out_width == 1)
@@ -176,19 +188,20 @@ class OutputScanner(wiring.Component):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
                              last_output.eq(last_after_col),
-                             col_base.eq(col_base + sw)]
+                             col_base.eq(col_base + sw), col_ok.eq(col_next)]
             with m.Elif(~last_row):
                 m.d.sync += [group.eq(0), last_group.eq(groups == 1),
                              col.eq(0), last_col.eq(spec.out_width == 1),
-                             col_base.eq(-spec.pad_left),
+                             col_base.eq(-spec.pad_left), col_ok.eq(col_first),
                              row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
                              last_output.eq(last_after_row),
-                             row_base.eq(row_base + sh)]
+                             row_base.eq(row_base + sh), row_ok.eq(row_next)]
             with m.Else():
                 m.d.sync += [active.eq(0), group.eq(0), last_group.eq(groups == 1),
                              col.eq(0), last_col.eq(spec.out_width == 1),
                              row.eq(0), last_row.eq(spec.out_height == 1),
-                             row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left)]
+                             row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
+                             row_ok.eq(row_first), col_ok.eq(col_first)]
 
         # "this shift fires the frame's last output", like the firing, worked out a cycle
         # ahead for both outcomes of the last decision: the head is taken (and the start
@@ -226,16 +239,24 @@ class OutputScanner(wiring.Component):
             m.d.sync += [target.eq(chosen), after_group.eq(chosen + 1),
                          after_col.eq(chosen + self.col_step),
                          after_row.eq(chosen + self.row_step)]
+        # the index against the chosen target, compared with each candidate and picked by
+        # the same flags (an AND-OR: behind a multiplexer yosys would merge the compares
+        # into one, after the multiplexer, and that path limited the clock)
+        pos = self.next_pos
+        meets_chosen = ((last_output & (pos == head_target))
+                        | (~last_output & ~last_group & (pos == after_group))
+                        | (~last_output & last_group & ~last_col & (pos == after_col))
+                        | (~last_output & last_group & last_col & (pos == after_row)))
         # active after an update: a frame starts, or goes on, or ends with no head to take
         active_if_update = ~last_output | head_valid    # idle, an update takes the head
         m.d.sync += [updated.eq(update),
-                     fire_if_update.eq((self.next_pos == chosen) & active_if_update),
-                     fire_if_not.eq((self.next_pos == target) & active)]
+                     fire_if_update.eq(meets_chosen & active_if_update),
+                     fire_if_not.eq((pos == target) & active)]
         # last_output after an update: a new frame's, or the next output's in this frame
         # (an update that ends the frame with no head leaves the scanner inactive)
         last_if_update = Mux(last_output, last_at_start,
                              Mux(~last_group, last_after_group,
                                  Mux(~last_col, last_after_col, last_after_row)))
-        m.d.sync += [ends_if_update.eq((self.next_pos == chosen) & last_if_update),
-                     ends_if_not.eq((self.next_pos == target) & last_output)]
+        m.d.sync += [ends_if_update.eq(meets_chosen & last_if_update),
+                     ends_if_not.eq((pos == target) & last_output)]
         return m

@@ -30,7 +30,7 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        spare = Signal.like(self.i.payload)
+        spare = Signal.like(self.i.payload, reset_less=True)
         spare_full = Signal()
         m.d.comb += self.i.ready.eq(~spare_full)
         with m.If(self.o.ready | ~self.o.valid):
@@ -38,5 +38,9 @@ class SkidBuffer(wiring.Component):
                          self.o.valid.eq(spare_full | self.i.valid),
                          spare_full.eq(0)]
         with m.Elif(self.i.valid & ~spare_full):
-            m.d.sync += [spare.eq(self.i.payload), spare_full.eq(1)]
+            m.d.sync += spare_full.eq(1)
+        # the spare takes the input whenever it is empty (it is read only when full): its
+        # wide enable is one flip-flop, not the handshake (that limited the clock)
+        with m.If(~spare_full):
+            m.d.sync += spare.eq(self.i.payload)
         return m

@@ -179,8 +179,10 @@ class WeightStore(wiring.Component):
         # the word with this value added
         fill = Cat(word[self.load_width:], held_value)
 
-        last_lane = lane == self.outputs - 1
-        last_group = group == self.groups - 1
+        # "at the last lane / group", registered with their counters: the write enables
+        # sit on flip-flops (compares of the counters in front of them limited the clock)
+        last_lane = Signal(init=self.outputs == 1, name="last_lane")
+        last_group = Signal(init=self.groups == 1, name="last_group")
         last_tap = tap == self.taps - 1
         final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
         # ready next cycle: no load's last value taken now (it is held next cycle), no load
@@ -189,7 +191,8 @@ class WeightStore(wiring.Component):
         ends = self.load.valid & self.load.ready & self.load.payload.last
         m.d.sync += ready.eq(~ends & ~(accepted & final & last) & ~self.pending
                              & ~(queued & ~self.swap))
-        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0)]
+        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0),
+                   last_group.eq(self.groups == 1), last_lane.eq(self.outputs == 1)]
 
         def narrow(width):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
@@ -214,9 +217,10 @@ class WeightStore(wiring.Component):
                      port.en.eq(write_bias)]
 
         with m.If(accepted):
-            m.d.sync += [word.eq(fill), lane.eq(lane + 1)]
+            m.d.sync += [word.eq(fill), lane.eq(lane + 1),
+                         last_lane.eq(lane == self.outputs - 2)]
             with m.If(last_lane):
-                m.d.sync += lane.eq(0)
+                m.d.sync += [lane.eq(0), last_lane.eq(self.outputs == 1)]
                 m.d.sync += [write_address.eq((~self.bank) * self.groups + group),
                              kernel_data.eq(narrow(self.w_shape.width)),
                              bias_data.eq(narrow(self.b_shape.width))]
@@ -225,9 +229,9 @@ class WeightStore(wiring.Component):
                 with m.Else():
                     m.d.sync += write_bias.eq(1)
                 with m.If(~last_group):
-                    m.d.sync += group.eq(group + 1)
+                    m.d.sync += [group.eq(group + 1), last_group.eq(group == self.groups - 2)]
                 with m.Else():
-                    m.d.sync += [group.eq(0), tap.eq(tap + 1)]
+                    m.d.sync += [group.eq(0), last_group.eq(self.groups == 1), tap.eq(tap + 1)]
                     with m.If(last_tap):
                         m.d.sync += [tap.eq(0), in_bias.eq(1)]
             with m.If(final):
