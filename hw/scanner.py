@@ -177,31 +177,41 @@ class OutputScanner(wiring.Component):
         # frame's last output the position goes back to the frame's first, so a frame start
         # sets only ``active`` and ``last_output``: the position registers are enabled by
         # the firing decision alone (a start among their enables limited the clock).
-        last_after_group = (group == groups - 2) & last_col & last_row
-        last_after_col = (groups == 1) & (col == spec.out_width - 2) & last_row
-        last_after_row = (groups == 1) & (spec.out_width == 1) & (row == spec.out_height - 2)
+        # "at the last but one value", registered like the last flags: last_output after a
+        # move is an AND of flip-flops (a compare of the counter behind it, and behind the
+        # frame-end flag, limited the clock)
+        group_penult = Signal(init=groups == 2, name="group_penult")
+        col_penult = Signal(init=spec.out_width == 2, name="col_penult")
+        row_penult = Signal(init=spec.out_height == 2, name="row_penult")
+        last_after_group = group_penult & last_col & last_row
+        last_after_col = (groups == 1) & col_penult & last_row
+        last_after_row = (groups == 1) & (spec.out_width == 1) & row_penult
+        first_group = [group.eq(0), last_group.eq(groups == 1), group_penult.eq(groups == 2)]
+        first_col = [col.eq(0), last_col.eq(spec.out_width == 1),
+                     col_penult.eq(spec.out_width == 2),
+                     col_base.eq(-spec.pad_left), col_ok.eq(col_first)]
         with m.If(fire_now):
             with m.If(~last_group):
-                m.d.sync += [group.eq(group + 1), last_group.eq(group == groups - 2),
+                m.d.sync += [group.eq(group + 1), last_group.eq(group_penult),
+                             group_penult.eq(group == groups - 3),
                              last_output.eq(last_after_group)]
             with m.Elif(~last_col):
-                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
-                             col.eq(col + 1), last_col.eq(col == spec.out_width - 2),
-                             last_output.eq(last_after_col),
-                             col_base.eq(col_base + sw), col_ok.eq(col_next)]
+                m.d.sync += first_group + [
+                    col.eq(col + 1), last_col.eq(col_penult),
+                    col_penult.eq(col == spec.out_width - 3),
+                    last_output.eq(last_after_col),
+                    col_base.eq(col_base + sw), col_ok.eq(col_next)]
             with m.Elif(~last_row):
-                m.d.sync += [group.eq(0), last_group.eq(groups == 1),
-                             col.eq(0), last_col.eq(spec.out_width == 1),
-                             col_base.eq(-spec.pad_left), col_ok.eq(col_first),
-                             row.eq(row + 1), last_row.eq(row == spec.out_height - 2),
-                             last_output.eq(last_after_row),
-                             row_base.eq(row_base + sh), row_ok.eq(row_next)]
+                m.d.sync += first_group + first_col + [
+                    row.eq(row + 1), last_row.eq(row_penult),
+                    row_penult.eq(row == spec.out_height - 3),
+                    last_output.eq(last_after_row),
+                    row_base.eq(row_base + sh), row_ok.eq(row_next)]
             with m.Else():
-                m.d.sync += [active.eq(0), group.eq(0), last_group.eq(groups == 1),
-                             col.eq(0), last_col.eq(spec.out_width == 1),
-                             row.eq(0), last_row.eq(spec.out_height == 1),
-                             row_base.eq(-spec.pad_top), col_base.eq(-spec.pad_left),
-                             row_ok.eq(row_first), col_ok.eq(col_first)]
+                m.d.sync += first_group + first_col + [
+                    active.eq(0), row.eq(0), last_row.eq(spec.out_height == 1),
+                    row_penult.eq(spec.out_height == 2),
+                    row_base.eq(-spec.pad_top), row_ok.eq(row_first)]
 
         # "this shift fires the frame's last output", like the firing, worked out a cycle
         # ahead for both outcomes of the last decision: the head is taken (and the start
