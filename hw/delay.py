@@ -1,7 +1,9 @@
 """A delay line that moves only when told to: the building block of the line buffer."""
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["DelayLine", "MEMORY_THRESHOLD"]
 
@@ -16,7 +18,7 @@ MEMORY_THRESHOLD = 4
 CHUNK_BITS = 18
 
 
-class DelayLine(Elaboratable):
+class DelayLine(wiring.Component):
     """``o`` is the value ``i`` had ``depth`` shifts ago.
 
     On each cycle with ``shift`` high, ``i`` enters the line and every stored value moves one
@@ -34,19 +36,18 @@ class DelayLine(Elaboratable):
 
     Members
     -------
-    i : Signal(width), in
-    shift : Signal(), in
-    o : Signal(width), out
+    i : In(width)
+    shift : In(1)
+    o : Out(width)
         Registered; changes only on shifts.
     """
 
     def __init__(self, width, depth):
         if depth < 1:
+            self._MustUse__silence = True     # never built, so never to be elaborated
             raise ValueError(f"depth must be at least 1, not {depth}")
         self.width, self.depth = width, depth
-        self.i = Signal(width)
-        self.shift = Signal()
-        self.o = Signal(width)
+        super().__init__({"i": In(width), "shift": In(1), "o": Out(width)})
 
     def elaborate(self, platform):
         m = Module()

@@ -1,6 +1,8 @@
 """The line buffer: one tapped delay line holding the last rows of the input stream."""
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
 from .delay import DelayLine
 
@@ -21,7 +23,7 @@ def storage_words(spec, lanes, extra=0):
     return (max(max(row) for row in tap_offsets(spec, lanes, extra)) + 1) * lanes
 
 
-class LineBuffer(Elaboratable):
+class LineBuffer(wiring.Component):
     """Every kernel tap of the newest window, from a single chain of delay lines.
 
     The input stream is one long sequence of beats (P lanes each, C/P beats per pixel).  The
@@ -46,10 +48,10 @@ class LineBuffer(Elaboratable):
 
     Members
     -------
-    data : Signal(P * lane_width), in
+    data : In(P * lane_width)
         The beat entering on a shift.
-    shift : Signal(), in
-    taps : list of list of Signal(P * lane_width), out
+    shift : In(1)
+    taps : Out(ArrayLayout(ArrayLayout(P * lane_width, kw), kh))
         ``taps[i][j]``, registered, valid the cycle after the shift that completes the window.
     """
 
@@ -59,10 +61,9 @@ class LineBuffer(Elaboratable):
         self.beat_width = lanes * lane_width
         kh, kw = spec.kernel_size
         self.offsets = tap_offsets(spec, lanes, extra)
-        self.data = Signal(self.beat_width)
-        self.shift = Signal()
-        self.taps = [[Signal(self.beat_width, name=f"tap_{i}_{j}") for j in range(kw)]
-                     for i in range(kh)]
+        super().__init__({
+            "data": In(self.beat_width), "shift": In(1),
+            "taps": Out(data.ArrayLayout(data.ArrayLayout(self.beat_width, kw), kh))})
 
     @property
     def depth(self):

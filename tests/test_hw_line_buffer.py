@@ -12,7 +12,8 @@ from dwconv.hw.line_buffer import LineBuffer, storage_words
 def drive_shifts(dut, data_signal, shift_signal, count, probes, seed):
     """Shift ``count`` random words in on random cycles; sample ``probes`` after each shift."""
     rng = np.random.default_rng(seed)
-    words = rng.integers(0, 1 << 16, size=count)
+    words = [int(w) for w in rng.integers(0, 1 << 62, size=count)]
+    words = [w & ((1 << len(data_signal)) - 1) for w in words]
     seen = []
 
     async def bench(ctx):
@@ -20,7 +21,7 @@ def drive_shifts(dut, data_signal, shift_signal, count, probes, seed):
         while n < count:
             shift = bool(rng.random() < 0.7)
             ctx.set(shift_signal, shift)
-            ctx.set(data_signal, int(words[n]))
+            ctx.set(data_signal, words[n])
             await ctx.tick()
             if shift:
                 n += 1
@@ -33,9 +34,10 @@ def drive_shifts(dut, data_signal, shift_signal, count, probes, seed):
     return words, seen
 
 
+@pytest.mark.parametrize("width", [16, 40])    # 40 bits: three memories of 13-14 bits
 @pytest.mark.parametrize("depth", [1, 2, MEMORY_THRESHOLD, MEMORY_THRESHOLD + 1, 2, 17])
-def test_delay_line(depth):
-    line = DelayLine(16, depth)
+def test_delay_line(depth, width):
+    line = DelayLine(width, depth)
     words, seen = drive_shifts(line, line.i, line.shift, 60, [line.o], seed=depth)
     for n, (out,) in enumerate(seen):
         assert out == (words[n - depth + 1] if n - depth + 1 >= 0 else 0) or n < depth - 1
