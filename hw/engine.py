@@ -8,7 +8,7 @@ from .activation import Activation
 from .folded_mac import FoldedMacArray, check_reuse
 from .framer import InputFramer, beat_layout
 from .line_buffer import LineBuffer, storage_words
-from .mac import MacArray
+from .mac import MacArray, register_chain
 from .output_queue import OutputQueue
 from .requantizer import Requantizer, format_shape
 from .scanner import OutputScanner
@@ -207,9 +207,7 @@ class DepthwiseEngine(wiring.Component):
         # (it is pending only a cycle later, and the frame starting now must take it).  The
         # queue's level and the load handshake behind the shift decision limited the clock.
         start_room = Signal(init=1)
-        load_ends = (store.load.valid & store.load.ready & store.load.payload.last
-                     if self.weights == "port" else 0)
-        m.d.sync += start_room.eq(starts.room & ~load_ends)
+        m.d.sync += start_room.eq(starts.room & ~store.ending)
         first_target = (pos + scanner.first_target)[:self.counter_width]
         m.d.comb += [
             framer.i.payload.data.eq(self.s_axis_tdata), framer.i.valid.eq(self.s_axis_tvalid),
@@ -313,12 +311,10 @@ class DepthwiseEngine(wiring.Component):
         flip-flops, not the datapath's thousands of enables (that route limited the clock).
         The datapath's registers (line buffer, masked taps, MACs, requantizers) have no
         reset: only the flags beside them say what is valid.  Returns the window flags."""
-        beat_width = len(framer.data)
-        shifts = [Signal(reset_less=True, name=f"shift_data{n}") for n in range(2)]
-        beats = [Signal(beat_width, reset_less=True, name=f"data{n}") for n in range(2)]
-        m.d.sync += [shifts[0].eq(framer.shift), shifts[1].eq(shifts[0]),
-                     beats[0].eq(framer.data), beats[1].eq(beats[0])]
-        m.d.comb += [line_buffer.shift.eq(shifts[1]), line_buffer.data.eq(beats[1])]
+        # two registers: the first is the scanner's shift_q again, but without reset, so
+        # yosys keeps it apart from shift_q's fan-out
+        m.d.comb += [line_buffer.shift.eq(register_chain(m, framer.shift, 2, "shift_data")),
+                     line_buffer.data.eq(register_chain(m, framer.data, 2, "data"))]
         # ``blank``: the taps to zero (the mask inverted), so each drives its taps'
         # synchronous resets straight from a flip-flop
         window = Signal(data.StructLayout({

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .counter import position_counter
+
 __all__ = ["InputFramer", "beat_layout"]
 
 
@@ -64,17 +66,6 @@ class InputFramer(wiring.Component):
             "shift": Out(1), "data": Out(beat_width), "start": Out(1), "error": Out(1),
         })
 
-    def _counter(self, m, size, advance, name):
-        """A position counter 0..size-1 with a registered 'at the last value' flag."""
-        value = Signal(range(max(size, 2)), name=name)
-        at_end = Signal(init=size == 1, name=f"{name}_at_end")
-        with m.If(advance):
-            with m.If(at_end):
-                m.d.sync += [value.eq(0), at_end.eq(size == 1)]
-            with m.Else():
-                m.d.sync += [value.eq(value + 1), at_end.eq(value == size - 2)]
-        return at_end
-
     def elaborate(self, platform):
         m = Module()
         spec = self.spec
@@ -83,9 +74,9 @@ class InputFramer(wiring.Component):
         fill = Signal()         # completing a malformed frame so its output keeps its shape
 
         advance = Signal()      # the position moves on: a beat taken or a fill shift
-        last_group = self._counter(m, self.groups, advance, "group")
-        last_col = self._counter(m, spec.width, advance & last_group, "col")
-        last_row = self._counter(m, spec.height, advance & last_group & last_col, "row")
+        _, last_group = position_counter(m, self.groups, advance, "group")
+        _, last_col = position_counter(m, spec.width, advance & last_group, "col")
+        _, last_row = position_counter(m, spec.height, advance & last_group & last_col, "row")
         end_of_line = last_group & last_col
         end_of_frame = end_of_line & last_row
 

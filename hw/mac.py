@@ -38,7 +38,8 @@ def adder_tree(m, terms, levels, shape, name):
 
 
 def register_chain(m, value, stages, name):
-    """``value`` delayed by ``stages`` registers (pads a MAC to a common latency)."""
+    """``value`` delayed by ``stages`` registers without reset (a datapath delay: a MAC's
+    padding to a common latency, the line buffer's input)."""
     for stage in range(stages):
         delayed = Signal.like(value, name=f"{name}{stage}", reset_less=True)
         m.d.sync += delayed.eq(value)

@@ -173,16 +173,16 @@ class OutputScanner(wiring.Component):
                 at_first.eq(0),
             ]
 
-        # last_output after each kind of move: to the next group, column, row.  After the
-        # frame's last output the position goes back to the frame's first, so a frame start
-        # sets only ``active`` and ``last_output``: the position registers are enabled by
-        # the firing decision alone (a start among their enables limited the clock).
         # "at the last but one value", registered like the last flags: last_output after a
         # move is an AND of flip-flops (a compare of the counter behind it, and behind the
         # frame-end flag, limited the clock)
         group_penult = Signal(init=groups == 2, name="group_penult")
         col_penult = Signal(init=spec.out_width == 2, name="col_penult")
         row_penult = Signal(init=spec.out_height == 2, name="row_penult")
+        # last_output after each kind of move: to the next group, column, row.  After the
+        # frame's last output the position goes back to the frame's first, so a frame start
+        # sets only ``active`` and ``last_output``: the position registers are enabled by
+        # the firing decision alone (a start among their enables limited the clock).
         last_after_group = group_penult & last_col & last_row
         last_after_col = (groups == 1) & col_penult & last_row
         last_after_row = (groups == 1) & (spec.out_width == 1) & row_penult

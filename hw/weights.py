@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
+from .counter import position_counter
 from .requantizer import format_shape
 
 __all__ = ["WeightStore"]
@@ -32,7 +33,7 @@ class WeightStore(wiring.Component):
     its swap: a load is never replaced before a frame has taken it.  Values are counted a
     cycle after they are taken, so ``pending`` rises two cycles after the last one: a frame
     that starts in the cycle between would miss the load, so the engine holds frame starts
-    in the cycle after a ``load`` transfer with ``last`` (``load.ready`` is low then too).
+    in the cycle after ``ending`` (``load.ready`` is low then too).
     Bank 0 starts with the weights the engine was generated with.
 
     Parameters
@@ -59,6 +60,9 @@ class WeightStore(wiring.Component):
     load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
         The load stream (``port`` mode only), one raw value per beat.
     pending : Out(1)
+    ending : Out(1)
+        A load's last value is taken this cycle (``port`` mode): ``pending`` rises two
+        cycles later, so no frame may start next cycle.
     take : In(1)
         The pending load has been given to a starting frame.
     error : Out(1)
@@ -90,7 +94,7 @@ class WeightStore(wiring.Component):
                                            self.taps)),
             "bias_group": In(group_shape), "bias_bank": In(1),
             "bias": Out(data.ArrayLayout(self.b_shape, self.outputs)),
-            "bank": Out(1), "swap": In(1), "pending": Out(1),
+            "bank": Out(1), "swap": In(1), "pending": Out(1), "ending": Out(1),
             "take": In(1), "error": Out(1),
         }
         if mode == "port":
@@ -156,8 +160,6 @@ class WeightStore(wiring.Component):
 
         in_bias = Signal()
         tap = Signal(range(max(self.taps, 2)))
-        group = Signal(range(max(self.groups, 2)))
-        lane = Signal(range(max(self.outputs, 2)))
         word = Signal(self.outputs * self.load_width)
         # Each value taken is held a cycle in registers before the loader counts it: the
         # counters' enables, behind the input handshake, limited the clock.  A new load
@@ -179,20 +181,22 @@ class WeightStore(wiring.Component):
         # the word with this value added
         fill = Cat(word[self.load_width:], held_value)
 
-        # "at the last lane / group", registered with their counters: the write enables
-        # sit on flip-flops (compares of the counters in front of them limited the clock)
-        last_lane = Signal(init=self.outputs == 1, name="last_lane")
-        last_group = Signal(init=self.groups == 1, name="last_group")
+        # lane and group counters with registered "at the last" flags (the write enables sit
+        # on flip-flops); a load's end, complete or early, starts them over
+        load_over = Signal()
+        _, last_lane = position_counter(m, self.outputs, accepted, "lane", load_over)
+        group, last_group = position_counter(m, self.groups, accepted & last_lane, "group",
+                                             load_over)
         last_tap = tap == self.taps - 1
         final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
+        m.d.comb += load_over.eq(accepted & (final | last))
         # ready next cycle: no load's last value taken now (it is held next cycle), no load
         # completing now (pending next cycle), none pending, none queued past this cycle
         # (a take moves a pending load to queued: ready stays low through it)
-        ends = self.load.valid & self.load.ready & self.load.payload.last
-        m.d.sync += ready.eq(~ends & ~(accepted & final & last) & ~self.pending
+        m.d.comb += self.ending.eq(self.load.valid & self.load.ready & self.load.payload.last)
+        m.d.sync += ready.eq(~self.ending & ~(accepted & final & last) & ~self.pending
                              & ~(queued & ~self.swap))
-        restart = [in_bias.eq(0), tap.eq(0), group.eq(0), lane.eq(0),
-                   last_group.eq(self.groups == 1), last_lane.eq(self.outputs == 1)]
+        restart = [in_bias.eq(0), tap.eq(0)]
 
         def narrow(width):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
@@ -217,10 +221,8 @@ class WeightStore(wiring.Component):
                      port.en.eq(write_bias)]
 
         with m.If(accepted):
-            m.d.sync += [word.eq(fill), lane.eq(lane + 1),
-                         last_lane.eq(lane == self.outputs - 2)]
+            m.d.sync += word.eq(fill)
             with m.If(last_lane):
-                m.d.sync += [lane.eq(0), last_lane.eq(self.outputs == 1)]
                 m.d.sync += [write_address.eq((~self.bank) * self.groups + group),
                              kernel_data.eq(narrow(self.w_shape.width)),
                              bias_data.eq(narrow(self.b_shape.width))]
@@ -228,10 +230,8 @@ class WeightStore(wiring.Component):
                     m.d.sync += [write_kernel[t].eq(tap == t) for t in range(self.taps)]
                 with m.Else():
                     m.d.sync += write_bias.eq(1)
-                with m.If(~last_group):
-                    m.d.sync += [group.eq(group + 1), last_group.eq(group == self.groups - 2)]
-                with m.Else():
-                    m.d.sync += [group.eq(0), last_group.eq(self.groups == 1), tap.eq(tap + 1)]
+                with m.If(last_group):
+                    m.d.sync += tap.eq(tap + 1)
                     with m.If(last_tap):
                         m.d.sync += [tap.eq(0), in_bias.eq(1)]
             with m.If(final):

@@ -7,7 +7,8 @@ from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
 
-__all__ = ["build_engine", "engine_verilog", "module_name", "without_array_aliases", "DEFAULT_TOP"]
+__all__ = ["build_engine", "engine_verilog", "module_name", "without_array_aliases",
+           "DEFAULT_TOP"]
 
 DEFAULT_TOP = "dwconv"
 

@@ -1,8 +1,10 @@
 """Synthesis flow (YoWASP yosys + nextpnr-ice40) through `dwconv synth`; line buffers in BRAM."""
 
 import json
+import sys
 
 import numpy as np
+import pytest
 
 from dwconv.cli import main
 from dwconv.golden.export import export_layer
@@ -110,10 +112,6 @@ def test_a_tool_assertion_is_named_as_such(tmp_path):
     """yosys 0.70 can fail an internal assertion on some netlists (seen on ECP5); it writes
     the error only to its -l log.  The reason given is that line, and the CLI's one-line
     error does not call it a fit problem."""
-    import sys
-
-    import pytest
-
     from dwconv.cli import _tool_failure
     from dwconv.sim.synth import _run
 
