@@ -525,6 +525,9 @@ def add_synth_args(parser):
     parser.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
                         help="place and route with nextpnr seeds 1..N (one per core at a "
                              "time): the best seed's figures, and the median Fmax (default 1)")
+    parser.add_argument("--seed-timeout", type=_positive_int, metavar="S",
+                        help="stop a seed's nextpnr after S seconds and leave it out (its "
+                             "router may never converge); fails only if every seed is stopped")
     parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
     parser.add_argument("--build-dir", metavar="DIR",
                         help="keep the tools' files and logs here (default: a temporary folder)")
@@ -561,6 +564,7 @@ def run_synth(args):
             result = synthesize(engine, args.target, device=args.device,
                                 build_dir=args.build_dir or temp, dsp=not args.no_dsp,
                                 seeds=range(1, args.seeds + 1),
+                                seed_timeout=args.seed_timeout,
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
         except FileNotFoundError as error:
             raise UsageError(f"{error}") from None

@@ -433,6 +433,10 @@ def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
 #: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median
 SYNTH_SEEDS = 3
 
+#: a seed whose nextpnr has not finished by then is stopped and left out (``dwconv synth
+#: --seed-timeout``): router1 can go on for hours on a seed that does not converge
+SEED_TIMEOUT = 900
+
 #: (configuration, target, device, P, R, weights) of every synthesis run: the engine issue's
 #: 32x32x8 layer and the seed layer, constant and port weights, several lane counts, reuse
 #: factors where multipliers are scarce.  HX8K is left out: these designs nearly fill it and
@@ -475,8 +479,9 @@ def _synthesis(configurations, work, log):
         code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
                                "--device", device, "--lanes", str(lanes),
                                "--reuse", str(reuse), "--weights", weights,
-                               "--seeds", str(SYNTH_SEEDS), "--report", str(report)], log,
-                              timeout=TOOL_TIMEOUT * SYNTH_SEEDS)
+                               "--seeds", str(SYNTH_SEEDS), "--seed-timeout", str(SEED_TIMEOUT),
+                               "--report", str(report)], log,
+                              timeout=TOOL_TIMEOUT + SEED_TIMEOUT * SYNTH_SEEDS)
         result = (json.loads(report.read_text()) if code == 0 else
                   {"target": target, "device": device, "lanes": lanes, "reuse": reuse,
                    "weights": weights, "error": error or f"exit code {code}"})

@@ -185,10 +185,14 @@ def _speed_section(speed):
 
 
 def _fmax(r):
-    """Best Fmax over the seeds, and the median when there were several."""
+    """Best Fmax over the seeds, and the median when there were several; seeds stopped at
+    their time limit are named."""
     seeds = r.get("fmax_seeds_mhz") or [r["fmax_mhz"]]
-    return (f"{r['fmax_mhz']}" if len(seeds) == 1 else
-            f"{r['fmax_mhz']} / {r['fmax_median_mhz']} ({len(seeds)} seeds)")
+    stopped = r.get("seeds_unfinished") or []
+    return ((f"{r['fmax_mhz']}" if len(seeds) == 1 else
+             f"{r['fmax_mhz']} / {r['fmax_median_mhz']} ({len(seeds)} seeds)")
+            + (f"; seed {', '.join(map(str, stopped))} stopped after {r['seed_timeout_s']} s"
+               if stopped else ""))
 
 
 def _signal_name(cell):

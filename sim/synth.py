@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -150,20 +151,38 @@ _PROGRESS = re.compile(r"^(\d+\. Executing (SYNTH|ABC|FLATTEN|MEMORY_LIBMAP|TECH
                        r"|Max frequency|Routing complete|Device utilisation))")
 
 
-def _run(command, log_path, progress, label, cwd, tool_log=None):
+class ToolTimeout(RuntimeError):
+    """A tool run was stopped at its time limit."""
+
+
+def _run(command, log_path, progress, label, cwd, tool_log=None, timeout=None):
     """Run a tool, its output to ``log_path``, selected lines to ``progress``.  On failure
     the first ERROR line of its output or of its own log (``tool_log``: yosys' ``-l`` log
-    holds errors its output does not) is the reason given."""
+    holds errors its output does not) is the reason given.  A run still going after
+    ``timeout`` seconds is stopped (``ToolTimeout``)."""
     start = time.monotonic()
     progress(f"{label}: running {Path(command[0]).name}")
+    stopped = threading.Event()
     with open(log_path, "w") as log, subprocess.Popen(
             command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True) as process:
-        for line in process.stdout:
-            log.write(line)
-            if _PROGRESS.match(line.strip()):
-                progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
-        code = process.wait()
+        def stop():
+            stopped.set()
+            process.kill()
+        timer = threading.Timer(timeout, stop) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            for line in process.stdout:
+                log.write(line)
+                if _PROGRESS.match(line.strip()):
+                    progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
+            code = process.wait()
+        finally:
+            if timer:
+                timer.cancel()
+    if stopped.is_set():
+        raise ToolTimeout(f"{label} not finished after {timeout} s (stopped)")
     if code != 0:
         lines = Path(log_path).read_text(errors="replace").splitlines()
         if tool_log is not None and Path(tool_log).exists():
@@ -271,7 +290,7 @@ def _synthesize(build_dir, target, use_dsp, progress):
 
 
 def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, seed=1,
-              seeds=None, dsp=True):
+              seeds=None, seed_timeout=None, dsp=True):
     """Synthesize, place and route ``engine`` (inside ``SynthHarness``) for ``target``.
 
     Returns a dict: target, device, part, luts (LUT4s used, carry and LUT RAM logic included),
@@ -281,7 +300,10 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     blocks, if any).  The engine is rebuilt for ``target`` if it was not built for it;
     ``dsp=False`` keeps multipliers in LUTs (a portable engine).  ``seeds`` (a list) runs
     nextpnr once per seed on the same netlist: ``fmax_mhz`` and the critical path are the
-    best seed's, ``fmax_median_mhz`` the median, ``fmax_seeds_mhz`` all of them.
+    best seed's, ``fmax_median_mhz`` the median, ``fmax_seeds_mhz`` all of them.  A seed
+    whose nextpnr runs past ``seed_timeout`` seconds is stopped and left out (router1 can
+    go on for hours on a seed that does not converge): ``seeds_unfinished`` lists them, and
+    the run fails only if no seed finished.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -323,8 +345,12 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
                    "--timing-allow-fail"]
         if target == "ice40":
             command.append("--pcf-allow-unconstrained")
-        _run(command, build_dir / f"nextpnr{suffix}.log", progress,
-             f"nextpnr-{target} seed {run_seed}", build_dir)
+        try:
+            _run(command, build_dir / f"nextpnr{suffix}.log", progress,
+                 f"nextpnr-{target} seed {run_seed}", build_dir, timeout=seed_timeout)
+        except ToolTimeout as stopped:
+            progress(f"{stopped}: left out")
+            return None
         run_report = json.loads((build_dir / f"report{suffix}.json").read_text())
         run_fmax = run_report.get("fmax", {})
         achieved = max((f["achieved"] for f in run_fmax.values()), default=0.0)
@@ -333,6 +359,11 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     # one nextpnr per seed on the one netlist, as many at a time as there are cores
     with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
         runs = list(pool.map(place_and_route, seeds))
+    unfinished = [s for s, run in zip(seeds, runs) if run is None]
+    runs = [run for run in runs if run is not None]
+    if not runs:
+        raise RuntimeError(f"nextpnr-{target} failed: no seed finished within "
+                           f"{seed_timeout} s")
     fmaxes = sorted(round(f, 2) for f, _, _ in runs)
     _, best_seed, report = max(runs, key=lambda r: r[0])
 
@@ -354,6 +385,7 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "clock": clock,
         # the figures above and the critical path are the best seed's
         "seed": best_seed, "seeds": seeds, "fmax_seeds_mhz": fmaxes,
+        "seeds_unfinished": unfinished, "seed_timeout_s": seed_timeout,
         "fmax_median_mhz": round(float(statistics.median(fmaxes)), 2),
         "utilization": {bel: {"used": u["used"], "available": u["available"]}
                         for bel, u in report.get("utilization", {}).items() if u["used"]},
@@ -372,8 +404,10 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
             result[extra] = counts[extra]
     progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
              f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
-             + (f" (best of {len(seeds)} seeds, median {result['fmax_median_mhz']})"
-                if len(seeds) > 1 else ""))
+             + (f" (best of {len(runs)} seeds, median {result['fmax_median_mhz']})"
+                if len(runs) > 1 else "")
+             + (f"; seeds {', '.join(map(str, unfinished))} stopped after {seed_timeout} s"
+                if unfinished else ""))
     return result
 
 

@@ -80,7 +80,10 @@ def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
            "fmax_median_mhz": 38.5, "fmax_seeds_mhz": [37.0, 38.5, 39.13],
            "critical_path": {"delay_ns": 25.6, "logic_ns": 9.1,
                              "cells": ["engine.scanner.row_base_SB_DFF", "engine.fire_SB_LUT4"]}}
-    synthesis = {"results": [run, {"configuration": "seed_dw", "target": "ice40",
+    stopped = dict(run, target="ecp5", device="85k", part="LFE5U-85F-CABGA381", lanes=6,
+                   reuse=1, fmax_mhz=182.15, fmax_median_mhz=178.75,
+                   fmax_seeds_mhz=[175.35, 182.15], seeds_unfinished=[1], seed_timeout_s=900)
+    synthesis = {"results": [run, stopped, {"configuration": "seed_dw", "target": "ice40",
                                    "device": "up5k", "lanes": 6, "reuse": 1,
                                    "weights": "const", "error": "did not place"}],
                  "boards": [{"configuration": "seed_dw", "board": "icebreaker", "lanes": 1,
@@ -89,7 +92,8 @@ def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
     bench = _synthesis_section(synthesis)
     assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 8 | 40 | 1385 | 1740 | 1600 | 8 | 4 |" \
         in bench
-    assert "39.13 / 38.5 (3 seeds)" in bench
+    assert "39.13 / 38.5 (3 seeds) |" in bench
+    assert "182.15 / 178.75 (2 seeds); seed 1 stopped after 900 s" in bench
     assert "scanner.row_base -> fire: 25.6 ns (9.1 logic, 2 cells)" in bench
     assert "at P=6, R=1: did not place" in bench
     assert "--lanes 1 --reuse 2 --simulate-netlist" in bench

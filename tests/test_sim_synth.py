@@ -126,3 +126,40 @@ def test_a_tool_assertion_is_named_as_such(tmp_path):
     assert reason.startswith("yosys failed: ERROR: Assert `a == b' failed")
     assert "internal error of the tool" in _tool_failure(reason)
     assert "may not fit" in _tool_failure("nextpnr-ecp5 failed: ERROR: Unable to place")
+
+
+FAKE_NEXTPNR = """\
+import json, sys, time
+args = sys.argv[1:]
+seed = int(args[args.index("--seed") + 1])
+if seed in {stuck}:
+    time.sleep(60)
+report = {{"fmax": {{"clk": {{"achieved": 200.0 + seed}}}}, "utilization": {{}}}}
+open(args[args.index("--report") + 1], "w").write(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("stuck", [{2}, {1, 2, 3}])
+def test_a_seed_past_its_time_limit_is_stopped_and_left_out(tmp_path, monkeypatch, stuck):
+    """A nextpnr seed whose router does not converge runs for hours: with a seed time limit
+    it is stopped, the finished seeds make the report, and the run fails only if none
+    finished."""
+    from dwconv.sim import synth
+
+    tool = tmp_path / "fake-nextpnr"
+    tool.write_text(f"#!{sys.executable}\n" + FAKE_NEXTPNR.format(stuck=stuck))
+    tool.chmod(0o755)
+    monkeypatch.setattr(synth, "_tool", lambda name: str(tool))
+    monkeypatch.setattr(synth, "_synthesize", lambda *args: {
+        "modules": {"harness": {"cells": {}}}})
+    engine = _engine()
+    run = lambda: synth.run_synth(engine, "ecp5", build_dir=tmp_path / "build",
+                                  progress=lambda line: None, seeds=[1, 2, 3], seed_timeout=2)
+    if stuck == {1, 2, 3}:
+        with pytest.raises(RuntimeError, match="no seed finished within 2 s"):
+            run()
+        return
+    result = run()
+    assert result["fmax_seeds_mhz"] == [201.0, 203.0]
+    assert result["seeds_unfinished"] == [2]
+    assert (result["fmax_mhz"], result["seed"], result["fmax_median_mhz"]) == (203.0, 3, 202.0)
