@@ -1,6 +1,6 @@
 """The input framer: checks AXI4-Stream video framing and turns beats into shifts."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -86,11 +86,16 @@ class InputFramer(wiring.Component):
         take_next = run & valid & ~first & self.allow
         take = take_first | take_next
         fill_shift = fill & self.allow
-        flush_shift = idle & ~sof & self.flush & self.allow
+        # the shift decision written two gates deep: what a frame in progress would do, what
+        # the idle state would do (a start if a start of frame is on the input, else a flush
+        # shift), then the state and ``allow`` pick (its sum-of-products form mapped four
+        # LUTs deep, and the decision drives the shift index and the line buffer)
+        in_frame = fill | (run & valid & ~first)
+        between = Mux(sof, self.start_room, self.flush)
         m.d.comb += [
             self.data.eq(self.i.payload.data),
             self.i.ready.eq(take | (idle & valid & ~first)),
-            self.shift.eq(take | fill_shift | flush_shift),
+            self.shift.eq(self.allow & (in_frame | (idle & between))),
             self.start.eq(take_first),
             advance.eq(take | fill_shift),
         ]

@@ -1,6 +1,6 @@
 """The output queue: holds fired outputs until the sink takes them; never refuses a write."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -46,22 +46,21 @@ class OutputQueue(wiring.Component):
         read = storage.read_port()
         write_at = Signal(range(self.depth))
         read_at = Signal(range(self.depth))
-        level = Signal(range(self.depth + 1))    # entries in memory, not yet read out
-        # "level >= 2" and "level == 1", registered: the read decision is one gate on
-        # flip-flops, and their next values select among compares of the level register
-        # (an adder and a compare behind the write flag limited the clock)
-        several, one = Signal(name="several"), Signal(name="one")
-        fetch = (several | one) & (~self.o.valid | self.o.ready)
+        # entries in memory, not yet read out, as a thermometer code: filled[k] is "more
+        # than k entries".  A write shifts a one in, a read shifts one out: the read decision
+        # is a gate on a flip-flop and each bit's next value a multiplexer of its
+        # neighbours (a level counter's adder and compares behind the read decision
+        # limited the clock)
+        filled = Signal(self.depth)
+        fetch = filled[0] & (~self.o.valid | self.o.ready)
         m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),
                      write.data.eq(self.i.payload),
                      read.en.eq(fetch), read.addr.eq(read_at),
                      self.o.payload.eq(read.data)]
-        up, down = self.i.valid & ~fetch, ~self.i.valid & fetch
-        # the read decision picks among the level's successors (adders from flip-flops),
-        # not an adder's operand (the read decision, then a carry chain, limited the clock)
-        m.d.sync += [level.eq(Mux(up, level + 1, Mux(down, level - 1, level))),
-                     several.eq(Mux(up, level >= 1, Mux(down, level >= 3, level >= 2))),
-                     one.eq(Mux(up, level == 0, Mux(down, level == 2, level == 1)))]
+        with m.If(self.i.valid & ~fetch):
+            m.d.sync += filled.eq(Cat(1, filled[:-1]))
+        with m.Elif(~self.i.valid & fetch):
+            m.d.sync += filled.eq(filled[1:])
         with m.If(self.i.valid):
             m.d.sync += write_at.eq(write_at + 1)
         with m.If(fetch):

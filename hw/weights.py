@@ -159,7 +159,9 @@ class WeightStore(wiring.Component):
             m.d.sync += [self.pending.eq(0), queued.eq(1)]
 
         in_bias = Signal()
-        tap = Signal(range(max(self.taps, 2)))
+        # the tap being loaded, one-hot: each tap's write enable is one bit of it (a binary
+        # tap compare sat between the held value and the write enables)
+        tap = Signal(self.taps, init=1)
         word = Signal(self.outputs * self.load_width)
         # Each value taken is held a cycle in registers before the loader counts it: the
         # counters' enables, behind the input handshake, limited the clock.  A new load
@@ -187,7 +189,7 @@ class WeightStore(wiring.Component):
         _, last_lane = position_counter(m, self.outputs, accepted, "lane", load_over)
         group, last_group = position_counter(m, self.groups, accepted & last_lane, "group",
                                              load_over)
-        last_tap = tap == self.taps - 1
+        last_tap = tap[-1]
         final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
         m.d.comb += load_over.eq(accepted & (final | last))
         # ready next cycle: no load's last value taken now (it is held next cycle), no load
@@ -196,7 +198,7 @@ class WeightStore(wiring.Component):
         m.d.comb += self.ending.eq(self.load.valid & self.load.ready & self.load.payload.last)
         m.d.sync += ready.eq(~self.ending & ~(accepted & final & last) & ~self.pending
                              & ~(queued & ~self.swap))
-        restart = [in_bias.eq(0), tap.eq(0)]
+        restart = [in_bias.eq(0), tap.eq(1)]
 
         def narrow(width):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
@@ -227,13 +229,14 @@ class WeightStore(wiring.Component):
                              kernel_data.eq(narrow(self.w_shape.width)),
                              bias_data.eq(narrow(self.b_shape.width))]
                 with m.If(~in_bias):
-                    m.d.sync += [write_kernel[t].eq(tap == t) for t in range(self.taps)]
+                    m.d.sync += write_kernel.eq(tap)
                 with m.Else():
                     m.d.sync += write_bias.eq(1)
                 with m.If(last_group):
-                    m.d.sync += tap.eq(tap + 1)
+                    # the next tap; after the last, the first (set again by restart)
+                    m.d.sync += tap.eq(tap.rotate_left(1))
                     with m.If(last_tap):
-                        m.d.sync += [tap.eq(0), in_bias.eq(1)]
+                        m.d.sync += in_bias.eq(1)
             with m.If(final):
                 m.d.sync += restart
                 m.d.sync += self.pending.eq(last)
