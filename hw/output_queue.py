@@ -46,20 +46,24 @@ class OutputQueue(wiring.Component):
         read = storage.read_port()
         write_at = Signal(range(self.depth))
         read_at = Signal(range(self.depth))
-        # entries in memory, not yet read out, as a thermometer code: filled[k] is "more
-        # than k entries".  A write shifts a one in, a read shifts one out: the read decision
-        # is a gate on a flip-flop and each bit's next value a multiplexer of its
-        # neighbours (a level counter's adder and compares behind the read decision
-        # limited the clock)
+        # The entries in memory, not yet read out, as a thermometer code a cycle late:
+        # ``filled[k]`` is "more than k entries" before last cycle's write and read
+        # (``written``, ``taken``: registered copies of them).  So its update is a shift
+        # between flip-flops, and the read decision is a gate on flip-flops, not behind
+        # itself (the decision drives the wide read register's enable, and the level's
+        # update behind it limited the clock).
         filled = Signal(self.depth)
-        fetch = filled[0] & (~self.o.valid | self.o.ready)
+        written, taken = Signal(), Signal()
+        stored = filled[1] | written | (filled[0] & ~taken)    # an entry is in memory now
+        fetch = stored & (~self.o.valid | self.o.ready)
         m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),
                      write.data.eq(self.i.payload),
                      read.en.eq(fetch), read.addr.eq(read_at),
                      self.o.payload.eq(read.data)]
-        with m.If(self.i.valid & ~fetch):
+        m.d.sync += [written.eq(self.i.valid), taken.eq(fetch)]
+        with m.If(written & ~taken):
             m.d.sync += filled.eq(Cat(1, filled[:-1]))
-        with m.Elif(~self.i.valid & fetch):
+        with m.Elif(~written & taken):
             m.d.sync += filled.eq(filled[1:])
         with m.If(self.i.valid):
             m.d.sync += write_at.eq(write_at + 1)

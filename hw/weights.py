@@ -207,17 +207,21 @@ class WeightStore(wiring.Component):
         # Memory writes happen a cycle after the value is taken, from registers: the write
         # enables reach every weight memory, and behind the input handshake that fan-out
         # limited the clock.  The bank written is the inactive one; it becomes active only
-        # after the frame start the load is handed to, well after this cycle.
+        # after the frame start the load is handed to, well after this cycle.  A kernel
+        # word's memory is picked by a copy of the one-hot tap, so each write enable is an
+        # AND of two flip-flops (one register per enable, set behind the held value, had
+        # three LUTs in front of it).
         write_address = Signal(range(2 * self.groups))
         kernel_data = Signal(self.outputs * self.w_shape.width)
         bias_data = Signal(self.outputs * self.b_shape.width)
-        write_kernel = Signal(self.taps)
+        write_kernel = Signal()
+        write_tap = Signal(self.taps)
         write_bias = Signal()
-        m.d.sync += [write_kernel.eq(0), write_bias.eq(0)]
+        m.d.sync += [write_kernel.eq(0), write_bias.eq(0), write_tap.eq(tap)]
         for t, mem in enumerate(kernel_mems):
             port = mem.write_port()
             m.d.comb += [port.addr.eq(write_address), port.data.eq(kernel_data),
-                         port.en.eq(write_kernel[t])]
+                         port.en.eq(write_kernel & write_tap[t])]
         port = bias_mem.write_port()
         m.d.comb += [port.addr.eq(write_address), port.data.eq(bias_data),
                      port.en.eq(write_bias)]
@@ -229,7 +233,7 @@ class WeightStore(wiring.Component):
                              kernel_data.eq(narrow(self.w_shape.width)),
                              bias_data.eq(narrow(self.b_shape.width))]
                 with m.If(~in_bias):
-                    m.d.sync += write_kernel.eq(tap)
+                    m.d.sync += write_kernel.eq(1)
                 with m.Else():
                     m.d.sync += write_bias.eq(1)
                 with m.If(last_group):
