@@ -430,8 +430,10 @@ def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
     return process.returncode, (lines[-1] if lines else None), printed
 
 
-#: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median
+#: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median;
+#: the engine issue's clock runs (32x32x8 at P=8 on ECP5, R=1) get ``CLOCK_SEEDS``
 SYNTH_SEEDS = 3
+CLOCK_SEEDS = 5
 
 #: a seed whose nextpnr has not finished by then is stopped and left out (``dwconv synth
 #: --seed-timeout``): router1 can go on for hours on a seed that does not converge
@@ -474,14 +476,16 @@ def _synthesis(configurations, work, log):
         export_layer(work / "synth" / name / "layer", layer, formats)
     for name, target, device, lanes, reuse, weights in SYNTH_RUNS:
         layer = configurations[name][0]
+        seeds = (CLOCK_SEEDS if (name, target, lanes, reuse) == ("32x32x8_3x3_same", "ecp5", 8, 1)
+                 else SYNTH_SEEDS)
         folder = work / "synth" / name
         report = folder / f"{target}-{device}-P{lanes}-R{reuse}-{weights}.json"
         code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
                                "--device", device, "--lanes", str(lanes),
                                "--reuse", str(reuse), "--weights", weights,
-                               "--seeds", str(SYNTH_SEEDS), "--seed-timeout", str(SEED_TIMEOUT),
+                               "--seeds", str(seeds), "--seed-timeout", str(SEED_TIMEOUT),
                                "--report", str(report)], log,
-                              timeout=TOOL_TIMEOUT + SEED_TIMEOUT * SYNTH_SEEDS)
+                              timeout=TOOL_TIMEOUT + SEED_TIMEOUT * seeds)
         result = (json.loads(report.read_text()) if code == 0 else
                   {"target": target, "device": device, "lanes": lanes, "reuse": reuse,
                    "weights": weights, "error": error or f"exit code {code}"})

@@ -474,7 +474,8 @@ def readme_section(data):
         f"models take {g['float_golden_seconds'] * 1e3:.1f} ms (float) and "
         f"{g['fixed_golden_seconds'] * 1e3:.1f} ms (fixed) where Keras' compiled predict "
         f"takes {g['keras_predict_seconds'] * 1e3:.1f} ms.",
-        "**Synthesis** (`dwconv synth --seeds 3` for each run of the bench's `SYNTH_RUNS`: "
+        "**Synthesis** (`dwconv synth --seeds 3 --seed-timeout 900` for each run of the "
+        "bench's `SYNTH_RUNS`, 5 seeds for the 32x32x8 ECP5 runs at P=8, R=1: "
         "ECP5 LFE5U-85F and iCE40 UP5K, constant and port weights, several lane counts P "
         "and reuse factors R, 8-bit operands, yosys + nextpnr from YoWASP, multipliers in "
         "DSP blocks with their registers where they fit; LUTs, FFs with the engine's own "
