@@ -68,6 +68,13 @@ class OutputScanner(wiring.Component):
             raise ValueError(f"counter_width {counter_width} too small for targets up to "
                              f"{self.last_target}")
         self.counter_width = counter_width
+        # A target the firing depends on is never more than ``ahead`` shifts after the
+        # index it is compared with (a frame's first output is ``first_target`` after its
+        # first beat, which the index has reached; each next one is a step after the last
+        # fired), nor before it: so the low bits of the two decide, and the compares are
+        # as wide as ``ahead`` needs, not the counter (the compares limited the clock).
+        ahead = max(self.first_target, self.col_step, self.row_step, 1)
+        self.compare_width = min(counter_width, (ahead + 2).bit_length())
 
         super().__init__({
             "next_pos": In(counter_width), "shift": In(1), "would_fire": Out(1),
@@ -252,21 +259,23 @@ class OutputScanner(wiring.Component):
         # the index against the chosen target, compared with each candidate and picked by
         # the same flags (an AND-OR: behind a multiplexer yosys would merge the compares
         # into one, after the multiplexer, and that path limited the clock)
-        pos = self.next_pos
-        meets_chosen = ((last_output & (pos == head_target))
-                        | (~last_output & ~last_group & (pos == after_group))
-                        | (~last_output & last_group & ~last_col & (pos == after_col))
-                        | (~last_output & last_group & last_col & (pos == after_row)))
+        def meets(value):
+            return self.next_pos[:self.compare_width] == value[:self.compare_width]
+
+        meets_chosen = ((last_output & meets(head_target))
+                        | (~last_output & ~last_group & meets(after_group))
+                        | (~last_output & last_group & ~last_col & meets(after_col))
+                        | (~last_output & last_group & last_col & meets(after_row)))
         # active after an update: a frame starts, or goes on, or ends with no head to take
         active_if_update = ~last_output | head_valid    # idle, an update takes the head
         m.d.sync += [updated.eq(update),
                      fire_if_update.eq(meets_chosen & active_if_update),
-                     fire_if_not.eq((pos == target) & active)]
+                     fire_if_not.eq(meets(target) & active)]
         # last_output after an update: a new frame's, or the next output's in this frame
         # (an update that ends the frame with no head leaves the scanner inactive)
         last_if_update = Mux(last_output, last_at_start,
                              Mux(~last_group, last_after_group,
                                  Mux(~last_col, last_after_col, last_after_row)))
         m.d.sync += [ends_if_update.eq(meets_chosen & last_if_update),
-                     ends_if_not.eq((pos == target) & last_output)]
+                     ends_if_not.eq(meets(target) & last_output)]
         return m
