@@ -159,8 +159,8 @@ class WeightStore(wiring.Component):
             m.d.sync += [self.pending.eq(0), queued.eq(1)]
 
         in_bias = Signal()
-        # the tap being loaded, one-hot: each tap's write enable is one bit of it (a binary
-        # tap compare sat between the held value and the write enables)
+        # the tap being loaded, one-hot: a tap's memory is written when its bit is set (a
+        # compare of a binary tap count sat between the held value and the write enables)
         tap = Signal(self.taps, init=1)
         word = Signal(self.outputs * self.load_width)
         # Each value taken is held a cycle in registers before the loader counts it: the

@@ -430,32 +430,29 @@ def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
     return process.returncode, (lines[-1] if lines else None), printed
 
 
-#: nextpnr seeds per synthesis run (``dwconv synth --seeds``, in parallel): best and median;
-#: the engine issue's clock runs (32x32x8 at P=8 on ECP5, R=1) get ``CLOCK_SEEDS``
-SYNTH_SEEDS = 3
-CLOCK_SEEDS = 5
-
 #: a seed whose nextpnr has not finished by then is stopped and left out (``dwconv synth
 #: --seed-timeout``): router1 can go on for hours on a seed that does not converge
 SEED_TIMEOUT = 900
 
-#: (configuration, target, device, P, R, weights) of every synthesis run: the engine issue's
-#: 32x32x8 layer and the seed layer, constant and port weights, several lane counts, reuse
-#: factors where multipliers are scarce.  HX8K is left out: these designs nearly fill it and
-#: nextpnr ran past 10 minutes.
+#: (configuration, target, device, P, R, weights, nextpnr seeds) of every synthesis run: the
+#: engine issue's 32x32x8 layer and the seed layer, constant and port weights, several lane
+#: counts, reuse factors where multipliers are scarce.  Fmax is the best and the median over
+#: the seeds (``dwconv synth --seeds``, in parallel); the issue's clock runs (32x32x8 at P=8,
+#: R=1 on ECP5) get 5.  HX8K is left out: these designs nearly fill it and nextpnr ran past
+#: 10 minutes.
 SYNTH_RUNS = [
-    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "const"),
-    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "port"),
-    ("32x32x8_3x3_same", "ecp5", "85k", 8, 3, "port"),
-    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "const"),
-    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "port"),
-    ("seed_dw", "ecp5", "85k", 6, 1, "const"),
-    ("seed_dw", "ecp5", "85k", 6, 1, "port"),
-    ("32x32x8_3x3_same", "ice40", "up5k", 1, 1, "const"),
-    ("32x32x8_3x3_same", "ice40", "up5k", 1, 2, "port"),
-    ("seed_dw", "ice40", "up5k", 1, 1, "const"),
-    ("seed_dw", "ice40", "up5k", 1, 1, "port"),
-    ("seed_dw", "ice40", "up5k", 1, 2, "port"),
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "const", 5),
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "port", 5),
+    ("32x32x8_3x3_same", "ecp5", "85k", 8, 3, "port", 3),
+    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "const", 3),
+    ("32x32x8_3x3_same", "ecp5", "85k", 2, 1, "port", 3),
+    ("seed_dw", "ecp5", "85k", 6, 1, "const", 3),
+    ("seed_dw", "ecp5", "85k", 6, 1, "port", 3),
+    ("32x32x8_3x3_same", "ice40", "up5k", 1, 1, "const", 3),
+    ("32x32x8_3x3_same", "ice40", "up5k", 1, 2, "port", 3),
+    ("seed_dw", "ice40", "up5k", 1, 1, "const", 3),
+    ("seed_dw", "ice40", "up5k", 1, 1, "port", 3),
+    ("seed_dw", "ice40", "up5k", 1, 2, "port", 3),
 ]
 
 #: board builds of the seed layer: (board, P, R, simulate the netlist).  The ULX3S netlist
@@ -474,10 +471,8 @@ def _synthesis(configurations, work, log):
     for name, (layer, formats) in configurations.items():
         (work / "synth" / name).mkdir(parents=True, exist_ok=True)
         export_layer(work / "synth" / name / "layer", layer, formats)
-    for name, target, device, lanes, reuse, weights in SYNTH_RUNS:
+    for name, target, device, lanes, reuse, weights, seeds in SYNTH_RUNS:
         layer = configurations[name][0]
-        seeds = (CLOCK_SEEDS if (name, target, lanes, reuse) == ("32x32x8_3x3_same", "ecp5", 8, 1)
-                 else SYNTH_SEEDS)
         folder = work / "synth" / name
         report = folder / f"{target}-{device}-P{lanes}-R{reuse}-{weights}.json"
         code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
