@@ -195,6 +195,12 @@ def _fmax(r):
                if stopped else ""))
 
 
+def _seed_timeout(synthesis):
+    """The nextpnr seeds' time limit of the synthesis runs (the bench gives them all one)."""
+    return next((r["seed_timeout_s"] for r in synthesis.get("results", [])
+                 if r.get("seed_timeout_s")), None)
+
+
 def _signal_name(cell):
     """The engine signal a netlist cell was made from: "x$153[2]" is x, but an unnamed
     signal ("$signal$10") keeps its whole name."""
@@ -383,6 +389,7 @@ def readme_section(data):
     finn_default = [1 / r["ratio"]["finn_default"] for r in layers]
     storage = [r["line_buffer_words"] / r["line_buffer_min_words"] for r in layers]
     mob = mobilenet["1.0"] + mobilenet["0.35"]
+    seed_limit = _seed_timeout(data["synthesis"])
 
     def worst(bits):
         return max(r["quantization"]["fixed_vs_keras"][bits]["max_abs_error"] for r in mob)
@@ -474,8 +481,10 @@ def readme_section(data):
         f"models take {g['float_golden_seconds'] * 1e3:.1f} ms (float) and "
         f"{g['fixed_golden_seconds'] * 1e3:.1f} ms (fixed) where Keras' compiled predict "
         f"takes {g['keras_predict_seconds'] * 1e3:.1f} ms.",
-        "**Synthesis** (`dwconv synth --seeds 3 --seed-timeout 900` for each run of the "
-        "bench's `SYNTH_RUNS`, 5 seeds for the 32x32x8 ECP5 runs at P=8, R=1: "
+        "**Synthesis** (`dwconv synth --seeds N` for each run of the bench's `SYNTH_RUNS`, "
+        "N with each Fmax"
+        + (f", each seed stopped after {seed_limit} s if it had not finished"
+           if seed_limit else "") + ": "
         "ECP5 LFE5U-85F and iCE40 UP5K, constant and port weights, several lane counts P "
         "and reuse factors R, 8-bit operands, yosys + nextpnr from YoWASP, multipliers in "
         "DSP blocks with their registers where they fit; LUTs, FFs with the engine's own "
