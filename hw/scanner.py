@@ -164,6 +164,11 @@ class OutputScanner(wiring.Component):
         last_group = Signal(init=groups == 1)
         last_col = Signal(init=spec.out_width == 1)
         last_row = Signal(init=spec.out_height == 1)
+        # last_group & last_col, registered: the next output ends its line (the row moves
+        # on after it), so the row registers' enable is the firing and one flip-flop (the
+        # three flags behind the firing decision limited the clock)
+        line_end_at_start = (groups == 1) & (spec.out_width == 1)
+        line_end = Signal(init=line_end_at_start)
         # the three together, registered: the frame's last output is decided from one flag
         last_at_start = (groups == 1) & (spec.out_width == 1) & (spec.out_height == 1)
         # also set while idle: either way the next update takes the head of the start queue
@@ -176,7 +181,7 @@ class OutputScanner(wiring.Component):
                 self.group.eq(group),
                 self.mask.eq(Cat(row_ok[i] & col_ok[j] for i in range(kh) for j in range(kw))),
                 self.first.eq(at_first),
-                self.last.eq(last_col & last_group),
+                self.last.eq(line_end),
                 at_first.eq(0),
             ]
 
@@ -195,19 +200,22 @@ class OutputScanner(wiring.Component):
         last_after_row = (groups == 1) & (spec.out_width == 1) & row_penult
         first_group = [group.eq(0), last_group.eq(groups == 1), group_penult.eq(groups == 2)]
         first_col = [col.eq(0), last_col.eq(spec.out_width == 1),
-                     col_penult.eq(spec.out_width == 2),
+                     col_penult.eq(spec.out_width == 2), line_end.eq(line_end_at_start),
                      col_base.eq(-spec.pad_left), col_ok.eq(col_first)]
         with m.If(fire_now):
-            with m.If(~last_group):
-                m.d.sync += [group.eq(group + 1), last_group.eq(group_penult),
-                             group_penult.eq(group == groups - 3),
-                             last_output.eq(last_after_group)]
-            with m.Elif(~last_col):
-                m.d.sync += first_group + [
-                    col.eq(col + 1), last_col.eq(col_penult),
-                    col_penult.eq(col == spec.out_width - 3),
-                    last_output.eq(last_after_col),
-                    col_base.eq(col_base + sw), col_ok.eq(col_next)]
+            with m.If(~line_end):
+                with m.If(~last_group):
+                    m.d.sync += [group.eq(group + 1), last_group.eq(group_penult),
+                                 group_penult.eq(group == groups - 3),
+                                 line_end.eq(group_penult & last_col),
+                                 last_output.eq(last_after_group)]
+                with m.Else():
+                    m.d.sync += first_group + [
+                        col.eq(col + 1), last_col.eq(col_penult),
+                        col_penult.eq(col == spec.out_width - 3),
+                        line_end.eq((groups == 1) & col_penult),
+                        last_output.eq(last_after_col),
+                        col_base.eq(col_base + sw), col_ok.eq(col_next)]
             with m.Elif(~last_row):
                 m.d.sync += first_group + first_col + [
                     row.eq(row + 1), last_row.eq(row_penult),

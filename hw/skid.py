@@ -32,11 +32,17 @@ class SkidBuffer(wiring.Component):
         m = Module()
         spare = Signal.like(self.i.payload, reset_less=True)
         spare_full = Signal()
+        # ~o.valid, in its own register: the spare's flag is cleared by one gate on
+        # flip-flops (o.ready | o_empty, with the reset), not behind the output registers'
+        # wide shared enable (that net, then the reset, limited the clock)
+        o_empty = Signal(init=1)
         m.d.comb += self.i.ready.eq(~spare_full)
         with m.If(self.o.ready | ~self.o.valid):
             m.d.sync += [self.o.payload.eq(Mux(spare_full, spare, self.i.payload)),
                          self.o.valid.eq(spare_full | self.i.valid),
-                         spare_full.eq(0)]
+                         o_empty.eq(~spare_full & ~self.i.valid)]
+        with m.If(self.o.ready | o_empty):
+            m.d.sync += spare_full.eq(0)
         with m.Elif(self.i.valid & ~spare_full):
             m.d.sync += spare_full.eq(1)
         # the spare takes the input whenever it is empty (it is read only when full): its

@@ -172,33 +172,34 @@ class WeightStore(wiring.Component):
         # while a complete load is pending or queued.
         held = Signal()
         held_value = Signal(self.load_width)
-        last = Signal()
         ready = Signal(init=1)
         m.d.comb += self.load.ready.eq(ready)
         m.d.sync += held.eq(self.load.valid & self.load.ready)
         with m.If(self.load.valid & self.load.ready):
-            m.d.sync += [held_value.eq(self.load.payload.value),
-                         last.eq(self.load.payload.last)]
+            m.d.sync += held_value.eq(self.load.payload.value)
         accepted = held
         # the word with this value added
         fill = Cat(word[self.load_width:], held_value)
 
-        # lane and group counters with registered "at the last" flags (the write enables sit
-        # on flip-flops); a load's end, complete or early, starts them over
-        load_over = Signal()
-        _, last_lane = position_counter(m, self.outputs, accepted, "lane", load_over)
+        # Lane and group counters, and a count of the whole load, each with a registered "at
+        # the last" flag: the write enables and the "load complete" flag sit on flip-flops
+        # (the AND of the lane, group and tap flags in front of ``pending`` limited the
+        # clock).  A load's last value (``ended``, registered with the value) starts them
+        # over; after a complete load they have wrapped to the start already.
+        ended = Signal()
+        m.d.sync += ended.eq(self.ending)
+        values = self.outputs * self.groups * (self.taps + spec.use_bias)
+        _, last_lane = position_counter(m, self.outputs, accepted, "lane", ended)
         group, last_group = position_counter(m, self.groups, accepted & last_lane, "group",
-                                             load_over)
+                                             ended)
+        _, final = position_counter(m, values, accepted, "values", ended)
         last_tap = tap[-1]
-        final = last_lane & last_group & (in_bias if spec.use_bias else last_tap)
-        m.d.comb += load_over.eq(accepted & (final | last))
         # ready next cycle: no load's last value taken now (it is held next cycle), no load
         # completing now (pending next cycle), none pending, none queued past this cycle
         # (a take moves a pending load to queued: ready stays low through it)
         m.d.comb += self.ending.eq(self.load.valid & self.load.ready & self.load.payload.last)
-        m.d.sync += ready.eq(~self.ending & ~(accepted & final & last) & ~self.pending
+        m.d.sync += ready.eq(~self.ending & ~(ended & final) & ~self.pending
                              & ~(queued & ~self.swap))
-        restart = [in_bias.eq(0), tap.eq(1)]
 
         def narrow(width):
             return Cat(fill[q * self.load_width:q * self.load_width + width]
@@ -237,14 +238,15 @@ class WeightStore(wiring.Component):
                 with m.Else():
                     m.d.sync += write_bias.eq(1)
                 with m.If(last_group):
-                    # the next tap; after the last, the first (set again by restart)
+                    # the next tap; after the last, the first (set again below)
                     m.d.sync += tap.eq(tap.rotate_left(1))
                     with m.If(last_tap):
                         m.d.sync += in_bias.eq(1)
-            with m.If(final):
-                m.d.sync += restart
-                m.d.sync += self.pending.eq(last)
-                m.d.comb += self.error.eq(~last)
-            with m.Elif(last):   # the load ended early: drop it
-                m.d.sync += restart
-                m.d.comb += self.error.eq(1)
+        # a load's end, complete or not, starts the taps over (written after the moves above,
+        # so it wins); a load is complete if its last value is the final one, and is
+        # discarded otherwise
+        with m.If(ended | accepted & final):
+            m.d.sync += [in_bias.eq(0), tap.eq(1)]
+        with m.If(ended & final):
+            m.d.sync += self.pending.eq(1)
+        m.d.comb += self.error.eq((accepted & final) ^ ended)

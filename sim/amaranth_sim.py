@@ -68,12 +68,15 @@ def _wide_constants():
         sys.set_int_max_str_digits(limit)
 
 
-def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycles=None):
+def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beats=None,
+                 max_cycles=None):
     """Drive ``engine`` with ``frames_raw`` (N, H, W, C raw ints) and collect its outputs.
 
     ``stall`` is the probability, each cycle, that the source holds valid low and,
     independently, that the sink holds ready low.  ``loads`` maps a frame index to a
-    ``(kernel_raw, bias_raw)`` pair loaded through the weight port just before that frame.
+    ``(kernel_raw, bias_raw)`` pair loaded through the weight port just before that frame;
+    ``load_beats`` maps a frame index to the weight port's beats, ``(value, last)`` pairs,
+    sent as they are (malformed loads) before that frame and its ``loads``.
     """
     spec, lanes = engine.spec, engine.lanes
     frames_raw = np.asarray(frames_raw, dtype=np.int64)
@@ -83,9 +86,11 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycle
     groups = spec.channels // lanes
     beats_per_frame = spec.height * spec.width * groups
     out_per_frame = spec.out_height * spec.out_width * groups
-    load_values = {k: weight_load_values(spec, kernel, bias, engine.store.load_width)
-                   for k, (kernel, bias) in
-                   (loads or {}).items()}
+    load_values = {k: list(beats) for k, beats in (load_beats or {}).items()}
+    for k, (kernel, bias) in (loads or {}).items():
+        values = weight_load_values(spec, kernel, bias, engine.store.load_width)
+        load_values.setdefault(k, []).extend(
+            (value, n == len(values) - 1) for n, value in enumerate(values))
     if max_cycles is None:
         # reuse R: the engine takes one beat every R cycles
         max_cycles = int((count * beats_per_frame * engine.reuse
@@ -113,8 +118,8 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, max_cycle
             if engine.weights == "port":
                 values = load_values.get(frame, [])
                 if offer_w:
-                    ctx.set(engine.w_axis_tdata, values[load_pos])
-                    ctx.set(engine.w_axis_tlast, load_pos == len(values) - 1)
+                    ctx.set(engine.w_axis_tdata, values[load_pos][0])
+                    ctx.set(engine.w_axis_tlast, values[load_pos][1])
                 ctx.set(engine.w_axis_tvalid, offer_w)
             ctx.set(engine.m_axis_tready, ready)
             sampled = await ctx.tick().sample(

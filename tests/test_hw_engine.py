@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from dwconv.golden.fixed_ref import quantize_weights
 from dwconv.golden.spec import LayerError, LayerSpec
 from dwconv.sim.amaranth_sim import run_amaranth
+from dwconv.sim.beats import weight_load_values
 
 from engine_cases import make_case, random_layer
 
@@ -96,6 +97,40 @@ def test_loaded_weights_with_one_group_and_no_bias():
     frames = case.frames(2, rng)
     result = run_amaranth(case.engine, frames, loads={0: quantize_weights(other, case.formats)})
     np.testing.assert_array_equal(result.outputs, case.expected(frames, other))
+
+
+def _malformed_load(kind, values):
+    """A weight load with ``last`` misplaced: early, or missing on the final value (the
+    values after it start another load)."""
+    if kind == "early_last":
+        # 4k + 3 values: with 2 lanes and 2 channel groups, both counts stop past their first
+        cut = len(values) // 8 * 4 + 3
+        return [(v, n == cut - 1) for n, v in enumerate(values[:cut])]
+    return [(v, False) for v in values]
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("same_gap", [True, False])
+@pytest.mark.parametrize("kind", ["early_last", "no_last"])
+def test_malformed_weight_loads_are_discarded(kind, same_gap, use_bias):
+    """A load with ``last`` misplaced sets the error flag and is dropped: frames keep the
+    weights they had, and the next well-formed load (right after it, or a frame later)
+    is taken whole."""
+    case = make_case(shape=(4, 5, 4), kernel=(3, 3), padding="same", lanes=2,
+                     use_bias=use_bias, weights="port")
+    rng = np.random.default_rng(8)
+    bad, good = (random_layer(case.layer.spec, rng) for _ in range(2))
+    values = weight_load_values(case.layer.spec, *quantize_weights(bad, case.formats),
+                                case.engine.store.load_width)
+    frames = case.frames(3, rng)
+    good_at = 1
+    result = run_amaranth(case.engine, frames, stall=0.3, seed=9,
+                          load_beats={good_at if same_gap else 0: _malformed_load(kind, values)},
+                          loads={good_at: quantize_weights(good, case.formats)})
+    expected = np.concatenate([case.expected(frames[:good_at]),
+                               case.expected(frames[good_at:], good)])
+    np.testing.assert_array_equal(result.outputs, expected)
+    assert result.error
 
 
 def test_lanes_must_divide_channels():
