@@ -74,11 +74,12 @@ class InputFramer(wiring.Component):
         fill = Signal()         # completing a malformed frame so its output keeps its shape
 
         advance = Signal()      # the position moves on: a beat taken or a fill shift
-        _, last_group = position_counter(m, self.groups, advance, "group")
-        _, last_col = position_counter(m, spec.width, advance & last_group, "col")
-        _, last_row = position_counter(m, spec.height, advance & last_group & last_col, "row")
-        end_of_line = last_group & last_col
-        end_of_frame = end_of_line & last_row
+        # the beat in its line and in its frame, with registered "at the last" flags: each
+        # end is one flip-flop in front of the state's update (ANDs of the group, column and
+        # row flags there made the state's logic a LUT deeper, and it limited the clock)
+        line_beats = spec.width * self.groups
+        _, end_of_line = position_counter(m, line_beats, advance, "line_beat")
+        _, end_of_frame = position_counter(m, spec.height * line_beats, advance, "frame_beat")
 
         valid, first = self.i.valid, self.i.payload.first
         sof = valid & first

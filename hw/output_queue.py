@@ -1,6 +1,6 @@
 """The output queue: holds fired outputs until the sink takes them; never refuses a write."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,19 +52,22 @@ class OutputQueue(wiring.Component):
         # between flip-flops, and the read decision is a gate on flip-flops, not behind
         # itself (the decision drives the wide read register's enable, and the level's
         # update behind it limited the clock).
+        # ``plenty`` (filled[1] | written, registered with them) is "an entry is in memory
+        # now, whatever last cycle's read did": the read decision is then a gate on three
+        # flip-flops here and the output side's two (with filled[1] and written apart it
+        # was a LUT deeper, in front of the read register's enable and ``o.valid``).
         filled = Signal(self.depth)
-        written, taken = Signal(), Signal()
-        stored = filled[1] | written | (filled[0] & ~taken)    # an entry is in memory now
+        written, taken, plenty = Signal(), Signal(), Signal()
+        stored = plenty | (filled[0] & ~taken)    # an entry is in memory now
         fetch = stored & (~self.o.valid | self.o.ready)
         m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),
                      write.data.eq(self.i.payload),
                      read.en.eq(fetch), read.addr.eq(read_at),
                      self.o.payload.eq(read.data)]
-        m.d.sync += [written.eq(self.i.valid), taken.eq(fetch)]
-        with m.If(written & ~taken):
-            m.d.sync += filled.eq(Cat(1, filled[:-1]))
-        with m.Elif(~written & taken):
-            m.d.sync += filled.eq(filled[1:])
+        next_filled = Mux(written & ~taken, Cat(1, filled[:-1]),
+                          Mux(~written & taken, filled[1:], filled))
+        m.d.sync += [written.eq(self.i.valid), taken.eq(fetch), filled.eq(next_filled),
+                     plenty.eq(next_filled[1] | self.i.valid)]
         with m.If(self.i.valid):
             m.d.sync += write_at.eq(write_at + 1)
         with m.If(fetch):

@@ -194,45 +194,45 @@ class WeightStore(wiring.Component):
                                              ended)
         _, final = position_counter(m, values, accepted, "values", ended)
         last_tap = tap[-1]
-        # ready next cycle: no load's last value taken now (it is held next cycle), no load
-        # completing now (pending next cycle), none pending, none queued past this cycle
-        # (a take moves a pending load to queued: ready stays low through it)
+        # ready next cycle: no load's last value taken now or held now (a load that
+        # completes is pending the cycle after), none pending, none queued (a take moves a
+        # pending load to queued: ready stays low through it).  A gate on six flip-flops:
+        # a discarded load, or a swap, costs a cycle of ready more than needed (the exact
+        # terms put the ready a LUT deeper behind the load handshake).
         m.d.comb += self.ending.eq(self.load.valid & self.load.ready & self.load.payload.last)
-        m.d.sync += ready.eq(~self.ending & ~(ended & final) & ~self.pending
-                             & ~(queued & ~self.swap))
+        m.d.sync += ready.eq(~self.ending & ~ended & ~self.pending & ~queued)
 
         def narrow(width):
-            return Cat(fill[q * self.load_width:q * self.load_width + width]
+            """The assembled word's values cut to ``width`` bits each, one per lane."""
+            return Cat(word[q * self.load_width:q * self.load_width + width]
                        for q in range(self.outputs))
 
-        # Memory writes happen a cycle after the value is taken, from registers: the write
-        # enables reach every weight memory, and behind the input handshake that fan-out
-        # limited the clock.  The bank written is the inactive one; it becomes active only
-        # after the frame start the load is handed to, well after this cycle.  A kernel
-        # word's memory is picked by a copy of the one-hot tap, so each write enable is an
-        # AND of two flip-flops (one register per enable, set behind the held value, had
-        # three LUTs in front of it).
+        # Memory writes happen a cycle after a word's last value is taken, from registers:
+        # the word itself, the address (the group of the value just taken, and the inactive
+        # bank: it becomes active only after the frame start the load is handed to, well
+        # after this cycle) and a write flag.  The write enables reach every weight memory,
+        # and behind the input handshake that fan-out limited the clock.  A kernel word's
+        # memory is picked by a copy of the one-hot tap, so each write enable is an AND of
+        # two flip-flops (one register per enable, set behind the held value, had three
+        # LUTs in front of it).  No register sits between the word and the memories' data:
+        # the word holds the values until it is written.
         write_address = Signal(range(2 * self.groups))
-        kernel_data = Signal(self.outputs * self.w_shape.width)
-        bias_data = Signal(self.outputs * self.b_shape.width)
         write_kernel = Signal()
         write_tap = Signal(self.taps)
         write_bias = Signal()
-        m.d.sync += [write_kernel.eq(0), write_bias.eq(0), write_tap.eq(tap)]
+        m.d.sync += [write_kernel.eq(0), write_bias.eq(0), write_tap.eq(tap),
+                     write_address.eq((~self.bank) * self.groups + group)]
         for t, mem in enumerate(kernel_mems):
             port = mem.write_port()
-            m.d.comb += [port.addr.eq(write_address), port.data.eq(kernel_data),
+            m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.w_shape.width)),
                          port.en.eq(write_kernel & write_tap[t])]
         port = bias_mem.write_port()
-        m.d.comb += [port.addr.eq(write_address), port.data.eq(bias_data),
+        m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.b_shape.width)),
                      port.en.eq(write_bias)]
 
         with m.If(accepted):
             m.d.sync += word.eq(fill)
             with m.If(last_lane):
-                m.d.sync += [write_address.eq((~self.bank) * self.groups + group),
-                             kernel_data.eq(narrow(self.w_shape.width)),
-                             bias_data.eq(narrow(self.b_shape.width))]
                 with m.If(~in_bias):
                     m.d.sync += write_kernel.eq(1)
                 with m.Else():

@@ -2,8 +2,9 @@
 
 The engine's ports are far too wide for a package's pins, so it runs inside ``SynthHarness``:
 a shift register fed by an LFSR drives every input, the outputs are registered and
-XOR-reduced to one pin.  Nothing can be optimized away and the harness adds only registers
-and a few LUTs (its flip-flop count is reported apart).  Yosys maps the design with
+XOR-reduced to one pin by a tree of registers, one LUT between stages.  Nothing can be
+optimized away and the harness adds only registers and a few LUTs (its flip-flop count is
+reported apart).  Yosys maps the design with
 ``SYNTH`` (the same command for ``dwconv synth``, ``dwconv build`` and the post-synthesis
 simulations in ``postsynth``), nextpnr places and routes it and its ``--report`` JSON gives
 utilization, Fmax and the critical path.
@@ -62,7 +63,10 @@ CELL_CLASSES = {
 }
 FF_PATTERN = {"ice40": re.compile(r"SB_DFF"), "ecp5": re.compile(r"TRELLIS_FF")}
 
-XOR_CHUNK = 16   # outputs XOR-reduced 16 bits (two LUT4 levels) per register stage
+#: outputs XOR-reduced 4 bits (one LUT4) per register stage: the harness's own paths are
+#: shorter than the engine's (16 bits, two LUTs and a wire across the chip to the pin's
+#: register, once limited a port-weights run)
+XOR_CHUNK = 4
 LFSR_TAPS = (31, 28)   # x^31 + x^28 + 1, maximal length
 
 
@@ -109,7 +113,16 @@ class SynthHarness(wiring.Component):
         """Flip-flops the harness adds around the engine."""
         in_bits = sum(len(s) for s in self._inputs())
         out_bits = sum(len(s) for s in self._outputs())
-        return LFSR_TAPS[0] + in_bits + out_bits + -(-out_bits // XOR_CHUNK) + 2
+        return LFSR_TAPS[0] + in_bits + out_bits + sum(self._fold_levels(out_bits)) + 1
+
+    @staticmethod
+    def _fold_levels(bits):
+        """Register count of each stage of the XOR tree folding ``bits`` bits to one."""
+        levels = []
+        while bits > 1:
+            bits = -(-bits // XOR_CHUNK)
+            levels.append(bits)
+        return levels
 
     def elaborate(self, platform):
         m = Module()
@@ -129,10 +142,13 @@ class SynthHarness(wiring.Component):
         outputs = Cat(*self._outputs())
         captured = Signal(len(outputs))
         m.d.sync += captured.eq(outputs)
-        folded = Signal(-(-len(outputs) // XOR_CHUNK))
-        m.d.sync += [folded[n].eq(captured[k:k + XOR_CHUNK].xor())
-                     for n, k in enumerate(range(0, len(outputs), XOR_CHUNK))]
-        m.d.sync += self.out.eq(folded.xor())
+        level = captured
+        for size in self._fold_levels(len(outputs)):
+            folded = Signal(size)
+            m.d.sync += [folded[n].eq(level[k:k + XOR_CHUNK].xor())
+                         for n, k in enumerate(range(0, len(level), XOR_CHUNK))]
+            level = folded
+        m.d.comb += self.out.eq(level)
         return m
 
 
