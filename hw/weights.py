@@ -30,7 +30,8 @@ class WeightStore(wiring.Component):
     value.  A complete load sets ``pending``; the engine hands it to the next frame that
     starts, and ``swap`` (pulsed when that frame's first output is scheduled) makes it the
     active bank.  A new load waits (``load.ready`` low) from the end of a complete load until
-    its swap: a load is never replaced before a frame has taken it.  Values are counted a
+    two cycles after its swap: a load is never replaced before a frame has taken it.  A load
+    whose ``last`` is misplaced is discarded (``error``).  Values are counted a
     cycle after they are taken, so ``pending`` rises two cycles after the last one: a frame
     that starts in the cycle between would miss the load, so the engine holds frame starts
     in the cycle after ``ending`` (``load.ready`` is low then too).
