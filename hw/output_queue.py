@@ -51,11 +51,10 @@ class OutputQueue(wiring.Component):
         # (``written``, ``taken``: registered copies of them).  So its update is a shift
         # between flip-flops, and the read decision is a gate on flip-flops, not behind
         # itself (the decision drives the wide read register's enable, and the level's
-        # update behind it limited the clock).
-        # ``plenty`` (filled[1] | written, registered with them) is "an entry is in memory
-        # now, whatever last cycle's read did": the read decision is then a gate on three
-        # flip-flops here and the output side's two (with filled[1] and written apart it
-        # was a LUT deeper, in front of the read register's enable and ``o.valid``).
+        # update behind it limited the clock).  ``plenty`` (filled[1] | written, registered
+        # with them) is "an entry is in memory now, whatever last cycle's read did", so the
+        # decision has three flip-flops from here and the output side's two as inputs (with
+        # filled[1] and written apart it was a LUT deeper).
         filled = Signal(self.depth)
         written, taken, plenty = Signal(), Signal(), Signal()
         stored = plenty | (filled[0] & ~taken)    # an entry is in memory now

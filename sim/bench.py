@@ -439,8 +439,8 @@ SEED_TIMEOUT = 900
 #: counts, reuse factors where multipliers are scarce.  Fmax is the best and the median over
 #: the seeds (``dwconv synth --seeds``, in parallel); the issue's clock runs (32x32x8 at P=8,
 #: R=1 on ECP5) get 10: one netlist's seeds spread over 15-35 % from worst to best there,
-#: so more seeds give a steadier median.  HX8K is left out: these designs nearly fill it and nextpnr ran past
-#: 10 minutes.
+#: so more seeds give a steadier median.  HX8K is left out: these designs nearly fill it
+#: and nextpnr ran past 10 minutes.
 SYNTH_RUNS = [
     ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "const", 10),
     ("32x32x8_3x3_same", "ecp5", "85k", 8, 1, "port", 10),
