@@ -1,8 +1,9 @@
 """The folded MAC array: kh*kw products on ceil(kh*kw/R) multipliers over R cycles."""
 
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
+from amaranth.lib import wiring
 
-from .mac import adder_tree, register_chain
+from .mac import adder_tree, mac_signature, register_chain
 from .multiplier import Multiplier
 
 __all__ = ["FoldedMacArray", "check_reuse"]
@@ -21,7 +22,7 @@ def _levels(count):
     return max(count - 1, 0).bit_length()
 
 
-class FoldedMacArray(Elaboratable):
+class FoldedMacArray(wiring.Component):
     """Sum of ``taps`` products plus a bias, exact, with each multiplier used ``reuse`` times.
 
     hls4ml's reuse factor: a window's taps are held for ``reuse`` cycles (its phases
@@ -56,14 +57,16 @@ class FoldedMacArray(Elaboratable):
 
     Members
     -------
-    x, w : list of Signal, in
+    The ports of ``mac_signature(taps, x_shape, w_shape, b_shape, acc_width, reuse=R)``:
+
+    x : In(ArrayLayout(x_shape, taps)); w : In(ArrayLayout(w_shape, taps))
         One per tap, held for the R cycles of a window's phases.
-    phase : Signal(range(R)), in
+    phase : In(range(R))
         0, 1, .., R-1 in consecutive cycles: the window's phase 0 is the first cycle its
         ``x`` are present.  Outside windows it may do anything (the result is then unused).
-    b : Signal(b_shape), in
+    b : In(b_shape)
         Bias, expected ``bias_delay`` cycles after phase 0 (any time, when constant).
-    acc : Signal(signed(acc_width)), out, ``latency`` cycles after phase 0
+    acc : Out(signed(acc_width)), ``latency`` cycles after phase 0
         Held for one cycle.  ``latency`` may be raised with ``pad_to``.
     """
 
@@ -77,11 +80,9 @@ class FoldedMacArray(Elaboratable):
         if self.weights is not None and len(self.weights) != taps:
             raise ValueError(f"{len(self.weights)} weights given for {taps} taps")
         self.multipliers = self.multipliers_of(taps, reuse)
-        self.x = [Signal(x_shape, name=f"x{t}") for t in range(taps)]
-        self.w = [Signal(w_shape, name=f"w{t}") for t in range(taps)]
-        self.phase = Signal(range(reuse))
-        self.b = Signal(b_shape)
-        self.acc = Signal(signed(acc_width))
+        self.x_shape, self.w_shape = Shape.cast(x_shape), Shape.cast(w_shape)
+        super().__init__(mac_signature(taps, x_shape, w_shape, b_shape, acc_width,
+                                       reuse=reuse))
         self.levels = _levels(self.multipliers)
         self.bias_delay = self.bias_delay_of(taps, reuse)
         self.latency = self.latency_of(taps, reuse)
@@ -148,8 +149,8 @@ class FoldedMacArray(Elaboratable):
         terms = []
         for k in range(self.multipliers):
             # the phase picks the operands; the multiplier registers them before its block
-            x_sel = Signal.like(self.x[0], name=f"x_sel{k}")
-            w_sel = Signal(self.w[0].shape() if self.weights is None else
+            x_sel = Signal(self.x_shape, name=f"x_sel{k}")
+            w_sel = Signal(self.w_shape if self.weights is None else
                            signed(max(max(abs(w) for w in self.weights), 1).bit_length() + 1),
                            name=f"w_sel{k}")
             x_options, w_options = zip(*(self._operands(k, p, w_sel.shape())

@@ -1,6 +1,6 @@
 """The input framer: checks AXI4-Stream video framing and turns beats into shifts."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,10 +9,11 @@ from .counter import position_counter
 __all__ = ["InputFramer", "beat_layout"]
 
 
-def beat_layout(width):
-    """A video stream beat: ``data``, and the AXI4-Stream video flags ``first`` (tuser:
-    start of frame) and ``last`` (tlast: end of row)."""
-    return data.StructLayout({"data": width, "first": 1, "last": 1})
+def beat_layout(data_shape):
+    """A video stream beat: ``data`` (a width, or a shape such as the lanes' ArrayLayout),
+    and the AXI4-Stream video flags ``first`` (tuser: start of frame) and ``last`` (tlast:
+    end of row)."""
+    return data.StructLayout({"data": data_shape, "first": 1, "last": 1})
 
 
 class InputFramer(wiring.Component):
@@ -35,11 +36,12 @@ class InputFramer(wiring.Component):
     ----------
     spec : LayerSpec
     lanes : int
-    beat_width : int
+    data_shape : int or ShapeLike
+        A beat's data: its width, or its layout (the core's lanes).
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(beat_width)))
+    i : In(stream.Signature(beat_layout(data_shape)))
         The input stream: ``data``, ``first`` (AXI4-Stream video's ``tuser``, start of
         frame) and ``last`` (``tlast``, end of row).
     allow : Signal(), in
@@ -49,7 +51,7 @@ class InputFramer(wiring.Component):
     start_room : Signal(), in
         A frame may start (the queue of frame starts has room).
     shift : Signal(), out
-    data : Signal(beat_width), out
+    data : Signal(width of data_shape), out
         The beat on ``i`` (what a shift moves in).
     start : Signal(), out
         This shift is the first beat of a frame.
@@ -57,13 +59,13 @@ class InputFramer(wiring.Component):
         Pulses on each framing error.
     """
 
-    def __init__(self, spec, lanes, beat_width):
+    def __init__(self, spec, lanes, data_shape):
         spec.check_lanes(lanes)
         self.spec, self.groups = spec, spec.channels // lanes
         super().__init__({
-            "i": In(stream.Signature(beat_layout(beat_width))),
+            "i": In(stream.Signature(beat_layout(data_shape))),
             "allow": In(1), "flush": In(1), "start_room": In(1),
-            "shift": Out(1), "data": Out(beat_width), "start": Out(1), "error": Out(1),
+            "shift": Out(1), "data": Out(Shape.cast(data_shape).width), "start": Out(1), "error": Out(1),
         })
 
     def elaborate(self, platform):

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import Multiplier
 
-__all__ = ["MacArray", "signed_digits", "adder_tree", "register_chain"]
+__all__ = ["MacArray", "mac_signature", "signed_digits", "adder_tree", "register_chain"]
 
 
 def signed_digits(value):
@@ -51,6 +51,28 @@ def _levels(count):
     return max(count - 1, 0).bit_length()
 
 
+def mac_signature(taps, x_shape, w_shape, b_shape, acc_width, *, reuse=1):
+    """The ports of a MAC array, full rate (``MacArray``, ``reuse`` 1) or folded
+    (``FoldedMacArray``): the core drives both through these.
+
+    Members
+    -------
+    x : In(ArrayLayout(x_shape, taps)); w : In(ArrayLayout(w_shape, taps))
+        One sample and one weight per tap (``x[t]``).  The arrays never stall, so these are
+        plain values, not streams.
+    phase : In(range(reuse))
+        The phase of a folded window (zero bits wide at full rate).
+    b : In(b_shape)
+        The bias.
+    acc : Out(signed(acc_width))
+        The sum of the products and the bias.
+    """
+    return wiring.Signature({"x": In(data.ArrayLayout(x_shape, taps)),
+                             "w": In(data.ArrayLayout(w_shape, taps)),
+                             "phase": In(range(reuse)),
+                             "b": In(b_shape), "acc": Out(signed(acc_width))})
+
+
 class MacArray(wiring.Component):
     """Sum of ``taps`` products plus a bias, exact, in a pipeline that never stalls.
 
@@ -80,9 +102,12 @@ class MacArray(wiring.Component):
 
     Members
     -------
+    The ports of ``mac_signature(taps, x_shape, w_shape, b_shape, acc_width)``:
+
     x : In(ArrayLayout(x_shape, taps)); w : In(ArrayLayout(w_shape, taps))
-        One per tap (``x[t]``), a new set every cycle (the array never stalls, so these are
-        plain values, not streams).
+        One per tap (``x[t]``), a new set every cycle.
+    phase : In(0)
+        Unused (no phases at full rate).
     b : In(b_shape)
         Bias, expected ``bias_delay`` cycles after ``x`` (any time, when constant).
     acc : Out(signed(acc_width)), ``latency`` cycles after ``x``
@@ -94,9 +119,7 @@ class MacArray(wiring.Component):
         self.taps, self.acc_width, self.target = taps, acc_width, target
         self.product_shift, self.bias_shift = product_shift, bias_shift
         self.weights = None if weights is None else [int(w) for w in weights]
-        super().__init__({"x": In(data.ArrayLayout(x_shape, taps)),
-                          "w": In(data.ArrayLayout(w_shape, taps)),
-                          "b": In(b_shape), "acc": Out(signed(acc_width))})
+        super().__init__(mac_signature(taps, x_shape, w_shape, b_shape, acc_width))
         self.levels, self.bias_delay = self.shape_of(taps, self.weights)
         self.latency = self.bias_delay + 1
 

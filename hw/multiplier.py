@@ -65,11 +65,14 @@ class Multiplier(wiring.Component):
     #: cycles from ``a``/``b`` to ``p``, for every target
     LATENCY = 5
 
-    def __init__(self, a_shape, b_shape, *, target=None):
+    def __new__(cls, *args, target=None, **kwargs):
+        # checked before the object exists, so a refused multiplier is no unused elaboratable
         if target not in TARGETS:
-            self._MustUse__silence = True     # never built, so never to be elaborated
             raise ValueError(f"target must be one of {', '.join(map(repr, TARGETS))}, "
                              f"not {target!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, a_shape, b_shape, *, target=None):
         a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
         self.target = target
         self.latency = self.LATENCY

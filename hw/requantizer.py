@@ -1,6 +1,8 @@
 """The requantizer: moves a value to a narrower fixed-point format, bit-exact with golden."""
 
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["Requantizer", "format_shape"]
 
@@ -29,7 +31,7 @@ def _below(value, low):
     return value[-1] & ~value[k:-1].all() if k < len(value) - 1 else Const(0, 1)
 
 
-class Requantizer(Elaboratable):
+class Requantizer(wiring.Component):
     """Converts ``i`` (``in_frac`` fraction bits) to ``fmt`` with its rounding and overflow.
 
     The same three steps as ``QFormat.convert``: floor by an arithmetic shift, add the
@@ -45,16 +47,16 @@ class Requantizer(Elaboratable):
 
     Members
     -------
-    i : Signal(in_shape), in
-    o : Signal(format_shape(fmt)), out, ``latency`` cycles after ``i``
+    i : In(in_shape)
+    o : Out(format_shape(fmt)), ``latency`` cycles after ``i``
+        From a register without reset: flags beside the datapath say when it is valid.
     """
 
     latency = 2
 
     def __init__(self, in_shape, in_frac, fmt):
-        self.in_shape, self.in_frac, self.fmt = in_shape, in_frac, fmt
-        self.i = Signal(in_shape)
-        self.o = Signal(format_shape(fmt), reset_less=True)
+        self.in_shape, self.in_frac, self.fmt = Shape.cast(in_shape), in_frac, fmt
+        super().__init__({"i": In(self.in_shape), "o": Out(format_shape(fmt))})
 
     def _increment(self, negative, odd, round_bit, sticky):
         mode = self.fmt.rounding
@@ -103,5 +105,7 @@ class Requantizer(Elaboratable):
             result = Mux(above | below, 0, wrapped)
         else:  # SAT, SAT_SYM
             result = Mux(above, high, Mux(below, low, wrapped))
-        m.d.sync += self.o.eq(result)
+        result_q = Signal(format_shape(fmt), reset_less=True)
+        m.d.sync += result_q.eq(result)
+        m.d.comb += self.o.eq(result_q)
         return m

@@ -31,10 +31,13 @@ class StartQueue(wiring.Component):
         At least two entries are free.
     """
 
-    def __init__(self, shape, depth):
+    def __new__(cls, shape, depth):
+        # checked before the object exists, so a refused queue is no unused elaboratable
         if depth < 2:
-            self._MustUse__silence = True     # never built, so never to be elaborated
             raise ValueError(f"depth must be at least 2, not {depth}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, shape, depth):
         self.depth = depth
         super().__init__({"i": In(stream.Signature(shape, always_ready=True)),
                           "o": Out(stream.Signature(shape)), "room": Out(1)})

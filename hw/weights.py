@@ -70,9 +70,6 @@ class WeightStore(wiring.Component):
         Pulses when a load ends with ``last`` misplaced; that load is discarded.
     """
 
-    # Built with its engine, which may only be asked for its figures (see DepthwiseEngine).
-    _MustUse__silence = True
-
     def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, mode="const"):
         if mode not in ("const", "port"):
             raise ValueError(f"weights must be 'const' or 'port', not {mode!r}")
