@@ -1,0 +1,228 @@
+"""DepthwiseCore inside a user's own Amaranth module, driven through its stream ports; and
+EnginePlan, whose figures need no hardware built."""
+
+import numpy as np
+import pytest
+from amaranth._unused import MustUse
+from amaranth.hdl import Fragment, Module, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dwconv.golden.fixed_ref import fixed_forward_raw, quantize_weights
+from dwconv.golden.formats import LayerFormats
+from dwconv.golden.spec import LayerError, LayerSpec
+from dwconv.hw.activation import Activation
+from dwconv.hw.core import DepthwiseCore, lane_beat, load_layout
+from dwconv.hw.engine import DepthwiseEngine
+from dwconv.hw.folded_mac import FoldedMacArray
+from dwconv.hw.mac import MacArray, mac_signature
+from dwconv.hw.multiplier import Multiplier
+from dwconv.hw.plan import EnginePlan
+from dwconv.hw.requantizer import Requantizer
+from dwconv.sim.amaranth_sim import run_amaranth
+from dwconv.sim.beats import weight_load_values
+
+from engine_cases import FORMAT_SETS, random_layer
+
+
+class UserTop(wiring.Component):
+    """What a user writes: their own component with the core inside, its streams forwarded."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.core = core = DepthwiseCore(plan)
+        members = {"i": In(stream.Signature(core.beat_in)),
+                   "o": Out(stream.Signature(core.beat_out)), "error": Out(1)}
+        if plan.weights == "port":
+            members["w"] = In(stream.Signature(load_layout(plan)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        wiring.connect(m, wiring.flipped(self.i), core.i)
+        wiring.connect(m, core.o, wiring.flipped(self.o))
+        if self.plan.weights == "port":
+            wiring.connect(m, wiring.flipped(self.w), core.w)
+        m.d.comb += self.error.eq(core.error)
+        return m
+
+
+async def stream_put(ctx, port, payload, rng, stall):
+    """Offer ``payload`` on ``port`` after a random number of idle cycles; returns once it
+    is taken."""
+    ctx.set(port.valid, 0)
+    while rng.random() < stall:
+        await ctx.tick()
+    ctx.set(port.payload, payload)
+    ctx.set(port.valid, 1)
+    await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
+async def stream_get(ctx, port, rng, stall):
+    """Take one beat from ``port``, ready held low for random cycles first."""
+    ctx.set(port.ready, 0)
+    while rng.random() < stall:
+        await ctx.tick()
+    ctx.set(port.ready, 1)
+    payload, = await ctx.tick().sample(port.payload).until(port.valid)
+    ctx.set(port.ready, 0)
+    return payload
+
+
+def make_layer(shape, kernel, *, seed=0, **options):
+    spec = LayerSpec(input_shape=shape, kernel_size=kernel, **options)
+    return random_layer(spec, np.random.default_rng(seed))
+
+
+def run_core(plan, frames_raw, *, stall, seed, loads=None):
+    """Frames through ``UserTop(plan)``, back to back, with random valid/ready stalls;
+    ``loads`` maps a frame index to (kernel_raw, bias_raw) loaded through ``w`` before it.
+    Returns (outputs (N, oh, ow, C*M), (first, last) per output beat, error, cycles from
+    the first input beat taken to the last output beat taken)."""
+    spec, lanes, groups = plan.spec, plan.lanes, plan.groups
+    dut = UserTop(plan)
+    row_beats = spec.width * groups
+    out_beats = len(frames_raw) * plan.out_frame_beats
+    rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    now = [0]
+    taken, seen = [], {}
+
+    async def clock(ctx):
+        async for _ in ctx.tick():
+            now[0] += 1
+
+    async def source(ctx):
+        for k, frame in enumerate(frames_raw):
+            if loads and k in loads:
+                values = weight_load_values(spec, *loads[k], plan.store.load_width)
+                for n, value in enumerate(values):
+                    await stream_put(ctx, dut.w, {"value": value,
+                                                  "last": n == len(values) - 1},
+                                     rng_in, stall)
+            beats = frame.reshape(spec.height * spec.width * groups, lanes)
+            for n, beat in enumerate(beats):
+                await stream_put(ctx, dut.i, {"data": [int(v) for v in beat],
+                                              "first": n == 0,
+                                              "last": (n + 1) % row_beats == 0},
+                                 rng_in, stall)
+                seen.setdefault("first_in", now[0])
+
+    async def sink(ctx):
+        for _ in range(out_beats):
+            payload = await stream_get(ctx, dut.o, rng_out, stall)
+            taken.append(([payload.data[q] for q in range(plan.out_lanes)],
+                          payload.first, payload.last))
+        seen["last_out"] = now[0]
+        seen["error"] = ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(clock)
+    sim.add_testbench(source, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    values = np.array([lane_values for lane_values, _, _ in taken], dtype=np.int64)
+    outputs = values.reshape(len(frames_raw), spec.out_height, spec.out_width,
+                             spec.out_channels)
+    flags = [(int(first), int(last)) for _, first, last in taken]
+    return outputs, flags, seen["error"], seen["last_out"] - seen["first_in"]
+
+
+def _expected_flags(plan, frames):
+    spec = plan.spec
+    row = spec.out_width * plan.groups
+    return [(int(n == 0), int((n + 1) % row == 0)) for _ in range(frames)
+            for n in range(plan.out_frame_beats)]
+
+
+def raw_frames(formats, spec, count, rng):
+    fmt = formats.input
+    return rng.integers(fmt.raw_min, fmt.raw_max + 1, size=(count, *spec.input_shape))
+
+
+def check_core(layer, formats, lanes, *, stall=0.3, seed=0, frames=3, **plan_options):
+    formats = LayerFormats.from_strings(**FORMAT_SETS[formats])
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    plan = EnginePlan(layer.spec, formats, lanes, kernel_raw, bias_raw, **plan_options)
+    x = raw_frames(formats, layer.spec, frames, np.random.default_rng(seed))
+    outputs, flags, error, _ = run_core(plan, x, stall=stall, seed=seed)
+    np.testing.assert_array_equal(outputs, fixed_forward_raw(layer, formats, x))
+    assert flags == _expected_flags(plan, frames)
+    assert not error
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_core_in_a_user_module_lanes_and_multiplier(stall):
+    """P=2 lanes of C=4, M=2: beats of 4 output lanes, back-to-back frames, stalls."""
+    layer = make_layer((5, 6, 4), (3, 3), padding="same", depth_multiplier=2, seed=1)
+    check_core(layer, "rnd_sat", 2, stall=stall, seed=3)
+
+
+@pytest.mark.parametrize("formats", ["trn_wrap", "conv_sym", "accum"])
+def test_core_formats_strides_dilation(formats):
+    layer = make_layer((7, 6, 2), (3, 2), strides=(2, 1), dilation_rate=(1, 2),
+                       padding="same", activation="relu6", seed=2)
+    check_core(layer, formats, 1, stall=0.25, seed=4)
+
+
+def test_core_with_reuse():
+    layer = make_layer((5, 5, 2), (3, 3), padding="valid", depth_multiplier=2, seed=5)
+    check_core(layer, "rnd_sat", 2, stall=0.2, seed=6, reuse=4)
+
+
+def test_core_weight_port_loads_through_w():
+    """Frame 0 uses the weights the core was built with; a load through ``w`` before frame 1
+    gives frames 1 and 2 the loaded ones."""
+    layer = make_layer((4, 5, 4), (3, 3), padding="same", depth_multiplier=2, seed=7)
+    formats = LayerFormats.from_strings(**FORMAT_SETS["rnd_sat"])
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    plan = EnginePlan(layer.spec, formats, 2, kernel_raw, bias_raw, weights="port")
+    other = random_layer(layer.spec, np.random.default_rng(8))
+    rng = np.random.default_rng(9)
+    x = raw_frames(formats, layer.spec, 3, rng)
+    outputs, flags, error, _ = run_core(plan, x, stall=0.3, seed=10,
+                                        loads={1: quantize_weights(other, formats)})
+    expected = np.concatenate([fixed_forward_raw(layer, formats, x[:1]),
+                               fixed_forward_raw(other, formats, x[1:])])
+    np.testing.assert_array_equal(outputs, expected)
+    assert flags == _expected_flags(plan, 3)
+    assert not error
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_core_random_configurations(data):
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    channels = data.draw(st.sampled_from([1, 2, 4]))
+    lanes = data.draw(st.sampled_from([p for p in (1, 2, 4) if channels % p == 0]))
+    layer = make_layer((data.draw(st.integers(kh, kh + 2)), data.draw(st.integers(kw, kw + 2)),
+                        channels), (kh, kw),
+                       strides=data.draw(st.integers(1, 2)),
+                       padding=data.draw(st.sampled_from(["same", "valid"])),
+                       depth_multiplier=data.draw(st.integers(1, 2)),
+                       use_bias=data.draw(st.booleans()),
+                       activation=data.draw(st.sampled_from(["linear", "relu"])),
+                       seed=data.draw(st.integers(0, 99)))
+    check_core(layer, data.draw(st.sampled_from(sorted(FORMAT_SETS))), lanes,
+               stall=data.draw(st.sampled_from([0.0, 0.3])), seed=data.draw(st.integers(0, 9)),
+               frames=2, weights=data.draw(st.sampled_from(["const", "port"])),
+               reuse=data.draw(st.integers(1, kh * kw)))
+
+
+def test_core_takes_as_many_cycles_as_the_engine():
+    """The AXI4-Stream engine is the core with renamed ports: the same cycle count."""
+    layer = make_layer((6, 6, 2), (3, 3), padding="same", seed=11)
+    formats = LayerFormats.from_strings(**FORMAT_SETS["trn_wrap"])
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    plan = EnginePlan(layer.spec, formats, 1, kernel_raw, bias_raw)
+    x = raw_frames(formats, layer.spec, 3, np.random.default_rng(12))
+    outputs, _, _, cycles = run_core(plan, x, stall=0.0, seed=0)
+    engine = DepthwiseEngine(layer.spec, formats, 1, kernel_raw, bias_raw)
+    result = run_amaranth(engine, x)
+    np.testing.assert_array_equal(outputs, result.outputs)
+    assert cycles + 1 == result.cycles
