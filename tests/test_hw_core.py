@@ -4,7 +4,7 @@ EnginePlan, whose figures need no hardware built."""
 import numpy as np
 import pytest
 from amaranth._unused import MustUse
-from amaranth.hdl import Fragment, Module, signed, unsigned
+from amaranth.hdl import Fragment, Module, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -226,3 +226,204 @@ def test_core_takes_as_many_cycles_as_the_engine():
     result = run_amaranth(engine, x)
     np.testing.assert_array_equal(outputs, result.outputs)
     assert cycles + 1 == result.cycles
+
+
+def _built(elaboratable):
+    """``elaboratable`` elaborated with its whole hierarchy: {path: component}."""
+    found = {}
+
+    def walk(fragment, path):
+        found[path] = fragment.origins[0] if fragment.origins else fragment   # an Instance
+        for sub, name, _ in fragment.subfragments:
+            walk(sub, f"{path}.{name}")
+
+    walk(Fragment.get(elaboratable, None), "top")
+    return found
+
+
+def _count_components(monkeypatch):
+    """Patch MustUse.__new__ to count every Elaboratable made; returns the count box."""
+    made = []
+    original = MustUse.__new__
+
+    def counting(cls, *args, src_loc_at=0, **kwargs):
+        made.append(cls.__name__)
+        return original(cls, *args, src_loc_at=src_loc_at + 1, **kwargs)
+
+    monkeypatch.setattr(MustUse, "__new__", staticmethod(counting))
+    return made
+
+
+def plan_for(spec, formats, lanes, **options):
+    layer = random_layer(spec, np.random.default_rng(0))
+    formats = LayerFormats.from_strings(**FORMAT_SETS[formats])
+    return EnginePlan(spec, formats, lanes, *quantize_weights(layer, formats), **options)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_plan_figures_equal_the_built_core(data):
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    padding = data.draw(st.sampled_from(["same", "valid"]))
+    min_h = (kh - 1) * dh + 1 if padding == "valid" else 1
+    min_w = (kw - 1) * dw + 1 if padding == "valid" else 1
+    channels = data.draw(st.sampled_from([1, 2, 3, 4, 6]))
+    spec = LayerSpec(input_shape=(data.draw(st.integers(min_h, min_h + 5)),
+                                  data.draw(st.integers(min_w, min_w + 12)), channels),
+                     kernel_size=(kh, kw), strides=(data.draw(st.integers(1, 3)),
+                                                    data.draw(st.integers(1, 3))),
+                     dilation_rate=(dh, dw), padding=padding,
+                     depth_multiplier=data.draw(st.integers(1, 3)),
+                     use_bias=data.draw(st.booleans()))
+    lanes = data.draw(st.sampled_from([p for p in range(1, channels + 1)
+                                       if channels % p == 0]))
+    plan = plan_for(spec, data.draw(st.sampled_from(sorted(FORMAT_SETS))), lanes,
+                    weights=data.draw(st.sampled_from(["const", "port"])),
+                    reuse=data.draw(st.integers(1, kh * kw)),
+                    target=data.draw(st.sampled_from([None, "ecp5", "ice40"])))
+    check_plan_figures(plan)
+
+
+def check_plan_figures(plan):
+    """The plan's figures against the core built from it, and the engine's."""
+    spec, lanes = plan.spec, plan.lanes
+    core = DepthwiseCore(plan)
+    built = _built(core)
+    macs = [c for path, c in built.items() if isinstance(c, (MacArray, FoldedMacArray))]
+    assert len(macs) == plan.out_lanes == lanes * spec.depth_multiplier
+    assert plan.multipliers == sum(mac.multipliers if isinstance(mac, FoldedMacArray)
+                                   else mac.taps for mac in macs)
+    assert plan.real_multipliers == sum(isinstance(c, Multiplier) for c in built.values())
+    natural = [mac.bias_delay + (mac.reuse if isinstance(mac, FoldedMacArray) else 1)
+               for mac in macs]
+    assert plan.mac_latency == max(natural)
+    assert {mac.latency for mac in macs} == {plan.mac_latency}
+    assert {len(mac.acc) for mac in macs} == {plan.accumulator.width}
+    stages = {path.rsplit(".", 1)[1]: c for path, c in built.items() if path.count(".") == 1}
+    accum = stages["accum0"].latency if "accum0" in stages else 0
+    assert ("accum0" in stages) == (plan.formats.accum is not None)
+    assert plan.latency == 3 + 1 + plan.mac_latency + accum + stages["act0"].latency \
+        + stages["out0"].latency
+    assert plan.line_buffer_words == stages["line_buffer"].depth * lanes
+    assert plan.queue_depth == stages["out_queue"].depth
+    assert plan.frames_in_flight + 1 == stages["starts"].depth
+    assert plan.counter_width == stages["scanner"].counter_width
+    assert plan.groups == stages["scanner"].groups
+    assert plan.store.constant == stages["store"].constant
+    assert len(core.i.payload.data) == lanes
+    assert len(Value.cast(core.i.payload.data)) == lanes * plan.formats.input.width
+    assert len(core.o.payload.data) == plan.out_lanes
+    assert len(Value.cast(core.o.payload.data)) == plan.out_lanes * plan.formats.output.width
+    if plan.weights == "port":
+        assert plan.store.load_width == len(core.w.payload.value) == stages["store"].load_width
+    else:
+        assert not hasattr(core, "w")
+    engine = DepthwiseEngine(spec, plan.formats, lanes, plan.kernel_raw, plan.bias_raw,
+                             weights=plan.weights, reuse=plan.reuse, target=plan.target)
+    assert engine.plan == plan
+    for name in ("latency", "mac_latency", "multipliers", "real_multipliers",
+                 "line_buffer_words", "out_lanes", "groups", "counter_width",
+                 "frames_in_flight", "queue_depth", "reuse", "lanes", "weights", "target"):
+        assert getattr(engine, name) == getattr(plan, name), name
+
+
+def test_a_plan_builds_no_component(monkeypatch):
+    made = _count_components(monkeypatch)
+    spec = LayerSpec(input_shape=(8, 8, 4), kernel_size=(3, 3), padding="same",
+                     depth_multiplier=2)
+    plan = plan_for(spec, "rnd_sat", 2, weights="port", reuse=3, target="ecp5")
+    assert plan.latency > 0 and plan.multipliers == 3 * 4
+    assert plan.replace(lanes=4).out_lanes == 8
+    assert made == []
+    # an engine is its plan and its ports: the core is built when it is elaborated
+    engine = DepthwiseEngine(spec, plan.formats, 2, plan.kernel_raw, plan.bias_raw)
+    assert made == ["DepthwiseEngine"]
+    Fragment.get(engine, None)
+    assert "DepthwiseCore" in made and "LineBuffer" in made
+
+
+def test_plans_compare_by_value():
+    spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(2, 2))
+    plan = plan_for(spec, "trn_wrap", 1)
+    same = plan_for(spec, "trn_wrap", 1)
+    assert plan == same and hash(plan) == hash(same)
+    assert plan != plan.replace(reuse=2)
+    assert plan != plan.replace(kernel_raw=plan.kernel_raw + (plan.kernel_raw < 100))
+    with pytest.raises(ValueError):
+        plan.kernel_raw[0, 0, 0, 0] = 1        # read-only: a plan does not change
+
+
+_SPEC = LayerSpec(input_shape=(4, 4, 2), kernel_size=(2, 2), depth_multiplier=1)
+_FORMATS = LayerFormats.from_strings(**FORMAT_SETS["trn_wrap"])   # weight fixed<8,2>
+_KERNEL = np.arange(8, dtype=np.int64).reshape(2, 2, 2, 1) - 4
+_BIAS = np.array([3, -3])
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    (dict(kernel_raw=_KERNEL.astype(np.float64)), LayerError, "raw integers of the weight"),
+    (dict(kernel_raw=_KERNEL * 1e9), LayerError, "raw integers of the weight"),
+    (dict(kernel_raw=np.full((2, 2, 2, 1), np.nan)), LayerError, "NaN or infinite"),
+    (dict(bias_raw=np.array([0.5, 1.0])), LayerError, "raw integers of the bias"),
+    (dict(kernel_raw=_KERNEL * 10 ** 9), LayerError, r"from -4000000000 to 3000000000, outside"),
+    (dict(kernel_raw=_KERNEL.astype(bool)), LayerError, "not bool values"),
+    (dict(kernel_raw=_KERNEL + 200), LayerError, r"outside the weight format fixed<8,2"),
+    (dict(bias_raw=np.array([128, 0])), LayerError, r"outside the bias format"),
+    (dict(kernel_raw=_KERNEL.reshape(2, 2, 1, 2)), LayerError, r"shape \(2, 2, 2, 1\)"),
+    (dict(bias_raw=np.array([1, 2, 3])), LayerError, r"shape \(2,\)"),
+    (dict(bias_raw=None), LayerError, "bias_raw is needed"),
+    (dict(lanes=3), LayerError, "use one of 1, 2"),
+    (dict(lanes=True), LayerError, "use one of 1, 2"),
+    (dict(reuse=5), ValueError, "reuse must be a whole number from 1 to 4"),
+    (dict(reuse=0), ValueError, "reuse must be"),
+    (dict(reuse=2.0), ValueError, "reuse must be"),
+    (dict(weights="rom"), ValueError, "weights must be 'const' or 'port'"),
+    (dict(target="xc7"), ValueError, "target must be one of"),
+])
+def test_bad_parameters_are_refused_before_anything_is_built(changes, error, match,
+                                                            monkeypatch):
+    made = _count_components(monkeypatch)
+    args = dict(spec=_SPEC, formats=_FORMATS, lanes=1, kernel_raw=_KERNEL, bias_raw=_BIAS)
+    args.update(changes)
+    options = {k: args.pop(k) for k in ("weights", "reuse", "target") if k in args}
+    with pytest.raises(error, match=match):
+        EnginePlan(*args.values(), **options)
+    assert made == []
+    # the engine checks through its plan: nothing inside it is built
+    with pytest.raises(error, match=match):
+        DepthwiseEngine(*args.values(), **options)
+    assert made == ["DepthwiseEngine"]
+
+
+def test_a_layer_without_bias_takes_no_bias_or_zeros():
+    spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(2, 2), use_bias=False)
+    plan = EnginePlan(spec, _FORMATS, 2, _KERNEL, None)
+    np.testing.assert_array_equal(plan.bias_raw, [0, 0])
+    assert plan == EnginePlan(spec, _FORMATS, 2, _KERNEL, np.zeros(2, dtype=np.int64))
+    with pytest.raises(LayerError, match="must be all zeros: the layer has no bias"):
+        EnginePlan(spec, _FORMATS, 2, _KERNEL, _BIAS)
+
+
+def test_mac_arrays_share_one_signature():
+    full = MacArray(9, signed(8), signed(6), signed(10), 24)
+    folded = FoldedMacArray(9, 1, signed(8), signed(6), signed(10), 24)
+    assert full.signature == folded.signature == mac_signature(9, signed(8), signed(6),
+                                                               signed(10), 24)
+    folded_3 = FoldedMacArray(9, 3, signed(8), signed(6), signed(10), 24)
+    assert folded_3.signature == mac_signature(9, signed(8), signed(6), signed(10), 24,
+                                               reuse=3)
+    for mac in (full, folded, folded_3):
+        Fragment.get(mac, None)
+
+
+def test_every_stage_is_a_component():
+    stages = [Activation("relu", signed(12), 4), Requantizer(signed(12), 4,
+                                                               _FORMATS.output)]
+    for stage in stages:
+        assert isinstance(stage, wiring.Component)
+        assert set(stage.signature.members) == {"i", "o"}
+        Fragment.get(stage, None)
+    assert stages[1].o.shape() == signed(8)
+    assert lane_beat(_FORMATS.input, 3).size == 3 * 8 + 2
+    assert lane_beat(LayerFormats.from_strings(input="ufixed<6,2>").input, 2)["data"].shape \
+        .elem_shape == unsigned(6)
