@@ -33,6 +33,15 @@ def load_layout(plan):
     return data.StructLayout({"value": plan.store.load_width, "last": 1})
 
 
+def _as_plan(plan, args, kwargs):
+    """The core's plan: ``plan`` itself, or the EnginePlan of the arguments given."""
+    if not isinstance(plan, EnginePlan):
+        return EnginePlan(plan, *args, **kwargs)
+    if args or kwargs:
+        raise TypeError("DepthwiseCore takes a plan, or the arguments of EnginePlan")
+    return plan
+
+
 class DepthwiseCore(wiring.Component):
     """A streaming, fixed-point DepthwiseConv2D with stream ports, one input beat per cycle
     (every R cycles with ``reuse`` R, on folded MACs).
@@ -73,12 +82,13 @@ class DepthwiseCore(wiring.Component):
         resynchronizes on the next start of frame.
     """
 
+    def __new__(cls, plan, *args, **kwargs):
+        # checked before the object exists, so a refused core is no unused elaboratable
+        _as_plan(plan, args, kwargs)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, plan, *args, **kwargs):
-        if not isinstance(plan, EnginePlan):
-            plan = EnginePlan(plan, *args, **kwargs)
-        elif args or kwargs:
-            raise TypeError("DepthwiseCore takes a plan, or the arguments of EnginePlan")
-        self.plan = plan
+        self.plan = plan = _as_plan(plan, args, kwargs)
         self.beat_in = lane_beat(plan.formats.input, plan.lanes)
         self.beat_out = lane_beat(plan.formats.output, plan.out_lanes)
         members = {"i": In(stream.Signature(self.beat_in)),
@@ -121,14 +131,14 @@ class DepthwiseCore(wiring.Component):
 
         # Credits: every shift reserves a place in the output queue, returned a cycle later
         # if it fires nothing; a taken output beat frees one.  A shift is counted a cycle
-        # after its decision (shift_q), so the count never waits on the decision (that path
-        # limited the clock).  has_credit is registered and assumes the worst about this
+        # after its decision (shift_q), so the count never waits on the decision (a long
+        # path otherwise).  has_credit is registered and assumes the worst about this
         # cycle's decision: after it, one place must be left.
         credits = Signal(range(plan.queue_depth + 1), init=plan.queue_depth)
         has_credit = Signal(init=1)
         refund = Signal()     # registered, so the scanner's compare stops at a flip-flop
         # a taken output beat's place is returned a cycle later, from a flip-flop (the
-        # queue's handshake in front of the counter's carry chain limited the clock)
+        # queue's handshake stays out of the counter's carry chain)
         pop = Signal()
         m.d.sync += [pop.eq(out_queue.o.valid & out_queue.o.ready),
                      refund.eq(shift_q & ~scanner.would_fire),
@@ -141,15 +151,15 @@ class DepthwiseCore(wiring.Component):
                                                        | ((refund | pop) & ~shift_q)))
                                    | (refund & pop & ~shift_q))]
 
-        # "outputs still to come", registered: it reached the shift decision through the
-        # scanner and the start queue (a path that limited the clock).  A cycle late, it
-        # costs at most one flush shift too many or too late, never a wrong output.
+        # "outputs still to come", registered, so the scanner and the start queue stay out
+        # of the shift decision's path.  A cycle late, it costs at most one flush shift
+        # too many or too late, never a wrong output.
         flush = Signal()
         m.d.sync += flush.eq(scanner.busy | starts.o.valid)
         # "a frame may start", registered: the start queue has room (assuming a start was
         # queued in the cycle it was worked out), and no weight load ended a cycle before
         # (it is pending only a cycle later, and the frame starting now must take it).  The
-        # queue's level and the load handshake behind the shift decision limited the clock.
+        # queue's level and the load handshake stay out of the shift decision's logic.
         start_room = Signal(init=1)
         m.d.sync += start_room.eq(starts.room & ~store.ending)
         first_target = (pos + scanner.first_target)[:plan.counter_width]
@@ -241,7 +251,7 @@ class DepthwiseCore(wiring.Component):
         """The datapath runs a cycle behind the control: the line buffer takes each shift,
         and the scanner's window flags reach the masks, a register later than the scanner
         sees them.  So the shift decision and the scanner's registers drive a few
-        flip-flops, not the datapath's thousands of enables (that route limited the clock).
+        flip-flops, not the datapath's thousands of enables (a high fan-out route).
         The datapath's registers (line buffer, masked taps, MACs, requantizers) have no
         reset: only the flags beside them say what is valid.  Returns the window flags."""
         # two registers: the first is the scanner's shift_q again, but without reset, so

@@ -63,11 +63,11 @@ class DepthwiseEngine(wiring.Component):
         Sticky until reset: a malformed input frame or weight load was seen.
     """
 
-    # The engine holds its plan and port names only (the core is built when it is
-    # elaborated).  Callers in sim/ and the command line still make engines that they drop
-    # unelaborated (a portable one retargeted, one asked for its DSP count): for them an
-    # engine is a plan with ports, not a forgotten submodule.  Code that wants figures
-    # alone should build an EnginePlan.
+    # An engine holds its plan and port names only; the core is built when it is
+    # elaborated.  So an engine dropped unelaborated (sim/ and the command line retarget
+    # portable engines, and ask engines for their DSP count) leaves no forgotten hardware
+    # behind, and is no unused elaboratable.  Code that wants figures alone builds an
+    # EnginePlan.
     _MustUse__silence = True
 
     def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, weights="const",

@@ -343,6 +343,23 @@ def test_a_plan_builds_no_component(monkeypatch):
     assert "DepthwiseCore" in made and "LineBuffer" in made
 
 
+def test_the_core_takes_a_plan_or_its_arguments():
+    spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(2, 2))
+    plan = plan_for(spec, "trn_wrap", 2, weights="port")
+    core = DepthwiseCore(spec, plan.formats, 2, plan.kernel_raw, plan.bias_raw,
+                         weights="port")
+    assert core.plan == plan
+    other = DepthwiseCore(plan)
+    assert core.signature == other.signature
+    assert set(core.signature.members) == {"i", "o", "w", "error"}
+    with pytest.raises(TypeError, match="takes a plan, or the arguments of EnginePlan"):
+        DepthwiseCore(plan, 2)
+    with pytest.raises(LayerError, match="lanes must divide"):
+        DepthwiseCore(spec, plan.formats, 3, plan.kernel_raw, plan.bias_raw)
+    for built in (core, other):
+        Fragment.get(built, None)
+
+
 def test_plans_compare_by_value():
     spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(2, 2))
     plan = plan_for(spec, "trn_wrap", 1)
