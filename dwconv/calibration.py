@@ -117,7 +117,8 @@ def keras_layer_inputs(model_path, layers, x):
                              f"in an .npz keyed {layer_id.replace('/', '__')!r}")
         tensors.append(_fitting_input(model.get_layer(layer_id), layer, layer_id))
     try:
-        extractor = keras.Model(model.inputs, tensors)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        extractor = keras.Model(inputs, tensors)
         outputs = extractor.predict(np.asarray(x, dtype=np.float32), verbose=0)
     except Exception as error:
         raise UsageError(f"the model does not take the calibration input of shape "

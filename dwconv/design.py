@@ -208,10 +208,12 @@ class Design:
 
     @property
     def spec(self):
+        """The layer's LayerSpec."""
         return self.layer.spec
 
     @property
     def name(self):
+        """The layer's name."""
         return self.layer.spec.name
 
     @functools.cached_property

@@ -41,8 +41,9 @@ class Progress:
         self._bar = None
         if mode == "bar":
             from tqdm import tqdm
+            # few, long steps: draw each one
             self._bar = tqdm(total=total, desc=what, file=self.stream, leave=False,
-                             dynamic_ncols=True)
+                             dynamic_ncols=True, mininterval=0, miniters=1)
 
     def step(self, label=""):
         self.done += 1
