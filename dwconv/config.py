@@ -126,8 +126,8 @@ class Config:
         if unknown:
             raise ConfigError(f"{name}: unknown key {sorted(unknown)[0]!r}; use model, fuse, "
                               f"defaults, layers")
-        return cls(defaults=document.get("defaults") or {},
-                   layers=document.get("layers") or {}, model=document.get("model"),
+        pick = lambda key: {} if document.get(key) is None else document[key]
+        return cls(defaults=pick("defaults"), layers=pick("layers"), model=document.get("model"),
                    fuse=document.get("fuse", False), source=source)
 
     @classmethod

@@ -158,20 +158,20 @@ class Design:
         if not _whole(self.lanes) or self.lanes < 1 or channels % self.lanes:
             valid = ", ".join(str(p) for p in range(1, channels + 1) if channels % p == 0)
             raise DesignError(f"lanes {self.lanes!r} does not divide the {channels} channels "
-                              f"of layer {spec.name!r}; use one of {valid}")
+                              f"of layer {spec.name!r}; use one of {valid}", "lanes")
         taps = spec.taps
         if not _whole(self.reuse) or not 1 <= self.reuse <= taps:
             raise DesignError(f"reuse {self.reuse!r} is not from 1 to the {taps} taps of the "
                               f"{spec.kernel_size[0]}x{spec.kernel_size[1]} kernel of layer "
-                              f"{spec.name!r}")
+                              f"{spec.name!r}", "reuse")
         object.__setattr__(self, "lanes", int(self.lanes))
         object.__setattr__(self, "reuse", int(self.reuse))
         if self.weights not in WEIGHT_MODES:
             raise DesignError(f"weights must be one of {', '.join(WEIGHT_MODES)}, not "
-                              f"{self.weights!r}")
+                              f"{self.weights!r}", "weights")
         if self.target is not None and self.target not in TARGETS:
             raise DesignError(f"target must be None or one of {', '.join(TARGETS)}, not "
-                              f"{self.target!r}")
+                              f"{self.target!r}", "target")
 
     @classmethod
     def from_config(cls, layer, config, *, formats=None, **knobs):
@@ -198,9 +198,7 @@ class Design:
         except (DesignError, FormatError, LayerError) as error:
             if config is None:
                 raise
-            given = [k for k in ("lanes", "reuse", "weights", "target")
-                     if knobs.get(k) is None and k in settings]
-            key = next((k for k in given if k in str(error)), "formats")
+            key = getattr(error, "key", None) or "formats"
             raise ConfigError(f"{config.where(getattr(layer, 'layer_id', None), layer.name)}: "
                               f"key {key!r}: {error}") from None
 
