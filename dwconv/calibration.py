@@ -2,9 +2,12 @@
 
 ``-i`` may be
 
-- an array that fits the layer's input (its data_format): used as it is;
+- for one layer, an array that fits the layer's input (its data_format): used as it is;
 - the model's input, when the source is a ``.keras``/``.h5`` file: Keras (the ``keras``
-  extra) runs the float model up to each depthwise layer's input;
+  extra) runs the float model up to each depthwise layer's input (always for several
+  layers from a model file: an array of the right shape may still be another layer's
+  input);
+- for several layers of an export tree, an array that fits each layer's input;
 - an ``.npz`` with one array per layer id (``/`` may be written ``__``), for export trees
   or models Keras cannot run here.
 """
@@ -82,11 +85,12 @@ def calibration_inputs(path, source, layers):
             found[layer_id] = x
         return found
     x = _check(data, str(path))
-    found = {layer_id: x for layer_id, layer in layers.items() if _fits(layer, x)}
+    model_file = pathlib.Path(source).suffix.lower() in (".keras", ".h5")
+    found = {} if model_file and len(layers) > 1 else \
+        {layer_id: x for layer_id, layer in layers.items() if _fits(layer, x)}
     missing = [layer_id for layer_id in layers if layer_id not in found]
     if missing:
-        suffix = pathlib.Path(source).suffix.lower()
-        if suffix not in (".keras", ".h5"):
+        if not model_file:
             raise UsageError(f"{path} (shape {list(x.shape)}) does not fit the input of "
                              f"layer(s) {', '.join(missing)}; give an .npz with one array "
                              f"per layer id, or the model file")

