@@ -80,6 +80,9 @@ class LayerProfile:
         Role -> format string (``accum``: "exact"), for a Design or an export.
     max_abs_error, rms_error : float
         Fixed golden model against the float model on the calibration data.
+    output_rms : float
+        RMS of the float model's output, the scale the errors compare with (integer bits
+        cannot go below 0, so outputs far below one step of the output format become 0).
     overflows : dict
         Values of the calibration run that overflow each format (``golden.overflow``).
     """
@@ -91,16 +94,18 @@ class LayerProfile:
     max_abs_error: float
     rms_error: float
     overflows: dict
+    output_rms: float = 0.0
 
     def lines(self):
         return ([f"{self.name}: width {self.width}"] + ["  " + t.line() for t in self.tensors]
                 + [f"  error vs float: max abs {self.max_abs_error:.4g}, RMS "
-                   f"{self.rms_error:.4g}"])
+                   f"{self.rms_error:.4g} (float output RMS {self.output_rms:.4g})"])
 
     def to_dict(self):
         return {"layer": self.name, "width": self.width, "formats": self.formats,
                 "ranges": {t.role: [t.low, t.high] for t in self.tensors},
                 "max_abs_error": self.max_abs_error, "rms_error": self.rms_error,
+                "output_rms": self.output_rms,
                 "overflows": self.overflows}
 
 
@@ -145,4 +150,6 @@ def profile_layer(layer, x, width=DEFAULT_WIDTH, *, base_formats=None):
                         formats=design.formats.to_dict(),
                         max_abs_error=float(np.max(np.abs(error))) if error.size else 0.0,
                         rms_error=float(np.sqrt(np.mean(error ** 2))) if error.size else 0.0,
-                        overflows=count_overflows(layer, f, x_nhwc))
+                        overflows=count_overflows(layer, f, x_nhwc),
+                        output_rms=float(np.sqrt(np.mean(y_float ** 2))) if y_float.size
+                        else 0.0)
