@@ -103,12 +103,6 @@ def _whole(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-try:                                    # figures without an Amaranth component, when present
-    from .hw.plan import EnginePlan as _Plan
-except ImportError:                     # the engine itself, never elaborated
-    from .hw.engine import DepthwiseEngine as _Plan
-
-
 @dataclass(frozen=True)
 class Design:
     """A depthwise layer with its fixed-point formats and hardware knobs.
@@ -235,8 +229,13 @@ class Design:
         return self.formats.exact_accumulator(self.spec.taps)
 
     def _plan(self):
-        """The object the figures are read from: built, never elaborated."""
-        return _Plan(self.spec, self.formats, self.lanes, self.kernel_raw, self.bias_raw,
+        """The object the figures are read from: ``hw.plan.EnginePlan`` (no Amaranth
+        component) when present, else the engine itself, built and never elaborated."""
+        try:
+            from .hw.plan import EnginePlan as Plan
+        except ImportError:
+            from .hw.engine import DepthwiseEngine as Plan
+        return Plan(self.spec, self.formats, self.lanes, self.kernel_raw, self.bias_raw,
                      weights=self.weights, reuse=self.reuse, target=self.target)
 
     @functools.cached_property

