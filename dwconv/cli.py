@@ -1,8 +1,10 @@
 """The ``dwconv`` command line.
 
 Each subcommand is one ``run_<name>(args)`` function plus one ``add_<name>_args(parser)``
-builder, registered in ``COMMANDS``; main() builds the parsers from the table, runs the
-command, and turns every user error into exit code 2 with one line on stderr:
+builder, registered in ``COMMANDS``.  A command only parses its arguments, builds a
+``dwconv.Design`` (``load_design``: the layer, ``--config``'s entry for it, the options
+over both) and calls it.  main() builds the parsers from the table, runs the command, and
+turns every user error into exit code 2 with one line on stderr:
 
     dwconv: error: <what is wrong>; <what to do>
 
@@ -11,6 +13,7 @@ for the traceback).  Outputs are written all-or-nothing (see ``golden.atomic``),
 failing command leaves no file behind.
 
 Shared helpers for commands: ``add_layer_args``, ``add_format_args``, ``add_lanes_arg``,
+``add_config_arg``, ``add_quiet_arg``, ``load_design`` / ``design_for``, ``read_input``,
 ``load_layer_args``, ``load_input_array`` / ``load_input``, ``save_array``, ``atomic_write``.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, DesignError
+from .errors import DesignError
 from .golden.atomic import OutputError, atomic_file, atomic_folder
 from .golden.fixed import FormatError
 from .golden.formats import DEFAULT_FORMATS, LayerFormats

@@ -13,7 +13,7 @@ from dwconv.cli import main
 from dwconv.golden.export import export_layer
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.layer import Layer
-from dwconv.golden.overflow import count_overflows, full_name, overflow_warning
+from dwconv.golden.overflow import full_name, overflow_warning
 from dwconv.golden.spec import LayerSpec
 
 
