@@ -175,10 +175,11 @@ def load_layer_args(args, *, quantized=True):
     return layer, formats
 
 
-def add_config_arg(parser):
+def add_config_arg(parser, help=None):
     parser.add_argument("--config", metavar="CONFIG.json",
-                        help="per-layer formats, lanes, reuse, weights mode and target (made "
-                             "by dwconv config); command-line options override it")
+                        help=help or "per-layer formats, lanes, reuse, weights mode and target "
+                                     "(made by dwconv config); command-line options override "
+                                     "it")
 
 
 def add_quiet_arg(parser):
@@ -693,7 +694,8 @@ def add_config_command_args(parser):
     add_layer_args(parser)
     parser.add_argument("--all", action="store_true",
                         help="an entry for every depthwise layer of the model (nested ones too)")
-    add_config_arg(parser)
+    add_config_arg(parser, "an existing configuration to extend: its defaults and entries "
+                           "are kept, entries for new layers added")
     parser.add_argument("-o", "--output", required=True, metavar="CONFIG.json",
                         help="configuration file to write: defaults and one entry per layer "
                              "(formats, lanes, reuse, weights, target)")
@@ -738,7 +740,8 @@ def add_profile_args(parser):
                         help="total bits of every format (default 8)")
     parser.add_argument("--all", action="store_true",
                         help="every depthwise layer of the model or export tree")
-    add_config_arg(parser)
+    add_config_arg(parser, "configuration (made by dwconv config) whose entries get the "
+                           "chosen formats; its fuse and other formats are used")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="export folder (a tree with --all) holding the chosen formats")
     add_quiet_arg(parser)

@@ -422,5 +422,11 @@ class Design:
         return result
 
     def replace(self, **changes):
-        """``dataclasses.replace(self, **changes)``."""
+        """``dataclasses.replace(self, **changes)``.  A ``formats`` dict given here is
+        merged over the layer's stored formats, like the constructor's; ``with_formats``
+        changes some roles of this Design's formats."""
         return dataclasses.replace(self, **changes)
+
+    def with_formats(self, **roles):
+        """This Design with some formats changed: ``design.with_formats(output="fixed<8,3>")``."""
+        return dataclasses.replace(self, formats={**self.formats.to_dict(), **roles})

@@ -111,6 +111,10 @@ def test_design_is_frozen_and_replace_varies_one_knob():
     assert wider.formats == design.formats
     assert wider.multipliers == 2 * design.multipliers
     assert design.replace(reuse=3).multipliers == design.multipliers // 3
+    narrower = design.with_formats(output="fixed<8,3>")
+    assert str(narrower.formats.output) == "fixed<8,3>"
+    assert narrower.formats.input == design.formats.input      # the other roles kept
+    assert narrower.lanes == 2
 
 
 @settings(max_examples=12, deadline=None)
