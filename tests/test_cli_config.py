@@ -223,3 +223,34 @@ def test_config_from_keras_with_fuse_is_used_with_fuse(tmp_path, capsys):
                  str(tmp_path / "cfg.json")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.asarray(model(x)),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_export_all_takes_the_entries(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw_1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="dw_2")(x)
+    keras.Model(inputs, x).save(tmp_path / "m.keras")
+    assert main(["config", str(tmp_path / "m.keras"), "--all", "-o",
+                 str(tmp_path / "cfg.json")]) == 0
+    document = _config(tmp_path)
+    document["defaults"]["formats"]["input"] = "fixed<12,5>"
+    document["layers"]["dw_2"]["formats"]["output"] = "fixed<9,4,RND,SAT>"
+    del document["layers"]["dw_1"]["formats"]["input"]      # the defaults' then
+    document["layers"]["dw_2"]["formats"]["input"] = "fixed<10,4>"
+    (tmp_path / "cfg.json").write_text(json.dumps(document))
+    assert main(["export", str(tmp_path / "m.keras"), "--all", "--config",
+                 str(tmp_path / "cfg.json"), "-o", str(tmp_path / "tree")]) == 0
+    layers = dwconv.load_all(tmp_path / "tree")
+    assert layers["dw_1"].formats["input"] == "fixed<12,5>"
+    assert layers["dw_2"].formats["input"] == "fixed<10,4>"
+    assert layers["dw_2"].formats["output"] == "fixed<9,4,RND,SAT>"
+    assert layers["dw_1"].formats["output"] == DEFAULT_FORMATS["output"]
+    # an entry for a layer the model does not have: nothing written
+    document["layers"]["dw_3"] = {}
+    (tmp_path / "cfg.json").write_text(json.dumps(document))
+    assert main(["export", str(tmp_path / "m.keras"), "--all", "--config",
+                 str(tmp_path / "cfg.json"), "-o", str(tmp_path / "tree2")]) == 2
+    assert "layer 'dw_3' is not a depthwise layer" in capsys.readouterr().err
+    assert not (tmp_path / "tree2").exists()
