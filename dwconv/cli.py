@@ -1,8 +1,10 @@
 """The ``dwconv`` command line.
 
 Each subcommand is one ``run_<name>(args)`` function plus one ``add_<name>_args(parser)``
-builder, registered in ``COMMANDS``; main() builds the parsers from the table, runs the
-command, and turns every user error into exit code 2 with one line on stderr:
+builder, registered in ``COMMANDS``.  A command only parses its arguments, builds a
+``dwconv.Design`` (``load_design``: the layer, ``--config``'s entry for it, the options
+over both) and calls it.  main() builds the parsers from the table, runs the command, and
+turns every user error into exit code 2 with one line on stderr:
 
     dwconv: error: <what is wrong>; <what to do>
 
@@ -11,6 +13,7 @@ for the traceback).  Outputs are written all-or-nothing (see ``golden.atomic``),
 failing command leaves no file behind.
 
 Shared helpers for commands: ``add_layer_args``, ``add_format_args``, ``add_lanes_arg``,
+``add_config_arg``, ``add_quiet_arg``, ``load_design`` / ``design_for``, ``read_input``,
 ``load_layer_args``, ``load_input_array`` / ``load_input``, ``save_array``, ``atomic_write``.
 """
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DesignError
 from .golden.atomic import OutputError, atomic_file, atomic_folder
 from .golden.fixed import FormatError
 from .golden.formats import DEFAULT_FORMATS, LayerFormats
@@ -34,7 +38,8 @@ __all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_
            "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes",
            "add_reuse_arg", "check_reuse",
            "load_layer_args", "formats_from_args", "load_input", "load_input_array",
-           "save_array", "atomic_write", "atomic_folder"]
+           "save_array", "atomic_write", "atomic_folder", "add_config_arg", "add_quiet_arg",
+           "load_design", "design_for", "read_input"]
 
 #: Lanes when --lanes is not given: one channel per beat fits every channel count.
 DEFAULT_LANES = 1
@@ -46,7 +51,7 @@ class UsageError(ValueError):
 
 #: Exceptions that mean bad input, not a bug: exit code 2, message only.
 USER_ERRORS = (UsageError, LayerError, FormatError, ModelFileError, OutputError,
-               MissingToolError)
+               MissingToolError, DesignError)
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,9 @@ def add_format_args(parser):
 
 
 def add_lanes_arg(parser):
-    parser.add_argument("--lanes", type=_positive_int, default=DEFAULT_LANES, metavar="P",
-                        help=f"channels per stream beat; must divide C (default "
-                             f"{DEFAULT_LANES})")
+    parser.add_argument("--lanes", type=_positive_int, default=None, metavar="P",
+                        help=f"channels per stream beat; must divide C (default: --config's, "
+                             f"else {DEFAULT_LANES})")
 
 
 def check_lanes(layer, lanes):
@@ -109,9 +114,10 @@ def check_lanes(layer, lanes):
 
 
 def add_reuse_arg(parser):
-    parser.add_argument("--reuse", type=_positive_int, default=1, metavar="R",
+    parser.add_argument("--reuse", type=_positive_int, default=None, metavar="R",
                         help="reuse factor: one input beat every R cycles, each lane's kh*kw "
-                             "products on ceil(kh*kw/R) multipliers; 1 to kh*kw (default 1)")
+                             "products on ceil(kh*kw/R) multipliers; 1 to kh*kw (default: "
+                             "--config's, else 1)")
 
 
 def check_reuse(layer, reuse):
@@ -167,6 +173,91 @@ def load_layer_args(args, *, quantized=True):
     if quantized:
         warn_weight_overflow(layer, formats)
     return layer, formats
+
+
+def add_config_arg(parser, help=None):
+    parser.add_argument("--config", metavar="CONFIG.json",
+                        help=help or "per-layer formats, lanes, reuse, weights mode and target "
+                                     "(made by dwconv config); command-line options override "
+                                     "it")
+
+
+def add_quiet_arg(parser):
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress output (a bar on a terminal, else a line per step)")
+
+
+def _config(args):
+    from .config import read_config
+    return read_config(getattr(args, "config", None))
+
+
+def _progress(args):
+    """The Progress factory of a command: nothing with --quiet."""
+    import functools
+
+    from .progress import Progress
+    return functools.partial(Progress, mode="off" if getattr(args, "quiet", False) else "auto")
+
+
+def _format_options(args):
+    """{role: text} of the FORMATS options given, each checked (named in the error)."""
+    formats_from_args(args)
+    return {role: getattr(args, f"{role}_format") for role in DEFAULT_FORMATS
+            if getattr(args, f"{role}_format", None) is not None}
+
+
+def design_for(args, layer, config=None):
+    """The Design of ``layer`` (formats stored on it) for the command's options over
+    ``config``'s entry for it: lanes and reuse given on the command line are checked with
+    the command's own messages."""
+    from .design import Design
+
+    lanes, reuse = getattr(args, "lanes", None), getattr(args, "reuse", None)
+    if lanes is not None:
+        check_lanes(layer, lanes)
+    if reuse is not None:
+        check_reuse(layer, reuse)
+    return Design.from_config(layer, config, formats=_format_options(args), lanes=lanes,
+                              reuse=reuse, weights=getattr(args, "weights", None),
+                              target=getattr(args, "target", None))
+
+
+def load_design(args, *, quantized=True, target=True):
+    """The Design for the LAYER, --layer, --fuse, --config, FORMATS, --lanes, --reuse,
+    --weights and --target arguments.  With ``quantized``, weights that overflow their
+    format get one warning line on stderr (see ``load_layer_args``).  ``target=False``:
+    the command's --target is not a Design knob (synth takes it as its own argument)."""
+    from .loading import load
+
+    config = _config(args)
+    layer = load(args.layer, getattr(args, "layer_name", None), getattr(args, "fuse", False),
+                 config=None if config is None else _fuse_only(config))
+    if not target:
+        args = argparse.Namespace(**{**vars(args), "target": None})
+    design = design_for(args, layer, config)
+    if quantized:
+        warn_weight_overflow(layer, design.formats)
+    return design
+
+
+def _fuse_only(config):
+    """The configuration's fuse flag alone (its formats are applied by the Design)."""
+    from .config import Config
+    return Config(fuse=config.fuse)
+
+
+def warn_overflows(design, x):
+    """The one warning line for the values of a run on ``x`` that overflow their formats."""
+    line = design.overflow_warning(x)
+    if line:
+        print(f"dwconv: warning: {line}", file=sys.stderr)
+
+
+def read_input(path, layer):
+    """The input array of a .npy file, checked, as float64 in the layer's data_format."""
+    x, batched = load_input(path, layer)
+    return from_channels_last(layer.spec, x, batched)
 
 
 def warn_weight_overflow(layer, formats):
@@ -252,6 +343,7 @@ def add_export_args(parser):
                         help="export every depthwise layer of the model (nested ones too): "
                              "one folder per layer in DIR, listed in DIR/layers.json")
     add_format_args(parser)
+    add_config_arg(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder to write layer.json and weights.npz into")
 
@@ -261,13 +353,14 @@ def run_export(args):
 
     if args.all:
         return _export_all(args)
-    layer, formats = load_layer_args(args, quantized=False)
-    export_layer(args.output, layer, formats)
+    design = load_design(args, quantized=False)
+    export_layer(args.output, design.layer, design.formats)
 
 
 def _export_all(args):
     """export --all: every layer read and checked first, then the tree written at once."""
     from .golden.export import export_tree, load_all_layers
+    from .loading import with_formats
 
     if args.layer_name is not None:
         raise UsageError("--all exports every layer: drop --layer NAME, or drop --all")
@@ -276,10 +369,13 @@ def _export_all(args):
         raise UsageError(f"--all needs a .keras or .h5 model file, not the exported folder "
                          f"{source}")
     entries = []
-    for layer_id, layer, stored in load_all_layers(source, args.fuse):
-        formats = formats_from_args(args, stored)
+    config = _config(args)
+    found = load_all_layers(source, args.fuse or (config is not None and config.fuse))
+    if config is not None:
+        config.check_layers([layer_id for layer_id, *_ in found])
+    for layer_id, layer, stored in found:
         try:
-            formats.exact_accumulator(layer.spec.taps)
+            formats = design_for(args, with_formats(layer, stored, layer_id), config).formats
         except FormatError as error:
             raise FormatError(f"layer {layer_id!r}: {error}") from None
         entries.append((layer_id, layer, formats))
@@ -299,20 +395,16 @@ def add_golden_args(parser):
     parser.add_argument("--float", action="store_true",
                         help="the float reference (Keras' result) instead of fixed point")
     add_format_args(parser)
+    add_config_arg(parser)
 
 
 def run_golden(args):
-    from .golden.fixed_ref import fixed_forward_raw
-    from .golden.float_ref import float_forward_nhwc
-
     output = _output_path(args.output, ".npy")
-    layer, formats = load_layer_args(args, quantized=not args.float)
-    x, batched = load_input(args.input, layer)
-    if args.float:
-        y = float_forward_nhwc(layer, x)
-    else:
-        y = formats.output.to_float(fixed_forward_raw(layer, formats, formats.input.quantize(x)))
-    save_array(output, from_channels_last(layer.spec, y, batched))
+    design = load_design(args, quantized=not args.float)
+    x = read_input(args.input, design.layer)
+    if not args.float:
+        warn_overflows(design, x)
+    save_array(output, design.predict(x, float=args.float))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,17 +418,12 @@ def add_vectors_args(parser):
     add_format_args(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_config_arg(parser)
 
 
 def run_vectors(args):
-    from .sim.vectors import write_vectors
-
-    layer, formats = load_layer_args(args)
-    check_lanes(layer, args.lanes)
-    check_reuse(layer, args.reuse)
-    x, batched = load_input(args.input, layer)
-    write_vectors(args.output, layer, formats, from_channels_last(layer.spec, x, batched),
-                  args.lanes, reuse=args.reuse)
+    design = load_design(args)
+    design.vectors(read_input(args.input, design.layer), args.output)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +440,7 @@ def _probability(text):
 
 
 def add_weights_arg(parser):
-    parser.add_argument("--weights", choices=("const", "port"), default="const",
+    parser.add_argument("--weights", choices=("const", "port"), default=None,
                         help="weights built in as constants (default) or loaded at run time "
                              "through the w_axis port")
 
@@ -379,24 +466,22 @@ def add_simulate_args(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the random stalls")
     add_weights_arg(parser)
     parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
+    add_config_arg(parser)
+    add_quiet_arg(parser)
 
 
 def run_simulate(args):
     import json
 
-    from .sim.simulate import simulate_layer
-
     output = _output_path(args.output, ".npy")
     report_path = _output_path(args.report, ".json") if args.report else None
-    layer, formats = load_layer_args(args)
-    check_lanes(layer, args.lanes)
-    check_reuse(layer, args.reuse)
-    x, batched = load_input(args.input, layer)
-    out_raw, report = simulate_layer(layer, formats, x, args.lanes, sim=args.sim,
-                                     stall=args.stall, seed=args.seed, weights=args.weights,
-                                     reuse=args.reuse)
-    y = formats.output.to_float(out_raw)
-    save_array(output, from_channels_last(layer.spec, y, batched))
+    design = load_design(args)
+    x = read_input(args.input, design.layer)
+    warn_overflows(design, x)
+    result = design.simulate(x, sim=args.sim, stall=args.stall, seed=args.seed,
+                             progress=_progress(args))
+    report = result.report
+    save_array(output, result.outputs)
     if report_path:
         text = json.dumps(report, indent=2) + "\n"
         atomic_write(report_path, lambda file: file.write(text.encode()))
@@ -431,22 +516,13 @@ def add_verilog_args(parser):
     parser.add_argument("-o", "--output", required=True, metavar="OUT.v",
                         help="Verilog file to write; for an export tree (dwconv export "
                              "--all) a folder, one <module>.v per layer")
-
-
-def _for_target(engine, target):
-    """The engine with its multipliers in ``target``'s DSP blocks (None: portable)."""
-    if target is None:
-        return engine
-    from .sim.synth import retarget
-    return retarget(engine, target)
+    add_config_arg(parser)
 
 
 def run_verilog(args):
     import re
 
     from .golden.export import is_tree
-    from .golden.fixed_ref import quantize_weights
-    from .sim.verilog import build_engine, engine_verilog
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.top):
         raise UsageError(f"--top {args.top!r} is not a Verilog module name; use letters, "
@@ -454,18 +530,12 @@ def run_verilog(args):
     if is_tree(args.layer) and args.layer_name is None:
         return _verilog_tree(args)
     output = _output_path(args.output, ".v")
-    layer, formats = load_layer_args(args)
-    check_lanes(layer, args.lanes)
-    check_reuse(layer, args.reuse)
-    kernel_raw, bias_raw = quantize_weights(layer, formats)
-    engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
-                          weights=args.weights, reuse=args.reuse)
-    engine = _for_target(engine, args.target)
-    text = engine_verilog(engine, top=args.top)
+    design = load_design(args)
+    text = design.verilog(top=args.top)
     atomic_write(output, lambda file: file.write(text.encode()))
-    print(f"wrote {output}: module {args.top}, {engine.lanes} lane(s) in, "
-          f"{engine.out_lanes} out, {engine.multipliers} multipliers, line buffer "
-          f"{engine.line_buffer_words} words")
+    print(f"wrote {output}: module {args.top}, {design.lanes} lane(s) in, "
+          f"{design.out_lanes} out, {design.multipliers} multipliers, line buffer "
+          f"{design.line_buffer_words} words")
 
 
 def _verilog_tree(args):
@@ -473,27 +543,24 @@ def _verilog_tree(args):
     import json
 
     from .golden.export import read_export, read_tree
-    from .golden.fixed_ref import quantize_weights
-    from .sim.verilog import build_engine, engine_verilog, module_name
+    from .loading import with_formats
+    from .sim.verilog import module_name
 
     output = pathlib.Path(args.output)
     if output.suffix == ".v":
         raise UsageError(f"{args.layer} holds several layers: give -o a folder for their "
                          f"Verilog files, not {output}")
     modules = []
-    for layer_id, folder in read_tree(args.layer):
-        layer, stored = read_export(folder)
-        formats = formats_from_args(args, stored)
-        formats.exact_accumulator(layer.spec.taps)
-        warn_weight_overflow(layer, formats)
-        check_lanes(layer, args.lanes)
-        check_reuse(layer, args.reuse)
-        kernel_raw, bias_raw = quantize_weights(layer, formats)
-        engine = _for_target(build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
-                                          weights=args.weights, reuse=args.reuse),
-                             args.target)
+    config = _config(args)
+    tree = read_tree(args.layer)
+    if config is not None:
+        config.check_layers([layer_id for layer_id, _ in tree])
+    for layer_id, folder in tree:
+        layer = with_formats(*read_export(folder), layer_id)
+        design = design_for(args, layer, config)
+        warn_weight_overflow(layer, design.formats)
         top = module_name(args.top, folder.name)
-        modules.append((layer_id, top, engine_verilog(engine, top=top), engine))
+        modules.append((layer_id, top, design.verilog(top=top), design))
     listing = [{"layer": layer_id, "module": top, "file": f"{top}.v"}
                for layer_id, top, _, _ in modules]
     with atomic_folder(output, "modules.json") as temp:
@@ -531,6 +598,8 @@ def add_synth_args(parser):
     parser.add_argument("--report", metavar="R.json", help="write the report JSON here")
     parser.add_argument("--build-dir", metavar="DIR",
                         help="keep the tools' files and logs here (default: a temporary folder)")
+    add_config_arg(parser)
+    add_quiet_arg(parser)
 
 
 def _tool_failure(reason):
@@ -543,35 +612,22 @@ def _tool_failure(reason):
 
 def run_synth(args):
     import json
-    import tempfile
 
-    from .golden.fixed_ref import quantize_weights
-    from .sim.synth import DEVICES, format_synth_table, run_synth as synthesize
-    from .sim.verilog import build_engine
+    from .sim.synth import DEVICES, format_synth_table
 
     report_path = _output_path(args.report, ".json") if args.report else None
     if args.device is not None and args.device not in DEVICES[args.target]:
         raise UsageError(f"--device {args.device!r} is not a {args.target} device; use one of "
                          f"{', '.join(DEVICES[args.target])}")
-    layer, formats = load_layer_args(args)
-    check_lanes(layer, args.lanes)
-    check_reuse(layer, args.reuse)
-    kernel_raw, bias_raw = quantize_weights(layer, formats)
-    engine = build_engine(layer, formats, args.lanes, kernel_raw, bias_raw,
-                          weights=args.weights, reuse=args.reuse)
-    with tempfile.TemporaryDirectory(prefix="dwconv-synth-") as temp:
-        try:
-            result = synthesize(engine, args.target, device=args.device,
-                                build_dir=args.build_dir or temp, dsp=not args.no_dsp,
-                                seeds=range(1, args.seeds + 1),
-                                seed_timeout=args.seed_timeout,
-                                progress=lambda line: print(line, file=sys.stderr, flush=True))
-        except FileNotFoundError as error:
-            raise UsageError(f"{error}") from None
-        except RuntimeError as error:
-            raise UsageError(_tool_failure(str(error).splitlines()[0])) from None
-    result["layer"] = layer.name
-    result["formats"] = formats.to_dict()
+    design = load_design(args, target=False)
+    try:
+        result = design.synth(args.target, device=args.device, seeds=args.seeds,
+                              dsp=not args.no_dsp, seed_timeout=args.seed_timeout,
+                              build_dir=args.build_dir, progress=_progress(args))
+    except FileNotFoundError as error:
+        raise UsageError(f"{error}") from None
+    except RuntimeError as error:
+        raise UsageError(_tool_failure(str(error).splitlines()[0])) from None
     print(format_synth_table([result]))
     if report_path:
         text = json.dumps(result, indent=2) + "\n"
@@ -595,6 +651,7 @@ def add_build_args(parser):
                         help="then simulate the synthesized netlist the bitstream is made "
                              "from (Icarus, with the cells' models) until its pass or fail "
                              "LED lights; exit code 1 if it fails")
+    add_config_arg(parser)
 
 
 def run_build(args):
@@ -602,25 +659,23 @@ def run_build(args):
     from .sim.postsynth import run_board_netlist
     from .sim.tools import tool_path
 
-    layer, formats = load_layer_args(args)
-    check_lanes(layer, args.lanes)
-    check_reuse(layer, args.reuse)
+    design = load_design(args)
+    layer, formats, lanes, reuse = design.layer, design.formats, design.lanes, design.reuse
     if args.simulate_netlist and not (tool_path("iverilog") and tool_path("vvp")):
         raise UsageError("--simulate-netlist needs Icarus Verilog (iverilog, vvp), which is "
                          "not installed; install it (e.g. apt-get install iverilog) or leave "
                          "the option out")
     try:
-        bitstream = build_board(layer, formats, args.lanes, args.board, args.output,
-                                reuse=args.reuse)
+        bitstream = build_board(layer, formats, lanes, args.board, args.output, reuse=reuse)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; install dwconv[synth]") from None
     print(f"wrote {bitstream}: self-checking {args.board} design (LEDs show pass / fail)")
     if args.simulate_netlist:
         spec = layer.spec
-        beats = spec.height * spec.width * spec.channels // args.lanes
+        beats = spec.height * spec.width * spec.channels // lanes
         result = run_board_netlist(pathlib.Path(args.output) / BOARD_NETLIST, args.board,
                                    pathlib.Path(args.output) / "netlist_sim",
-                                   max_cycles=8 * beats * args.reuse + 20000)
+                                   max_cycles=8 * beats * reuse + 20000)
         verdict = [line for line in result.log.splitlines()
                    if line.startswith(("PASS", "FAIL"))]
         if not result.passed:
@@ -630,6 +685,120 @@ def run_build(args):
             return 1
         print(f"netlist simulation: pass LED lit after {verdict[-1].split()[1]} cycles "
               f"(every output beat equal to the golden model's)")
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+
+def add_config_command_args(parser):
+    add_layer_args(parser)
+    parser.add_argument("--all", action="store_true",
+                        help="an entry for every depthwise layer of the model (nested ones too)")
+    add_config_arg(parser, "an existing configuration to extend: its defaults and entries "
+                           "are kept, entries for new layers added")
+    parser.add_argument("-o", "--output", required=True, metavar="CONFIG.json",
+                        help="configuration file to write: defaults and one entry per layer "
+                             "(formats, lanes, reuse, weights, target)")
+
+
+def run_config(args):
+    from .config import Config, config_for_layers
+    from .loading import load, load_all
+
+    output = _output_path(args.output, ".json")
+    base = _config(args)
+    fuse = args.fuse or (base is not None and base.fuse)
+    if args.all:
+        if args.layer_name is not None:
+            raise UsageError("--all configures every layer: drop --layer NAME, or drop --all")
+        layers = load_all(args.layer, fuse)
+    else:
+        layer = load(args.layer, args.layer_name, fuse)
+        layers = {layer.layer_id or layer.name: layer}
+    made = config_for_layers(layers, model=pathlib.Path(args.layer).name, fuse=fuse)
+    if base is not None:
+        # an existing file keeps its defaults and entries; new layers are added
+        base.check_layers(layers)
+        made = Config({**made.defaults, **base.defaults}, {**made.layers, **base.layers},
+                      model=made.model, fuse=fuse)
+    for layer_id, layer in layers.items():         # every entry fits its layer
+        design_for(argparse.Namespace(), layer, made)
+    made.write(output)
+    print(f"wrote {output}: {len(made.layers)} layer(s): {', '.join(made.layers)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# profile
+
+def add_profile_args(parser):
+    add_layer_args(parser)
+    parser.add_argument("-i", "--input", required=True, metavar="CALIB.npy",
+                        help="calibration input: an array for the layer (its data_format), "
+                             "the model's input (Keras then computes each layer's input), or "
+                             "an .npz with one array per layer id")
+    parser.add_argument("--width", type=_positive_int, default=8, metavar="W",
+                        help="total bits of every format (default 8)")
+    parser.add_argument("--all", action="store_true",
+                        help="every depthwise layer of the model or export tree")
+    add_config_arg(parser, "configuration (made by dwconv config) whose entries get the "
+                           "chosen formats; its fuse and other formats are used")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="export folder (a tree with --all) holding the chosen formats")
+    add_quiet_arg(parser)
+
+
+def run_profile(args):
+    from .calibration import calibration_inputs
+    from .loading import load, load_all
+    from .profile import profile_layer
+
+    if args.output is None and args.config is None:
+        raise UsageError("profile writes its formats somewhere: give -o DIR (an export "
+                         "folder) or --config CONFIG.json (its entries are updated)")
+    if not 2 <= args.width <= 32:
+        raise UsageError(f"--width {args.width} must be from 2 to 32 bits")
+    config = _config(args)
+    fuse = args.fuse or (config is not None and config.fuse)
+    if args.all:
+        if args.layer_name is not None:
+            raise UsageError("--all profiles every layer: drop --layer NAME, or drop --all")
+        layers = load_all(args.layer, fuse)
+    else:
+        layer = load(args.layer, args.layer_name, fuse)
+        layers = {layer.layer_id or layer.name: layer}
+    if config is not None:
+        config.check_layers(layers)
+    inputs = calibration_inputs(args.input, args.layer, layers)
+    profiles = {}
+    with _progress(args)(len(layers), "profile") as bar:
+        for layer_id, layer in layers.items():
+            base = design_for(argparse.Namespace(), layer, config).formats.to_dict()
+            profiles[layer_id] = profile_layer(layer, inputs[layer_id], args.width,
+                                               base_formats=base)
+            bar.step(layer_id)
+    for layer_id, found in profiles.items():
+        print("\n".join(found.lines()))
+    if args.output is not None:
+        _write_profiled(args, layers, profiles)
+    if config is not None:
+        updated = config
+        for layer_id, found in profiles.items():
+            updated = updated.with_entry(layer_id, formats=found.formats)
+        updated.write(args.config)
+        print(f"updated {args.config}: formats of {len(profiles)} layer(s)")
+
+
+def _write_profiled(args, layers, profiles):
+    from .golden.export import export_layer, export_tree
+
+    if args.all:
+        export_tree(args.output, [(layer_id, layer, profiles[layer_id].formats)
+                                  for layer_id, layer in layers.items()],
+                    model=pathlib.Path(args.layer).name)
+    else:
+        (layer_id, layer), = layers.items()
+        export_layer(args.output, layer, profiles[layer_id].formats)
+    print(f"wrote {args.output}: {len(profiles)} layer(s) with the chosen formats")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,6 +835,11 @@ COMMANDS = {c.name: c for c in [
             add_simulate_args, run_simulate),
     Command("verilog", "write the engine as Verilog with AXI4-Stream ports",
             add_verilog_args, run_verilog),
+    Command("config", "write a per-layer configuration (formats, lanes, reuse, weights, "
+            "target) that every command takes with --config", add_config_command_args,
+            run_config),
+    Command("profile", "choose formats from calibration data: ranges, formats, error vs "
+            "float", add_profile_args, run_profile),
     # ---- add new commands here ----
     Command("synth", "synthesize, place and route the engine (iCE40 or ECP5): resources "
             "and Fmax", add_synth_args, run_synth),
