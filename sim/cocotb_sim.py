@@ -114,8 +114,7 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     source pauses and, independently, that the sink holds ready low (cocotbext-axi pause
     generators); ``loads`` maps a frame index to ``(kernel_raw, bias_raw)`` loaded through
     ``w_axis`` after the previous frame's beats and before that frame.  Returns a
-    ``StreamResult``; cycles run from the first input beat accepted to the last output beat
-    taken, inclusive.  ``build_dir`` holds the cached builds (default: the user cache).
+    ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.  ``build_dir`` holds the cached builds (default: the user cache).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
@@ -138,7 +137,7 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
 
     result = run_bench(engine, BENCH_MODULE, {
         "frames": frames, "loads": load_values, "stall": stall, "seed": seed,
-        "expected_beats": count * out_per_frame,
+        "expected_beats": count * out_per_frame, "input_beats": count * frame_beats,
         # reuse R: the engine takes one input beat every R cycles
         "max_cycles": cycle_budget(count * frame_beats * reuse,
                                    sum(map(len, load_values.values())), stall, engine.latency,
@@ -146,5 +145,5 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     }, simulator=simulator, seed=seed, build_dir=build_dir)
     return StreamResult.from_beats(
         engine, count, result["beats"], result["flags"], first_in=result["first_in"],
-        first_out=result["first_out"], last_out=result["last_out"], error=result["error"],
-        cycles_run=result["cycles_run"])
+        last_in=result["last_in"], first_out=result["first_out"], last_out=result["last_out"],
+        error=result["error"], cycles_run=result["cycles_run"])
