@@ -359,3 +359,31 @@ def test_truncated_npy_input_is_refused_before_loading(tmp_path, capsys):
                  "-o", str(tmp_path / "y.npy")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "is truncated" in err[0] and "holds 800 bytes" in err[0], err
+
+
+def test_only_the_chosen_layers_weights_are_read(tmp_path):
+    """A second depthwise layer whose kernel declares 14 GB does not stop reading the first:
+    weights are read for the chosen layer only (and picking the bomb is refused)."""
+    second = _dw_config()
+    second["config"]["name"] = "dw2"
+    config = json.dumps({"class_name": "Sequential", "config": {
+        "name": "s", "layers": [_dw_config(), second]}}).encode()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        for i, array in enumerate(GOOD_WEIGHTS):
+            h5[f"layers/depthwise_conv2d/vars/{i}"] = array
+        _huge_dataset_h5(h5, "layers/depthwise_conv2d_1/vars/0", (3, 3, 20000, 20000),
+                         gzip_chunks=False)
+        h5["layers/depthwise_conv2d_1/vars/1"] = np.zeros(2, np.float32)
+    _write_zip(tmp_path / "two.keras", [
+        _stored("config.json", config), _stored("metadata.json", b"{}"),
+        _stored("model.weights.h5", buffer.getvalue())])
+    run, _ = _run_limited(["export", str(tmp_path / "two.keras"), "--layer", "dw",
+                           "-o", str(tmp_path / "dw")], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    layer, _ = read_export(tmp_path / "dw")
+    np.testing.assert_array_equal(layer.kernel, GOOD_WEIGHTS[0])
+    run, _ = _run_limited(["export", str(tmp_path / "two.keras"), "--layer", "dw2",
+                           "-o", str(tmp_path / "dw2")], tmp_path)
+    assert run.returncode == 2 and "(3, 3, 20000, 20000)" in run.stderr, run.stderr[-3000:]
+    assert not (tmp_path / "dw2").exists()
