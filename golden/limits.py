@@ -103,13 +103,13 @@ def read_zip_member(archive, name, where, *, variable=MODEL_BYTES, error=None):
     return b"".join(pieces)
 
 
-def _check_array(what, shape, dtype, expected, variable, error):
+def _check_array(what, shape, dtype, expected, variable, error, fix="re-save the model"):
     """Refuse an array's header (shape, dtype) before its data is read."""
     make = error or _model_error()
     if shape is None:
-        raise make(f"{what} holds no data (an empty dataspace); re-save the model")
+        raise make(f"{what} holds no data (an empty dataspace); {fix}")
     if dtype.kind not in _NUMERIC or dtype.hasobject:
-        raise make(f"{what} holds {dtype} values, not numbers; re-save the model")
+        raise make(f"{what} holds {dtype} values, not numbers; {fix}")
     count = int(np.prod(shape, dtype=object))
     size = count * dtype.itemsize
     if size > limit(variable, error):
@@ -117,7 +117,7 @@ def _check_array(what, shape, dtype, expected, variable, error):
     if expected is not None and count != expected:
         raise make(f"{what} has shape {tuple(shape)} ({count:,} values) where the layer's "
                    f"configuration implies {expected:,} values; the file is damaged or "
-                   f"inconsistent, re-save the model")
+                   f"inconsistent, {fix}")
     return count
 
 
@@ -166,7 +166,8 @@ def check_npz(path, expected=None, *, variable=MODEL_BYTES, error=None):
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as problem:
                 raise make(f"{what} is not a readable .npy array ({problem}); export the "
                            f"layer again") from None
-            _check_array(what, shape, dtype, (expected or {}).get(name), variable, error)
+            _check_array(what, shape, dtype, (expected or {}).get(name), variable, error,
+                         fix="export the layer again")
 
 
 def check_npy(path, *, variable=MODEL_BYTES, error=None):
@@ -181,7 +182,8 @@ def check_npy(path, *, variable=MODEL_BYTES, error=None):
             raise make(f"{path} has a damaged .npy header ({problem}); save the array "
                        f"again with numpy.save") from None
         data_start = file.tell()
-    count = _check_array(str(path), shape, dtype, None, variable, error)
+    count = _check_array(str(path), shape, dtype, None, variable, error,
+                         fix="give an array of numbers saved with numpy.save")
     held = os.path.getsize(path) - data_start
     if held < count * dtype.itemsize:
         raise make(f"{path} declares shape {tuple(shape)} ({_size(count * dtype.itemsize)}) "
@@ -192,11 +194,12 @@ def check_npy(path, *, variable=MODEL_BYTES, error=None):
 def read_config_file(path, *, variable=CONFIG_BYTES, error=None):
     """The text of the configuration file at ``path`` (layer.json, layers.json), refused
     when the file is larger than the limit.  Missing files raise FileNotFoundError."""
+    bound = limit(variable, error)
     size = os.path.getsize(path)
-    if size > limit(variable, error):
+    if size > bound:
         raise _too_large(str(path), size, variable, error)
     with open(path, "rb") as file:
-        data = file.read(limit(variable, error) + 1)
-    if len(data) > limit(variable, error):
-        raise _too_large(str(path), len(data), variable, error, at_least=True)
+        data = file.read(bound + 1)          # a file that grew since: still bounded
+    if len(data) > bound:
+        raise _too_large(str(path), bound, variable, error, at_least=True)
     return data.decode()

@@ -387,3 +387,16 @@ def test_only_the_chosen_layers_weights_are_read(tmp_path):
                            "-o", str(tmp_path / "dw2")], tmp_path)
     assert run.returncode == 2 and "(3, 3, 20000, 20000)" in run.stderr, run.stderr[-3000:]
     assert not (tmp_path / "dw2").exists()
+
+
+def test_layer_json_over_the_config_limit(tmp_path, monkeypatch, capsys):
+    export_layer(tmp_path / "e", Layer(SPEC, *GOOD_WEIGHTS))
+    path = tmp_path / "e" / "layer.json"
+    path.write_text(path.read_text() + " " * 5000)
+    monkeypatch.setenv(limits.CONFIG_BYTES, "4096")
+    with pytest.raises(ModelFileError, match=r"layer.json holds [\d,]+ bytes .* over the limit "
+                                             r"of 4,096 bytes.*DWCONV_MAX_CONFIG_BYTES=BYTES"):
+        read_export(tmp_path / "e")
+    monkeypatch.setenv(limits.CONFIG_BYTES, "65536")
+    layer, _ = read_export(tmp_path / "e")
+    np.testing.assert_array_equal(layer.kernel, GOOD_WEIGHTS[0])
