@@ -114,7 +114,8 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     source pauses and, independently, that the sink holds ready low (cocotbext-axi pause
     generators); ``loads`` maps a frame index to ``(kernel_raw, bias_raw)`` loaded through
     ``w_axis`` after the previous frame's beats and before that frame.  Returns a
-    ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.  ``build_dir`` holds the cached builds (default: the user cache).
+    ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.  ``build_dir``
+    holds the cached builds (default: the user cache).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")

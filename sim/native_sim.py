@@ -417,7 +417,8 @@ def run_native(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     the per-cycle probability that the source pauses and, independently, that the sink holds
     ready low; ``loads`` maps a frame index to ``(kernel_raw, bias_raw)`` loaded through
     ``w_axis`` after the previous frame's beats were taken and before that frame's first.
-    Returns a ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.  ``build_dir`` holds the cached builds (default: the user cache).
+    Returns a ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.
+    ``build_dir`` holds the cached builds (default: the user cache).
     """
     return run_native_timed(engine, frames_raw, simulator=simulator, stall=stall, seed=seed,
                             loads=loads, build_dir=build_dir)[0]

@@ -72,8 +72,8 @@ def without_array_aliases(rtlil_text):
     return "\n".join(kept + attributes) + "\n"
 
 
-#: Waived for the engine's modules only, for a cell a target's DSP blocks leave unconnected
-#: (their cascade and second-product outputs): a user's tools see every pin of their own.
+#: Waived too when the engine instantiates a target's DSP cells: it leaves the cell outputs
+#: it does not use (cascade, second product) unconnected.
 TARGET_WAIVERS = {"PINMISSING": "DSP block outputs the engine does not use are left open"}
 
 

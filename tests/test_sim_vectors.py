@@ -89,7 +89,8 @@ def test_vectors_json_agrees_with_its_files(data):
     assert p["IN_BEATS"] == len(content["input.hex"].splitlines()) == info["input"]["beats"]
     assert p["OUT_BEATS"] == len(content["output.hex"].splitlines()) == info["output"]["beats"]
     assert p["WEIGHT_WORDS"] == len(content["weights.hex"].splitlines())
-    assert p["IN_BEATS"] == frames * p["IN_FRAME_BEATS"] == frames * spec.height * p["IN_ROW_BEATS"]
+    assert p["IN_BEATS"] == frames * p["IN_FRAME_BEATS"]
+    assert p["IN_FRAME_BEATS"] == spec.height * p["IN_ROW_BEATS"]
     assert p["OUT_BEATS"] == n * p["OUT_FRAME_BEATS"] == n * oh * p["OUT_ROW_BEATS"]
     assert p["OUT_ROW_BEATS"] * lanes * spec.depth_multiplier == ow * oc
     assert p["IN_BITS"] == info["input"]["beat_bits"]
