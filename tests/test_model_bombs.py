@@ -213,17 +213,21 @@ def bombs(tmp_path_factory):
     return root, made
 
 
-def _limited():
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+#: The child limits itself before it imports anything (a preexec_fn would make subprocess
+#: fork the test process, which JAX, loaded by other tests, warns about).
+_CHILD = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
+resource.setrlimit(resource.RLIMIT_CPU, ({CPU_SECONDS}, {CPU_SECONDS}))
+from dwconv.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _run_limited(args, cwd, env=None):
-    code = "import sys; from dwconv.cli import main; sys.exit(main(sys.argv[1:]))"
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         preexec_fn=_limited, cwd=cwd, timeout=CPU_SECONDS * 3,
+    run = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True,
+                         text=True, cwd=cwd, timeout=CPU_SECONDS * 3,
                          env=dict(os.environ, **(env or {})))
     return run, time.perf_counter() - started
 
@@ -400,3 +404,11 @@ def test_layer_json_over_the_config_limit(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(limits.CONFIG_BYTES, "65536")
     layer, _ = read_export(tmp_path / "e")
     np.testing.assert_array_equal(layer.kernel, GOOD_WEIGHTS[0])
+
+
+def test_the_childs_memory_limit_is_real(tmp_path):
+    """What the bombs run under: 3 GB cannot be had there."""
+    limits_only = _CHILD.split("from dwconv")[0]
+    run = subprocess.run([sys.executable, "-c", limits_only + "bytearray(3 << 30)\n"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert run.returncode != 0 and "MemoryError" in run.stderr, run.stderr
