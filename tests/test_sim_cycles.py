@@ -57,7 +57,7 @@ def test_stride50_verilator_counts_as_amaranth():
     assert native["efficiency"] <= 1.0
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_efficiency_never_above_one(data):

@@ -161,7 +161,7 @@ def test_without_its_pragmas_the_file_fails_default_lint():
     assert any("WIDTHEXPAND" in line for line in problems), problems
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_shipped_verilog_lints_over_a_sweep(data):
