@@ -288,6 +288,8 @@ def load_input(path, layer):
         if magic != b"\x93NUMPY":
             raise UsageError(f"{path} is not a .npy array file; save the array with "
                              f"numpy.save")
+        from .golden.limits import check_npy
+        check_npy(path, error=UsageError)    # shape and size from the header, before loading
         array = np.load(path, allow_pickle=False)
     except UsageError:
         raise

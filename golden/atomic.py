@@ -39,6 +39,8 @@ def atomic_file(path):
                           f"folder") from None
     try:
         with os.fdopen(fd, "wb") as file:
+            # mkstemp makes the file private (0600); an output gets what open() would give
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
             yield file
         os.replace(temp, path)
     except BaseException:

@@ -23,6 +23,7 @@ from .atomic import atomic_folder
 from .fixed import FormatError
 from .formats import DEFAULT_FORMATS, LayerFormats
 from .keras_io import ModelFileError, load_all_layers, load_model_layer
+from .limits import check_npz, read_config_file
 from .layer import Layer
 from .spec import LayerError, LayerSpec
 
@@ -75,7 +76,7 @@ def read_export(path):
     folder = path if path.is_dir() else path.parent
     json_path = folder / LAYER_JSON
     try:
-        document = json.loads(json_path.read_text())
+        document = json.loads(read_config_file(json_path))
     except FileNotFoundError:
         raise ModelFileError(f"{folder} holds no {LAYER_JSON}; give an exported folder, a "
                              f".keras or an .h5 file") from None
@@ -112,6 +113,9 @@ def read_export(path):
             raise FormatError(f"{where}: {error}") from None
     fused = document.get("fused", [])
     weights_path = folder / WEIGHTS_NPZ
+    # members' sizes, types and value counts from their headers, before np.load
+    check_npz(weights_path, {"kernel": spec.taps * spec.channels * spec.depth_multiplier,
+                             "bias": spec.out_channels})
     try:
         # our own handle: np.load leaks its file when the archive is damaged
         with open(weights_path, "rb") as file:
@@ -166,12 +170,14 @@ def read_tree(folder):
     folder = pathlib.Path(folder)
     index = folder / TREE_JSON
     try:
-        document = json.loads(index.read_text())
+        document = json.loads(read_config_file(index))
         entries = document["layers"]
         found = [(str(e["layer"]), folder / str(e["folder"])) for e in entries]
     except FileNotFoundError:
         raise ModelFileError(f"{folder} holds no {LAYER_JSON} or {TREE_JSON}; give an "
                              f"exported folder, a .keras or an .h5 file") from None
+    except ModelFileError:
+        raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"{index} is damaged ({error}); export the model again with "
                              f"dwconv export --all") from None

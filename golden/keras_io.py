@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from .layer import Layer
+from .limits import CONFIG_BYTES, read_dataset, read_zip_member
 from .spec import LayerError, LayerSpec
 
 __all__ = ["ModelFileError", "ModelGraph", "read_model", "load_keras_layer",
@@ -138,15 +139,22 @@ class ModelGraph:
             return None
         return self.layer(layer.inputs[0], layer.scope)
 
-    def weights(self, layer):
-        """The layer's weight arrays, in Keras' order (kernel, bias / gamma, beta, ...)."""
+    def weights(self, layer, sizes=None):
+        """The layer's weight arrays, in Keras' order (kernel, bias / gamma, beta, ...).
+
+        Each is checked before it is read (``limits.read_dataset``): against the size limit
+        and, when ``sizes`` lists them, against the number of values each must hold."""
+        sizes = list(sizes or [])
+        where = f"{self.path}: layer {layer.name!r}"
         try:
             if self.kind == "keras":
                 group = self._weights.get(f"{layer.weight_key}/vars")
                 if group is None:
                     return []
                 keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
-                return [np.asarray(group[k]) for k in keys]
+                return [read_dataset(group[k], where, expected=(sizes[i] if i < len(sizes)
+                                                                 else None))
+                        for i, k in enumerate(keys)]
             group = self._weights.get(f"model_weights/{layer.weight_key}")
             if group is None:
                 return []
@@ -154,7 +162,11 @@ class ModelGraph:
                      for n in group.attrs.get("weight_names", [])]
             if layer.scope:
                 names = self._nested_h5_names(layer, names)
-            return [np.asarray(group[n]) for n in names]
+            return [read_dataset(group[n], where, expected=(sizes[i] if i < len(sizes)
+                                                            else None))
+                    for i, n in enumerate(names)]
+        except ModelFileError:
+            raise
         except (KeyError, OSError, ValueError) as error:
             raise ModelFileError(f"{self.path}: the weights of layer {layer.name!r} cannot "
                                  f"be read ({error}); re-save the model with Keras") from None
@@ -221,8 +233,9 @@ def _read_keras_zip(path):
             if "config.json" not in names or "model.weights.h5" not in names:
                 raise ModelFileError(f"{path} is a zip but not a Keras model (no config.json "
                                      f"and model.weights.h5); save it with model.save()")
-            config = json.loads(archive.read("config.json"))
-            weights = archive.read("model.weights.h5")
+            config = json.loads(read_zip_member(archive, "config.json", path,
+                                                variable=CONFIG_BYTES))
+            weights = read_zip_member(archive, "model.weights.h5", path)
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError,
             EOFError) as error:
         raise ModelFileError(f"{path} is a damaged .keras file ({error}); save the model "
@@ -583,7 +596,8 @@ def _load(graph, model_layer, fuse):
     activation, own_output = qkeras.parse_activation(model_layer.config.get("activation"),
                                                      where)
     spec = _spec_from_config(graph, model_layer, shape, activation)
-    arrays = graph.weights(model_layer)
+    arrays = graph.weights(model_layer, sizes=[spec.taps * spec.channels
+                                               * spec.depth_multiplier, spec.out_channels])
     expected = 2 if spec.use_bias else 1
     if len(arrays) != expected:
         raise ModelFileError(f"{graph.path.name}: layer {model_layer.path!r} has {len(arrays)} "

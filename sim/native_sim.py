@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult
+from .amaranth_sim import StreamResult, run_cycles
 from .build_cache import cycle_budget, locked, log_tail
 from .lint import waiver_flags
 from .tools import require_tools, search_path, tool_path
@@ -399,7 +399,9 @@ def run_native_timed(engine, frames_raw, *, simulator="verilator", stall=0.0, se
         shutil.rmtree(run_dir, ignore_errors=True)
     outputs = taken.reshape(count, *spec.output_shape)
     first_in = values["first_in"]
-    result = StreamResult(outputs=outputs, cycles=values["last_out"] - first_in + 1,
+    result = StreamResult(outputs=outputs,
+                          cycles=run_cycles(engine, first_in, values["last_in"],
+                                            values["last_out"]),
                           latency_cycles=values["first_out"] - first_in + 1, frames=count,
                           framing=framing, error=bool(values["error"]))
     return result, NativeTiming(build_seconds=build_seconds, sim_seconds=sim_seconds,
@@ -415,8 +417,8 @@ def run_native(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     the per-cycle probability that the source pauses and, independently, that the sink holds
     ready low; ``loads`` maps a frame index to ``(kernel_raw, bias_raw)`` loaded through
     ``w_axis`` after the previous frame's beats were taken and before that frame's first.
-    Returns a ``StreamResult``; cycles from the first input beat accepted to the last output
-    beat taken, inclusive.  ``build_dir`` holds the cached builds (default: the user cache).
+    Returns a ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.
+    ``build_dir`` holds the cached builds (default: the user cache).
     """
     return run_native_timed(engine, frames_raw, simulator=simulator, stall=stall, seed=seed,
                             loads=loads, build_dir=build_dir)[0]

@@ -29,7 +29,9 @@
 //   +seed=S       seed of those generators
 //   +max_cycles=N stop there even if outputs are missing (never hangs)
 // Cycles are numbered from the first edge after reset; `cycles` in the Python report is
-// last_out - first_in + 1, as the Amaranth simulator counts it.
+// max(last_in + R - 1, last_out) - first_in + 1 (R: the engine's reuse), as the Amaranth
+// simulator counts it (amaranth_sim.run_cycles).  The run ends when every output beat is
+// taken and every input beat is in (a frame's last outputs can come before its last inputs).
 `timescale 1ns / 1ps
 `ifndef DWCONV_TOP
 `define DWCONV_TOP dwconv
@@ -58,7 +60,7 @@ module tb_stream #(
 
     // 64-bit counters: the MobileNetV2 bench streams millions of beats
     reg [63:0] cycle = 0, max_cycles, in_taken = 0, out_beats, frames;
-    reg [63:0] out_taken = 0, first_in = NONE, first_out = NONE, last_out = 0;
+    reg [63:0] out_taken = 0, first_in = NONE, last_in = 0, first_out = NONE, last_out = 0;
     reg [63:0] framing_errors = 0, frame_of_next = 0, next_load = NONE;
     reg [31:0] in_row = 0, in_frame = 0, out_row = 0, out_frame = 0, w_taken = 0;
     reg [31:0] stall, seed, rng_source, rng_sink, rng_weights;
@@ -158,8 +160,8 @@ module tb_stream #(
         begin
             $fwrite(result_file, "cycles_run %0d\nin_taken %0d\nout_taken %0d\n", cycle,
                     in_taken, out_taken);
-            $fwrite(result_file, "first_in %0d\nfirst_out %0d\nlast_out %0d\n", first_in,
-                    first_out, last_out);
+            $fwrite(result_file, "first_in %0d\nlast_in %0d\nfirst_out %0d\nlast_out %0d\n",
+                    first_in, last_in, first_out, last_out);
             $fwrite(result_file, "framing_errors %0d\nerror %0d\nend 1\n", framing_errors,
                     error);
             $fclose(result_file);
@@ -215,6 +217,7 @@ module tb_stream #(
             // --- handshakes of this edge
             if (s_axis_tvalid && s_axis_tready) begin
                 if (first_in == NONE) first_in = cycle;
+                last_in = cycle;
                 in_taken = in_taken + 1;
                 in_row = (in_row == IN_ROW_BEATS - 1) ? 0 : in_row + 1;
                 in_frame = (in_frame == IN_FRAME_BEATS - 1) ? 0 : in_frame + 1;
@@ -241,7 +244,8 @@ module tb_stream #(
                 out_frame = (out_frame == OUT_FRAME_BEATS - 1) ? 0 : out_frame + 1;
             end
             cycle = cycle + 1;
-            if (out_taken >= out_beats || cycle >= max_cycles) begin
+            if ((out_taken >= out_beats && in_taken >= frames * IN_FRAME_BEATS)
+                    || cycle >= max_cycles) begin
                 done = 1'b1;
                 finish;
             end

@@ -5,8 +5,9 @@
 // checks every output beat against output.hex (data, tuser = first beat of a frame,
 // tlast = last beat of a row) and the engine's error flag, prints PASS or FAIL and finishes.
 //
-// Files and sizes come from `dwconv vectors` (see vectors.json there):
-//   iverilog -g2012 -s tb_vectors -P tb_vectors.IN_BITS=<input.beat_bits> ... tb_vectors.v dwconv.v
+// Files and sizes come from `dwconv vectors`: vectors.json's testbench.parameters holds every
+// parameter below, to pass as they are:
+//   iverilog -g2012 -s tb_vectors -P tb_vectors.IN_BITS=<value> ... tb_vectors.v dwconv.v
 //   vvp a.out +input=DIR/input.hex +output=DIR/output.hex
 // Parameters: IN_BITS, OUT_BITS (beat widths), IN_BEATS, OUT_BEATS (all frames),
 // IN_ROW_BEATS, IN_FRAME_BEATS, OUT_ROW_BEATS, OUT_FRAME_BEATS (W*C/P, H*W*C/P, and the same

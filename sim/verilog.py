@@ -6,9 +6,10 @@ from amaranth._toolchain.yosys import find_yosys
 from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
+from .lint import WAIVERS
 
-__all__ = ["build_engine", "engine_verilog", "module_name", "without_array_aliases",
-           "DEFAULT_TOP"]
+__all__ = ["build_engine", "engine_verilog", "lint_pragmas", "module_name",
+           "without_array_aliases", "DEFAULT_TOP", "TARGET_WAIVERS"]
 
 DEFAULT_TOP = "dwconv"
 
@@ -71,6 +72,24 @@ def without_array_aliases(rtlil_text):
     return "\n".join(kept + attributes) + "\n"
 
 
+#: Waived too when the engine instantiates a target's DSP cells: it leaves the cell outputs
+#: it does not use (cascade, second product) unconnected.
+TARGET_WAIVERS = {"PINMISSING": "DSP block outputs the engine does not use are left open"}
+
+
+def lint_pragmas(engine, text):
+    """``text`` between Verilator lint pragmas that waive ``lint.WAIVERS`` (and
+    ``TARGET_WAIVERS`` when ``engine`` instantiates DSP blocks).
+
+    ``lint_save``/``lint_restore`` keep the waivers to this file's modules, so a user's
+    ``verilator --lint-only`` (default warnings or ``-Wall``) and cocotb's Verilator build
+    accept the file without flags while the user's own files stay fully checked."""
+    waivers = dict(WAIVERS, **(TARGET_WAIVERS if getattr(engine, "target", None) else {}))
+    lines = ["/* verilator lint_save */"]
+    lines += [f"/* verilator lint_off {name} */" for name in waivers]
+    return "\n".join(lines) + "\n" + text + "/* verilator lint_restore */\n"
+
+
 def engine_verilog(engine, *, top=DEFAULT_TOP):
     """Verilog text of ``engine`` with top module ``top``.
 
@@ -79,7 +98,8 @@ def engine_verilog(engine, *, top=DEFAULT_TOP):
     assignments, so it holds defined values from time 0 in every simulator.  Kept as
     ``always @*`` blocks, it relies on declaration initializers raising an event at time 0,
     which SystemVerilog semantics (e.g. ``iverilog -g2012``) do not do.  The aliases
-    Amaranth adds for array elements are left out (``without_array_aliases``).
+    Amaranth adds for array elements are left out (``without_array_aliases``).  Verilator
+    lint pragmas (``lint_pragmas``) enclose the modules.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top module name {top!r} is not a Verilog identifier")
@@ -87,4 +107,5 @@ def engine_verilog(engine, *, top=DEFAULT_TOP):
     yosys = find_yosys(lambda version: version >= (0, 40))
     script = "\n".join([f"read_rtlil <<rtlil\n{without_array_aliases(rtlil_text)}\nrtlil",
                         "proc -norom", "memory_collect", "write_verilog -norename"])
-    return _header(engine, top) + yosys.run(["-q", "-"], script, ignore_warnings=True)
+    return _header(engine, top) + lint_pragmas(
+        engine, yosys.run(["-q", "-"], script, ignore_warnings=True))
