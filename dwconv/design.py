@@ -228,19 +228,15 @@ class Design:
         """The exact accumulator format (the given one, if any, applies after it)."""
         return self.formats.exact_accumulator(self.spec.taps)
 
-    def _plan(self):
-        """The object the figures are read from: ``hw.plan.EnginePlan`` (no Amaranth
-        component) when present, else the engine itself, built and never elaborated."""
-        try:
-            from .hw.plan import EnginePlan as Plan
-        except ImportError:
-            from .hw.engine import DepthwiseEngine as Plan
-        return Plan(self.spec, self.formats, self.lanes, self.kernel_raw, self.bias_raw,
-                     weights=self.weights, reuse=self.reuse, target=self.target)
+    def plan(self):
+        """The engine's ``hw.plan.EnginePlan``: every figure, no Amaranth component built."""
+        from .hw.plan import EnginePlan
+        return EnginePlan(self.spec, self.formats, self.lanes, self.kernel_raw, self.bias_raw,
+                          weights=self.weights, reuse=self.reuse, target=self.target)
 
     @functools.cached_property
     def _figures(self):
-        plan = self._plan()
+        plan = self.plan()
         return {name: getattr(plan, name) for name in
                 ("latency", "multipliers", "real_multipliers", "line_buffer_words",
                  "out_lanes")}
@@ -323,15 +319,10 @@ class Design:
         return self._engine(self.target)
 
     def core(self):
-        """The Amaranth component: ``hw.core.DepthwiseCore`` (stream ports ``i``, ``o``,
-        ``w`` with weights="port", and ``error``) where it exists, else the engine."""
-        try:
-            from .hw.core import DepthwiseCore
-        except ImportError:
-            return self.engine()
-        return DepthwiseCore(self.spec, self.formats, self.lanes, self.kernel_raw,
-                             self.bias_raw, weights=self.weights, reuse=self.reuse,
-                             target=self.target)
+        """The Amaranth component ``hw.core.DepthwiseCore``: stream ports ``i``, ``o``, ``w``
+        (with weights="port") and ``error``."""
+        from .hw.core import DepthwiseCore
+        return DepthwiseCore(self.plan())
 
     def verilog(self, top="dwconv"):
         """The Verilog text ``dwconv verilog`` writes, with top module ``top``."""
