@@ -161,7 +161,7 @@ def load_layer_args(args, *, quantized=True):
     from .golden.export import load_layer
 
     layer, stored = load_layer(args.layer, getattr(args, "layer_name", None),
-                               getattr(args, "fuse", False))
+                               getattr(args, "fuse", False), getattr(args, "pointwise", False))
     formats = formats_from_args(args, stored)
     formats.exact_accumulator(layer.spec.taps)
     if quantized:
@@ -251,6 +251,12 @@ def add_export_args(parser):
     parser.add_argument("--all", action="store_true",
                         help="export every depthwise layer of the model (nested ones too): "
                              "one folder per layer in DIR, listed in DIR/layers.json")
+    parser.add_argument("--skip-unsupported", action="store_true",
+                        help="with --all: leave out (and list) layers the engine cannot "
+                             "build instead of stopping")
+    parser.add_argument("--pointwise", action="store_true",
+                        help="with --fuse: join a DepthwiseConv2D and the 1x1 Conv2D after "
+                             "it into one separable block")
     add_format_args(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder to write layer.json and weights.npz into")
@@ -267,7 +273,7 @@ def run_export(args):
 
 def _export_all(args):
     """export --all: every layer read and checked first, then the tree written at once."""
-    from .golden.export import export_tree, load_all_layers
+    from .golden.export import export_all
 
     if args.layer_name is not None:
         raise UsageError("--all exports every layer: drop --layer NAME, or drop --all")
@@ -275,17 +281,10 @@ def _export_all(args):
     if source.is_dir() or source.name == "layer.json":
         raise UsageError(f"--all needs a .keras or .h5 model file, not the exported folder "
                          f"{source}")
-    entries = []
-    for layer_id, layer, stored in load_all_layers(source, args.fuse):
-        formats = formats_from_args(args, stored)
-        try:
-            formats.exact_accumulator(layer.spec.taps)
-        except FormatError as error:
-            raise FormatError(f"layer {layer_id!r}: {error}") from None
-        entries.append((layer_id, layer, formats))
-    export_tree(args.output, entries, model=source.name)
-    print(f"wrote {args.output}: {len(entries)} layer(s): "
-          f"{', '.join(layer_id for layer_id, *_ in entries)}")
+    formats_from_args(args)             # a bad format string is the user's, not a layer's
+    survey = export_all(source, args.output, lambda stored: formats_from_args(args, stored),
+                        args.fuse, args.pointwise, args.skip_unsupported)
+    print("\n".join(survey.report() + [f"wrote {args.output}"]))
 
 
 # ---------------------------------------------------------------------------------------------
