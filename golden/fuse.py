@@ -102,8 +102,7 @@ def fold_zero_padding(graph, model_layer, layer):
         if isinstance(layer, SeparableLayer):
             depthwise = layer.depthwise
             layer = layer.replace(depthwise=Layer(spec, depthwise.kernel, depthwise.bias,
-                                                  fused=depthwise.fused),
-                                  fused=fused + layer.fused)
+                                                  fused=fused + depthwise.fused))
         else:
             layer = Layer(spec, layer.kernel, layer.bias, fused=fused + layer.fused)
         current = source
