@@ -444,7 +444,8 @@ def model_summary(graph, limit=8):
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     text = ", ".join(f"{n} {kind}" for kind, n in ranked[:limit])
     if len(ranked) > limit:
-        text += f" and {sum(n for _, n in ranked[limit:])} of {len(ranked) - limit} other kinds"
+        text += (f" and {sum(n for _, n in ranked[limit:])} more of {len(ranked) - limit} "
+                 f"other kinds")
     return f"{len(graph.layers)} layers: {text}" if graph.layers else "no layers"
 
 
