@@ -59,6 +59,8 @@ SEPARABLE_CLASSES = ("SeparableConv2D", "SeparableConv1D")
 GROUPED_CLASSES = ("Conv2D", "Conv1D")
 ZERO_PADDING_CLASSES = ("ZeroPadding2D", "ZeroPadding1D")
 #: What "depthwise-like" means in messages.
+DEPTHWISE_LIKE_OTHERS = ("DepthwiseConv1D, SeparableConv2D/1D, Conv2D/1D with groups == "
+                         "channels")
 DEPTHWISE_LIKE = ("DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D or "
                   "Conv1D/Conv2D with groups == channels")
 _CONTAINERS = ("Sequential", "Functional", "Model")
@@ -446,7 +448,8 @@ def model_summary(graph, limit=8):
     if len(ranked) > limit:
         text += (f" and {sum(n for _, n in ranked[limit:])} more of {len(ranked) - limit} "
                  f"other kinds")
-    return f"{len(graph.layers)} layers: {text}" if graph.layers else "no layers"
+    count = len(graph.layers)
+    return f"{count} layer{'s' if count != 1 else ''}: {text}" if count else "no layers"
 
 
 def _few(names, limit=6):
@@ -487,9 +490,9 @@ def _pick(graph, layer_name):
         if len(names) == 1:
             return _matching(graph, names[0])[0]
         if not names:
-            raise ModelFileError(f"{graph.path.name} holds no depthwise-like layer "
-                                 f"({DEPTHWISE_LIKE}); it has {model_summary(graph)}; give "
-                                 f"a model with one")
+            raise ModelFileError(f"{graph.path.name} holds no DepthwiseConv2D or other "
+                                 f"depthwise-like layer ({DEPTHWISE_LIKE_OTHERS}); it has "
+                                 f"{model_summary(graph)}; give a model with one")
         kinds = {layer_kind(layer) for layer in graph.layers if is_depthwise(layer)}
         kind = kinds.pop() if len(kinds) == 1 else "depthwise-like"
         raise ModelFileError(f"{graph.path.name} holds {len(names)} {kind} layers "

@@ -186,7 +186,7 @@ def test_grouped_conv_with_fewer_groups_is_refused(conv, shape):
 def test_plain_conv_is_not_depthwise_like():
     from dwconv.golden.keras_io import ModelFileError
     model = keras.Sequential([keras.Input((5, 5, 1)), L.Conv2D(2, 3, name="c")])
-    with pytest.raises(ModelFileError, match="no depthwise-like layer"):
+    with pytest.raises(ModelFileError, match="no DepthwiseConv2D or other depthwise-like layer"):
         _read(model)
 
 
