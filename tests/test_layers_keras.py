@@ -232,11 +232,15 @@ def test_zero_padding_folded_equals_keras(o, seed):
     assert spec.shape_1d(spec.input_shape)[:-1] == list(spatial)
     assert "zp" in (layer.depthwise.fused if o["separable"] else layer.fused)
     document = spec.to_dict()
-    assert len(document["padding"]) == o["rank"] and document["first_input_shape"][
-        0 if not first else 0] in spatial
+    assert len(document["padding"]) == o["rank"]
+    assert document["first_input_shape"] == list(spatial) + [c]
     if o["padding"] == "valid":
         assert [tuple(p) for p in document["padding"]] == [tuple(p) for p in o["pads"]]
     _close(layer, model, _input(np.random.default_rng(seed), shape))
+    with tempfile.TemporaryDirectory() as folder:
+        export_layer(pathlib.Path(folder) / "e", layer)
+        back, _ = read_export(pathlib.Path(folder) / "e")
+    assert back.spec == spec and type(back) is type(layer)
 
 
 def test_zero_padding_on_top_of_same_and_mobilenet_stride_2():
@@ -383,3 +387,37 @@ def test_export_round_trip(tmp_path, name, model, options):
     x = _input(np.random.default_rng(0), model.inputs[0].shape[1:])
     np.testing.assert_array_equal(float_forward(back, x), float_forward(layer, x))
     _close(back, model, x)
+
+
+@pytest.mark.parametrize("name, model, options", list(_models()),
+                         ids=[m[0] for m in _models()])
+def test_legacy_h5_reads_the_same(tmp_path, name, model, options):
+    """A legacy .h5 of the same model gives the same layer as its .keras."""
+    _randomize(model, 12)
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    from_keras = load_keras_layer(tmp_path / "m.keras", "dw", **options)
+    from_h5 = load_keras_layer(tmp_path / "m.h5", "dw", **options)
+    assert type(from_h5) is type(from_keras) and from_h5.spec == from_keras.spec
+    assert from_h5.fused == from_keras.fused
+    x = _input(np.random.default_rng(1), model.inputs[0].shape[1:])
+    np.testing.assert_array_equal(float_forward(from_h5, x), float_forward(from_keras, x))
+
+
+def test_single_export_cli_of_separable_and_pair(tmp_path, capsys):
+    from dwconv.cli import main
+    model = dict((m[0], m[1]) for m in _models())["pair"]
+    _randomize(model, 13)
+    model.save(tmp_path / "m.keras")
+    assert main(["export", str(tmp_path / "m.keras"), "--fuse", "--pointwise",
+                 "--mid-format", "fixed<10,4,RND,SAT>", "-o", str(tmp_path / "e")]) == 0
+    document = json.loads((tmp_path / "e" / "layer.json").read_text())
+    assert document["kind"] == "DepthwiseConv2D+Conv2D" and document["filters"] == 3
+    assert document["formats"]["mid"] == "fixed<10,4,RND,SAT>"
+    assert document["depthwise_activation"] == "relu" and document["use_bias"] is False
+    assert main(["export", str(tmp_path / "m.keras"), "--fuse", "-o",
+                 str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "layer.json").read_text())["kind"] == "DepthwiseConv2D"
+    assert main(["export", str(tmp_path / "m.keras"), "--mid-format", "fixed<99,4>", "-o",
+                 str(tmp_path / "bad")]) == 2
+    assert "--mid-format" in capsys.readouterr().err and not (tmp_path / "bad").exists()
