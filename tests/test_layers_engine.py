@@ -6,6 +6,8 @@ against the fixed golden model; the frames are unpadded (H*W*C/P beats).
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dwconv.golden.fixed_ref import fixed_forward_raw, quantize_weights
 from dwconv.golden.formats import LayerFormats
@@ -33,6 +35,9 @@ CASES = [
          multiplier=2, lanes=2, activation="relu", formats="accum"),
     dict(shape=(7, 7, 2), kernel=(3, 3), padding=[[4, 0], [1, 3]], dilation=2,
          formats="conv_sym"),
+    dict(shape=(9, 9, 2), kernel=(5, 5), padding=[[2, 2], [2, 2]], strides=2),  # NASNet
+    dict(shape=(8, 8, 2), kernel=(5, 5), padding=[[1, 2], [1, 2]], strides=2,
+         formats="trn_wrap"),                                   # EfficientNet
 ]
 
 #: Pads whose total on an axis exceeds the kernel's span - 1: more outputs than a stride-1
@@ -82,6 +87,50 @@ def test_engine_bit_exact(params):
     np.testing.assert_array_equal(result.outputs, fixed_forward_raw(layer, formats, frames))
     assert result.framing == []
     assert result.outputs.shape[1:3] == spec.output_shape[:2]
+
+
+@st.composite
+def padded_cases(draw):
+    """Any kind, pads on each axis totalling at most the kernel's span - 1."""
+    rank = draw(st.sampled_from([1, 2]))
+    kernel = [draw(st.integers(1, 4)) for _ in range(rank)]
+    dilation = [draw(st.integers(1, 2)) for _ in range(rank)]
+    pads = []
+    for k, d in zip(kernel, dilation):
+        total = draw(st.integers(0, (k - 1) * d))
+        before = draw(st.integers(0, total))
+        pads.append([before, total - before])
+    sizes = [draw(st.integers(max(1, (k - 1) * d + 1 - sum(p)), 6))
+             for k, d, p in zip(kernel, dilation, pads)]
+    channels = draw(st.integers(1, 4))
+    lanes = draw(st.sampled_from([p for p in range(1, channels + 1) if channels % p == 0]))
+    return dict(kind=draw(st.sampled_from(["DepthwiseConv1D", "Conv1D"] if rank == 1 else
+                                          ["DepthwiseConv2D", "Conv2D"])),
+                shape=tuple(sizes) + (channels,), kernel=tuple(kernel),
+                strides=tuple(draw(st.integers(1, 2)) for _ in range(rank)),
+                dilation=tuple(dilation), padding=pads, multiplier=draw(st.integers(1, 2)),
+                lanes=lanes, activation=draw(st.sampled_from(["linear", "relu", "relu6"])),
+                formats=draw(st.sampled_from(sorted(FORMAT_SETS))),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(padded_cases())
+def test_engine_explicit_pads_sweep(params):
+    one = lambda v: v[0] if len(v) == 1 else v
+    params = {k: one(v) if k in ("kernel", "strides", "dilation") else v
+              for k, v in params.items()}
+    layer, formats, lanes = _case(**params)
+    spec = layer.spec
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw)
+    rng = np.random.default_rng(params["seed"])
+    frames = rng.integers(formats.input.raw_min, formats.input.raw_max + 1,
+                          size=(2, *spec.input_shape))
+    result = run_amaranth(engine, frames, stall=0.2, seed=params["seed"])
+    np.testing.assert_array_equal(result.outputs, fixed_forward_raw(layer, formats, frames))
+    assert result.framing == []
 
 
 def test_simulate_layer_1d_and_padding_costs_no_cycles():
