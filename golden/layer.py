@@ -125,7 +125,13 @@ class SeparableLayer:
     name : str
         The block's name (default: the depthwise part's).
     fused : tuple of str
-        Layers folded in on import after the pointwise stage (or the 1x1 Conv2D joined).
+        Layers folded in on import after the pointwise stage (or the 1x1 Conv2D joined);
+        those folded into the depthwise part are in ``depthwise.fused``.
+    spec : LayerSpec
+        The depthwise part's: the block's input geometry and data_format (its output is
+        ``output_shape``, (oh, ow, F)).
+    filters, output_shape
+        F and (oh, ow, F).
     """
 
     depthwise: Layer
@@ -187,6 +193,7 @@ class SeparableLayer:
                             + (self.filters,))
 
     def replace(self, **changes):
+        """A copy with some fields changed (checked again)."""
         return dataclasses.replace(self, **changes)
 
 
