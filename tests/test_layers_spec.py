@@ -113,3 +113,20 @@ def test_golden_cli_on_a_1d_export(tmp_path, capsys):
         assert y.shape == (3, 4, 4)
     np.testing.assert_allclose(y, float_forward(layer, x))
     capsys.readouterr()
+
+
+def test_simulate_cli_on_a_1d_export(tmp_path, capsys):
+    """dwconv simulate on a 1D layer with explicit pads: 1D arrays, 0 mismatches."""
+    from dwconv.cli import main
+    spec = LayerSpec((9, 2), 3, padding=[[2, 0]], data_format="channels_first",
+                     kind="Conv1D")
+    layer = Layer(spec, np.random.default_rng(2).normal(size=(3, 2, 1)),
+                  np.random.default_rng(3).normal(size=2))
+    export_layer(tmp_path / "e", layer)
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(2, 2, 9)))
+    assert main(["simulate", str(tmp_path / "e"), "-i", str(tmp_path / "x.npy"), "-o",
+                 str(tmp_path / "y.npy"), "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["mismatches"] == 0 and report["ideal_cycles"] == 2 * 9 * 2 // report["lanes"]
+    assert np.load(tmp_path / "y.npy").shape == (2, 2, 9)
+    capsys.readouterr()
