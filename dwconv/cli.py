@@ -167,7 +167,7 @@ def load_layer_args(args, *, quantized=True):
     from .golden.export import load_layer
 
     layer, stored = load_layer(args.layer, getattr(args, "layer_name", None),
-                               getattr(args, "fuse", False))
+                               getattr(args, "fuse", False), getattr(args, "pointwise", False))
     formats = formats_from_args(args, stored)
     formats.exact_accumulator(layer.spec.taps)
     if quantized:
@@ -344,6 +344,12 @@ def add_export_args(parser):
     parser.add_argument("--all", action="store_true",
                         help="export every depthwise layer of the model (nested ones too): "
                              "one folder per layer in DIR, listed in DIR/layers.json")
+    parser.add_argument("--skip-unsupported", action="store_true",
+                        help="with --all: leave out (and list) layers the engine cannot "
+                             "build instead of stopping")
+    parser.add_argument("--pointwise", action="store_true",
+                        help="with --fuse: join a DepthwiseConv2D and the 1x1 Conv2D after "
+                             "it into one separable block")
     add_format_args(parser)
     add_config_arg(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -361,8 +367,7 @@ def run_export(args):
 
 def _export_all(args):
     """export --all: every layer read and checked first, then the tree written at once."""
-    from .golden.export import export_tree, load_all_layers
-    from .loading import with_formats
+    from .golden.export import export_all
 
     if args.layer_name is not None:
         raise UsageError("--all exports every layer: drop --layer NAME, or drop --all")
@@ -370,20 +375,20 @@ def _export_all(args):
     if source.is_dir() or source.name == "layer.json":
         raise UsageError(f"--all needs a .keras or .h5 model file, not the exported folder "
                          f"{source}")
-    entries = []
     config = _config(args)
-    found = load_all_layers(source, args.fuse or (config is not None and config.fuse))
-    if config is not None:
-        config.check_layers([layer_id for layer_id, *_ in found])
-    for layer_id, layer, stored in found:
-        try:
-            formats = design_for(args, with_formats(layer, stored, layer_id), config).formats
-        except FormatError as error:
-            raise FormatError(f"layer {layer_id!r}: {error}") from None
-        entries.append((layer_id, layer, formats))
-    export_tree(args.output, entries, model=source.name)
-    print(f"wrote {args.output}: {len(entries)} layer(s): "
-          f"{', '.join(layer_id for layer_id, *_ in entries)}")
+    formats_from_args(args)             # a bad format string is the user's, not a layer's
+
+    def formats_for(layer_id, layer, stored):
+        chosen = dict(stored or {})
+        if config is not None:
+            chosen.update(config.settings(layer_id, layer.name)["formats"])
+        return formats_from_args(args, chosen)
+
+    survey = export_all(source, args.output, formats_for,
+                        args.fuse or (config is not None and config.fuse), args.pointwise,
+                        args.skip_unsupported,
+                        check_ids=None if config is None else config.check_layers)
+    print("\n".join(survey.report() + [f"wrote {args.output}"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,22 @@ layer.json holds the original network generator's fields (``layer_name``,
 defaults for later commands) and ``fused`` (layers folded in on import).
 weights.npz holds ``kernel`` (kh, kw, C, M) and ``bias`` (C*M,), float32, Keras layout.
 
+The other depthwise-like kinds (``kind`` in layer.json; DepthwiseConv2D when absent):
+
+- DepthwiseConv1D and Conv1D/Conv2D with groups == channels: the same fields; a 1D kind
+  writes its own shapes (``first_input_shape`` [L, C], ``kernel_size`` [k], ...) and its
+  kernel as Keras' (k, C, M); a grouped Conv's kernel is written in the depthwise layout.
+- Explicit padding (a ZeroPadding folded in with ``--fuse``): ``padding`` is
+  ``[[top, bottom], [left, right]]`` (1D: ``[[left, right]]``) and ``first_input_shape``
+  the unpadded input.
+- SeparableConv2D, SeparableConv1D, "DepthwiseConv2D+Conv2D" (a joined pair): the
+  depthwise part's fields, with its own bias and activation as ``depthwise_use_bias`` and
+  ``depthwise_activation``; ``use_bias`` and ``activation`` are the pointwise stage's;
+  ``filters`` F; ``output_shape`` the block's.  weights.npz adds ``pointwise_kernel``
+  (Keras' (1, 1, C*M, F); 1D: (1, C*M, F)) and ``pointwise_bias`` (F,); ``bias`` is the
+  depthwise part's (zeros for Keras' separable layers).  ``formats`` adds ``pointwise``
+  and ``mid``.
+
 ``dwconv export --all`` writes a *tree*: one such folder per depthwise layer of a model,
 and ``layers.json`` at the top listing them (``{"model": ..., "layers": [{"layer": id,
 "folder": name}, ...]}``, in the model's order).
@@ -22,14 +38,14 @@ import numpy as np
 from .atomic import atomic_folder
 from .fixed import FormatError
 from .formats import DEFAULT_FORMATS, LayerFormats
-from .keras_io import ModelFileError, load_all_layers, load_model_layer
+from .keras_io import ModelFileError, load_all_layers, load_model_layer, survey_layers
+from .layer import SEPARABLE_KINDS, Layer, SeparableLayer
 from .limits import check_npz, read_config_file
-from .layer import Layer
 from .spec import LayerError, LayerSpec
 
 __all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",
            "read_export", "load_layer", "load_all_layers", "export_tree", "read_tree",
-           "is_tree", "folder_name"]
+           "is_tree", "folder_name", "check_formats", "export_all"]
 
 LAYER_JSON = "layer.json"
 WEIGHTS_NPZ = "weights.npz"
@@ -38,12 +54,34 @@ TREE_JSON = "layers.json"
 
 def layer_document(layer, formats=None):
     """The layer.json content for ``layer`` (formats: LayerFormats, dict or None)."""
+    separable = isinstance(layer, SeparableLayer)
     document = layer.spec.to_dict()
+    if separable:
+        spec = layer.spec
+        document.update(
+            kind=layer.kind, layer_name=layer.name,
+            depthwise_use_bias=spec.use_bias, depthwise_activation=spec.activation,
+            use_bias=layer.use_bias, activation=layer.activation, filters=layer.filters,
+            depthwise_output_shape=document["output_shape"],
+            output_shape=spec.shape_1d(layer.output_shape))
     if formats is not None:
-        document["formats"] = formats.to_dict() if isinstance(formats, LayerFormats) \
-            else dict(formats)
-    document["fused"] = list(layer.fused)
+        document["formats"] = formats.to_dict(separable) \
+            if isinstance(formats, LayerFormats) else dict(formats)
+    fused = layer.depthwise.fused + layer.fused if separable else layer.fused
+    document["fused"] = list(fused)
     return document
+
+
+def _weight_arrays(layer):
+    """weights.npz's arrays for ``layer``, in Keras' layouts."""
+    if not isinstance(layer, SeparableLayer):
+        return {"kernel": layer.keras_kernel, "bias": layer.bias}
+    depthwise = layer.depthwise
+    ones = (1,) * depthwise.spec.rank
+    return {"kernel": depthwise.keras_kernel, "bias": depthwise.bias,
+            "pointwise_kernel": layer.pointwise_kernel.reshape(ones
+                                                               + layer.pointwise_kernel.shape),
+            "pointwise_bias": layer.pointwise_bias}
 
 
 def write_export(folder, layer, formats=None):
@@ -52,7 +90,7 @@ def write_export(folder, layer, formats=None):
     text = json.dumps(layer_document(layer, formats), indent=2) + "\n"
     (folder / LAYER_JSON).write_text(text)
     with open(folder / WEIGHTS_NPZ, "wb") as file:
-        np.savez(file, kernel=layer.kernel, bias=layer.bias)
+        np.savez(file, **_weight_arrays(layer))
 
 
 def export_layer(folder, layer, formats=None):
@@ -87,7 +125,12 @@ def read_export(path):
         raise ModelFileError(f"{json_path} does not hold a JSON object; export the layer "
                              f"again with dwconv export")
     where = str(json_path)
+    kind = document.get("kind", "DepthwiseConv2D")
+    separable = kind in SEPARABLE_KINDS
+    prefix = "depthwise_" if separable else ""
     try:
+        if not isinstance(kind, str):
+            raise LayerError(f"kind must be a layer class name, not {kind!r}")
         spec = LayerSpec(
             input_shape=_field(document, "first_input_shape", where),
             kernel_size=_field(document, "kernel_size", where),
@@ -95,11 +138,13 @@ def read_export(path):
             dilation_rate=_field(document, "dilation_rate", where, [1, 1], required=False),
             padding=_field(document, "padding", where),
             depth_multiplier=_field(document, "depth_multiplier", where),
-            use_bias=_field(document, "use_bias", where, True, required=False),
-            activation=_field(document, "activation", where, "linear", required=False),
+            use_bias=_field(document, prefix + "use_bias", where, True, required=False),
+            activation=_field(document, prefix + "activation", where, "linear",
+                              required=False),
             data_format=_field(document, "data_format", where, "channels_last",
                                required=False),
-            name=str(_field(document, "layer_name", where)))
+            name=str(_field(document, "layer_name", where)),
+            kind=_DEPTHWISE_PART.get(kind, kind))
     except LayerError as error:
         raise LayerError(f"{where}: {error}") from None
     formats = document.get("formats")
@@ -128,14 +173,80 @@ def read_export(path):
                     raise ModelFileError(f"{weights_path} must hold 'kernel' and 'bias'; "
                                          f"export the layer again with dwconv export")
                 kernel, bias = weights["kernel"], weights["bias"]
+                pointwise = [weights[k] for k in ("pointwise_kernel", "pointwise_bias")
+                             if separable and k in weights.files]
     except FileNotFoundError:
         raise ModelFileError(f"{folder} holds no {WEIGHTS_NPZ}; export the layer again with "
                              f"dwconv export") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ModelFileError(f"{weights_path} is damaged ({error}); export the layer again "
                              f"with dwconv export") from None
-    return Layer(spec, kernel, bias if spec.use_bias else None,
-                 fused=tuple(map(str, fused)) if isinstance(fused, list) else ()), formats
+    fused = tuple(map(str, fused)) if isinstance(fused, list) else ()
+    if not separable:
+        return Layer(spec, kernel, bias if spec.use_bias else None, fused=fused), formats
+    if len(pointwise) != 2:
+        raise ModelFileError(f"{weights_path} must hold 'pointwise_kernel' and "
+                             f"'pointwise_bias' for a {kind}; export the layer again with "
+                             f"dwconv export")
+    try:
+        use_bias = _field(document, "use_bias", where, True, required=False)
+        layer = SeparableLayer(
+            Layer(spec, kernel, bias if spec.use_bias else None), pointwise[0],
+            pointwise[1] if use_bias is True else None, use_bias=use_bias,
+            activation=_field(document, "activation", where, "linear", required=False),
+            kind=kind, name=spec.name, fused=fused)
+    except LayerError as error:
+        raise LayerError(f"{where}: {error}") from None
+    if layer.filters != document.get("filters", layer.filters):
+        raise ModelFileError(f"{where} says {document['filters']!r} filters but the pointwise "
+                             f"kernel has {layer.filters}; export the layer again")
+    return layer, formats
+
+
+#: The depthwise part's kind of each separable kind.
+_DEPTHWISE_PART = {"SeparableConv2D": "DepthwiseConv2D", "SeparableConv1D": "DepthwiseConv1D",
+                   "DepthwiseConv2D+Conv2D": "DepthwiseConv2D"}
+
+
+def check_formats(layer, formats):
+    """Raise a FormatError unless ``formats`` (LayerFormats) fit ``layer``: its exact
+    accumulators (a separable block's two stages) need no more bits than the engine has."""
+    formats.exact_accumulator(layer.spec.taps)
+    if isinstance(layer, SeparableLayer):
+        formats.exact_pointwise_accumulator(layer.spec.out_channels)
+
+
+def export_all(source, folder, formats_for, fuse=False, pointwise=False,
+               skip_unsupported=False, check_ids=None):
+    """``export --all``: every depthwise-like layer of a model file into an export tree.
+
+    ``formats_for(layer_id, layer, stored)`` gives the LayerFormats of a layer from the
+    formats its file stored (QKeras) or None; ``check_ids(ids)``, if given, checks the ids
+    of the layers to be written before anything is (a configuration naming a missing one).  All or nothing: a layer the engine cannot build (or whose
+    formats do not fit) stops it with nothing written, unless ``skip_unsupported``; then
+    the rest is written and the survey lists what was left out.  Returns the ModelSurvey.
+    """
+    chosen = {}
+
+    def check(layer_id, layer, stored):
+        formats = formats_for(layer_id, layer, stored)
+        try:
+            check_formats(layer, formats)
+        except FormatError as error:
+            raise FormatError(f"formats: {error}") from None
+        chosen[layer_id] = formats
+
+    survey = survey_layers(source, fuse, pointwise, skip_unsupported, check)
+    if not survey.entries:
+        raise LayerError(f"no layer of {survey.model} can be exported: "
+                         f"{len(survey.skipped)} skipped, e.g. {survey.skipped[0][0]!r} "
+                         f"({survey.skipped[0][1]}): {survey.skipped[0][2]}")
+    if check_ids is not None:
+        check_ids([layer_id for layer_id, _, _ in survey.entries])
+    export_tree(folder, [(layer_id, layer, chosen[layer_id])
+                         for layer_id, layer, _ in survey.entries],
+                model=pathlib.Path(source).name)
+    return survey
 
 
 def folder_name(layer_id):
@@ -198,14 +309,15 @@ def is_tree(path):
     return path.is_dir() and not (path / LAYER_JSON).exists() and (path / TREE_JSON).exists()
 
 
-def load_layer(path, layer_name=None, fuse=False):
+def load_layer(path, layer_name=None, fuse=False, pointwise=False):
     """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json.
 
     Returns ``(layer, formats)``: formats is the dict stored in layer.json (defaults for
     that layer), the one QKeras quantizers give on model import, or None.  ``layer_name``
     picks a depthwise layer (a model's, or one of an export tree's; an export holds one,
     and a different name is an error); ``fuse`` folds BatchNormalization/ReLU on model
-    import (an export is as it was exported).
+    import (an export is as it was exported), with ``pointwise`` also a 1x1 Conv2D after a
+    DepthwiseConv2D (a SeparableLayer).
     """
     path = pathlib.Path(path)
     if is_tree(path):
@@ -229,4 +341,4 @@ def load_layer(path, layer_name=None, fuse=False):
             raise ModelFileError(f"{path} holds layer {layer.name!r}, not {layer_name!r}; "
                                  f"drop --layer or export {layer_name!r}")
         return layer, formats
-    return load_model_layer(path, layer_name, fuse)
+    return load_model_layer(path, layer_name, fuse, pointwise)

@@ -11,7 +11,7 @@
 import numpy as np
 
 from .float_ref import float_forward, tap_views
-from .layer import from_channels_last, to_channels_last
+from .layer import SeparableLayer, from_channels_last, to_channels_last
 from .spec import LayerError
 
 __all__ = ["quantize_weights", "fixed_forward_raw", "fixed_forward", "float_forward",
@@ -68,8 +68,12 @@ def accumulate_raw(layer, formats, x_raw):
 def fixed_forward_raw(layer, formats, x_raw):
     """Raw output (N, oh, ow, C*M) in the output format, for raw input (N, H, W, C).
 
-    Both are int64 and channels_last, whatever the layer's data_format.
+    Both are int64 and channels_last, whatever the layer's data_format.  A SeparableLayer
+    gives its block's output (N, oh, ow, F) (see ``golden.separable_ref``).
     """
+    if isinstance(layer, SeparableLayer):
+        from .separable_ref import separable_forward_raw   # it builds on this module
+        return separable_forward_raw(layer, formats, x_raw)
     acc, frac = accumulate_raw(layer, formats, x_raw)
     return formats.output.convert(acc, frac)
 

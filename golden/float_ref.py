@@ -6,7 +6,7 @@ tolerance, and the difference is Keras' rounding, not ours.
 
 import numpy as np
 
-from .layer import from_channels_last, to_channels_last
+from .layer import SeparableLayer, from_channels_last, to_channels_last
 
 __all__ = ["float_forward", "float_forward_nhwc", "tap_views"]
 
@@ -32,7 +32,13 @@ def tap_views(spec, x):
 
 
 def float_forward_nhwc(layer, x):
-    """Float output (N, oh, ow, C*M) for float64 input (N, H, W, C)."""
+    """Float output (N, oh, ow, C*M) for float64 input (N, H, W, C).
+
+    A SeparableLayer gives its block's output (N, oh, ow, F).
+    """
+    if isinstance(layer, SeparableLayer):
+        from .separable_ref import separable_float_nhwc    # it builds on this module
+        return separable_float_nhwc(layer, x)
     spec = layer.spec
     multiplier = spec.depth_multiplier
     kernel = layer.kernel.astype(np.float64)

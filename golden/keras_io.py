@@ -1,4 +1,10 @@
-"""Read DepthwiseConv2D layers from Keras model files with zipfile and h5py only.
+"""Read depthwise-like layers from Keras model files with zipfile and h5py only.
+
+Depthwise-like: DepthwiseConv2D (QKeras' QDepthwiseConv2D too), DepthwiseConv1D,
+SeparableConv2D/1D (read as a SeparableLayer) and Conv1D/Conv2D with ``groups`` == input
+channels (Keras' grouped kernel (kh, kw, 1, C*M) is the depthwise kernel reshaped to
+(kh, kw, C, M): filter f reads channel f // M).  A Conv with 1 < groups < channels is a
+grouped convolution and refused.
 
 Two containers are understood:
 
@@ -36,16 +42,28 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from .layer import Layer
+from .layer import Layer, SeparableLayer
 from .limits import CONFIG_BYTES, read_dataset, read_zip_member
 from .spec import LayerError, LayerSpec
 
-__all__ = ["ModelFileError", "ModelGraph", "read_model", "load_keras_layer",
-           "load_model_layer", "load_all_layers", "depthwise_layer_names", "layer_id", "is_depthwise"]
+__all__ = ["ModelFileError", "ModelGraph", "ModelSurvey", "read_model", "load_keras_layer",
+           "load_model_layer", "load_all_layers", "survey_layers", "depthwise_layer_names",
+           "layer_id", "is_depthwise", "model_summary"]
 
 DEPTHWISE = "DepthwiseConv2D"
 #: Layer classes read as a DepthwiseConv2D: Keras' own and QKeras' quantized one.
 DEPTHWISE_CLASSES = (DEPTHWISE, "QDepthwiseConv2D")
+#: Keras classes read as a depthwise layer of one row.
+DEPTHWISE_1D = "DepthwiseConv1D"
+SEPARABLE_CLASSES = ("SeparableConv2D", "SeparableConv1D")
+#: Convolutions that are depthwise when ``groups`` equals the input channels.
+GROUPED_CLASSES = ("Conv2D", "Conv1D")
+ZERO_PADDING_CLASSES = ("ZeroPadding2D", "ZeroPadding1D")
+#: What "depthwise-like" means in messages.
+DEPTHWISE_LIKE_OTHERS = ("DepthwiseConv1D, SeparableConv2D/1D, Conv2D/1D with groups == "
+                         "channels")
+DEPTHWISE_LIKE = ("DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D or "
+                  "Conv1D/Conv2D with groups == channels")
 _CONTAINERS = ("Sequential", "Functional", "Model")
 # Layers that keep the shape of their input: used only to follow shapes through legacy
 # files whose configuration does not record each layer's input shape.
@@ -418,8 +436,40 @@ def _shape(batch_shape):
 # DepthwiseConv2D layers
 
 def is_depthwise(layer):
-    """Whether a ModelLayer is a DepthwiseConv2D (QKeras' QDepthwiseConv2D included)."""
-    return layer.class_name in DEPTHWISE_CLASSES
+    """Whether a ModelLayer is depthwise-like: a DepthwiseConv2D (QKeras' included), a
+    DepthwiseConv1D, a SeparableConv1D/2D, or a Conv1D/2D with ``groups`` > 1 (a grouped
+    one with fewer groups than channels is found, and refused when it is read)."""
+    if layer.class_name in GROUPED_CLASSES:
+        groups = layer.config.get("groups", 1)
+        return isinstance(groups, int) and not isinstance(groups, bool) and groups > 1
+    return layer.class_name in DEPTHWISE_CLASSES + (DEPTHWISE_1D,) + SEPARABLE_CLASSES
+
+
+def layer_kind(layer):
+    """The kind a depthwise-like ModelLayer is counted under (``Conv2D`` with groups: so)."""
+    return layer.class_name
+
+
+def model_summary(graph, limit=8):
+    """The model's layers by kind and count, most common first, e.g. ``132 layers: 40
+    Conv2D, 34 BatchNormalization, ...`` (at most ``limit`` kinds named)."""
+    counts = {}
+    for layer in graph.layers:
+        counts[layer.class_name] = counts.get(layer.class_name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{n} {kind}" for kind, n in ranked[:limit])
+    if len(ranked) > limit:
+        text += (f" and {sum(n for _, n in ranked[limit:])} more of {len(ranked) - limit} "
+                 f"other kinds")
+    count = len(graph.layers)
+    return f"{count} layer{'s' if count != 1 else ''}: {text}" if count else "no layers"
+
+
+def _few(names, limit=6):
+    """Some names, with how many more, for a message that must stay short."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def layer_id(graph, layer):
@@ -453,12 +503,14 @@ def _pick(graph, layer_name):
         if len(names) == 1:
             return _matching(graph, names[0])[0]
         if not names:
-            present = ", ".join(f"{layer.path} ({layer.class_name})"
-                                for layer in graph.layers) or "no layers"
-            raise ModelFileError(f"{graph.path} holds no DepthwiseConv2D layer (it has "
-                                 f"{present}); give a model with one")
-        raise ModelFileError(f"{graph.path} holds {len(names)} DepthwiseConv2D layers "
-                             f"({', '.join(names)}); choose one with --layer NAME")
+            raise ModelFileError(f"{graph.path.name} holds no DepthwiseConv2D or other "
+                                 f"depthwise-like layer ({DEPTHWISE_LIKE_OTHERS}); it has "
+                                 f"{model_summary(graph)}; give a model with one")
+        kinds = {layer_kind(layer) for layer in graph.layers if is_depthwise(layer)}
+        kind = kinds.pop() if len(kinds) == 1 else "depthwise-like"
+        raise ModelFileError(f"{graph.path.name} holds {len(names)} {kind} layers "
+                             f"({_few(names)}); choose one with --layer NAME, or use "
+                             f"export --all")
     found = _matching(graph, str(layer_name).strip("/"))
     if len(found) > 1:
         raise ModelFileError(f"{len(found)} layers of {graph.path.name} are called "
@@ -466,10 +518,10 @@ def _pick(graph, layer_name):
                              f"--layer with its path, e.g. {found[0].path!r}")
     layer = found[0] if found else None
     if layer is None or not is_depthwise(layer):
-        what = (f"is a {layer.class_name}, not a DepthwiseConv2D" if layer is not None
-                else "is not in the model")
-        raise ModelFileError(f"layer {layer_name!r} {what}; the DepthwiseConv2D layers of "
-                             f"{graph.path.name} are: {', '.join(names) or 'none'}")
+        what = (f"is a {layer.class_name}, not a depthwise-like layer ({DEPTHWISE_LIKE})"
+                if layer is not None else "is not in the model")
+        raise ModelFileError(f"layer {layer_name!r} {what}; the depthwise-like layers of "
+                             f"{graph.path.name} are: {_few(names) or 'none'}")
     return layer
 
 
@@ -491,32 +543,70 @@ def _input_shape(graph, layer, seen=()):
     if source.class_name == "Dense" and isinstance(source.config.get("units"), int):
         shape = _input_shape(graph, source, seen + (layer.path,))
         return None if shape is None else shape[:-1] + (source.config["units"],)
+    if source.class_name in ZERO_PADDING_CLASSES:
+        shape = _input_shape(graph, source, seen + (layer.path,))
+        pads = _zero_pads(source)
+        if shape is None or pads is None or len(shape) != len(pads) + 1:
+            return None
+        first = source.config.get("data_format") == "channels_first"
+        spatial = shape[1:] if first else shape[:-1]
+        spatial = tuple(n + a + b for n, (a, b) in zip(spatial, pads))
+        return (shape[0],) + spatial if first else spatial + (shape[-1],)
     if is_depthwise(source):
         shape = _input_shape(graph, source, seen + (layer.path,))
         if shape is None:
             return None
         spec = _spec_from_config(graph, source, shape)
         out = spec.output_shape
+        if source.class_name in SEPARABLE_CLASSES:
+            out = out[:2] + (source.config.get("filters"),)
+        out = out[1:] if spec.rank == 1 else out
         if spec.data_format == "channels_first":
-            return (out[2], out[0], out[1])
-        return out
+            return (out[-1],) + tuple(out[:-1])
+        return tuple(out)
     return None
 
 
+def _zero_pads(layer):
+    """A ZeroPadding1D/2D's pads per spatial axis, ((before, after), ...), or None."""
+    pads = layer.config.get("padding", 1)
+    rank = 1 if layer.class_name == "ZeroPadding1D" else 2
+    if isinstance(pads, int):
+        pads = [(pads, pads)] * rank
+    elif rank == 1 and isinstance(pads, list) and len(pads) == 2 and \
+            all(isinstance(v, int) for v in pads):
+        pads = [pads]
+    elif isinstance(pads, list) and len(pads) == rank and all(isinstance(v, int) for v in pads):
+        pads = [(v, v) for v in pads]
+    if (not isinstance(pads, list) or len(pads) != rank or
+            not all(isinstance(p, (list, tuple)) and len(p) == 2 and
+                    all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p)
+                    for p in pads)):
+        return None
+    return tuple(tuple(p) for p in pads)
+
+
 def _spec_from_config(graph, layer, shape, activation=None):
-    """LayerSpec from a DepthwiseConv2D's configuration and its (batchless) input shape.
+    """LayerSpec of a depthwise-like layer's (depthwise part's) configuration and its
+    (batchless) input shape.
 
     ``activation``: the activation's name when the caller read it (a QKeras quantizer).
+    A separable layer's depthwise part has no bias and a linear activation (they belong
+    to the pointwise stage).
     """
     cfg = layer.config
     where = f"layer {layer.path!r} of {graph.path.name}"
+    kind = layer.class_name
+    rank = 1 if kind.endswith("1D") else 2
     data_format = cfg.get("data_format") or "channels_last"
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+    if len(shape) != rank + 1 or not all(isinstance(v, int) and v > 0 for v in shape):
+        dims = "(L, C)" if rank == 1 else "(H, W, C)"
         raise LayerError(f"{where} has input shape {list(shape)}; the engine needs a fixed "
-                         f"height, width and channel count: build the model with "
-                         f"keras.Input((H, W, C))")
+                         f"{'length' if rank == 1 else 'height, width'} and channel count: "
+                         f"build the model with keras.Input({dims})")
     if data_format == "channels_first":
-        shape = (shape[1], shape[2], shape[0])
+        shape = tuple(shape[1:]) + (shape[0],)
+    channels = shape[-1]
     if activation is None:
         activation = cfg.get("activation", "linear")
     if not isinstance(activation, str) and activation is not None:
@@ -525,18 +615,44 @@ def _spec_from_config(graph, layer, shape, activation=None):
     if activation not in (None, "linear", "relu", "relu6"):
         raise LayerError(f"{where} has activation {activation!r}, which the engine does not "
                          f"do; use linear, relu or relu6")
-    for option, default in (("groups", 1),):
-        if cfg.get(option, default) != default:
-            raise LayerError(f"{where} sets {option}={cfg[option]!r}, which the engine does "
-                             f"not support")
+    multiplier = cfg.get("depth_multiplier", 1)
+    use_bias = cfg.get("use_bias", True)
+    spec_kind = kind if kind in ("DepthwiseConv1D", "Conv1D", "Conv2D") else (
+        "DepthwiseConv1D" if rank == 1 else "DepthwiseConv2D")
+    if kind in GROUPED_CLASSES:
+        groups, filters = cfg.get("groups", 1), cfg.get("filters")
+        if groups != channels:
+            raise LayerError(f"{where} is a grouped convolution ({groups} groups of "
+                             f"{channels} channels), not a depthwise one; the engine needs "
+                             f"groups == channels")
+        if not isinstance(filters, int) or filters < 1 or filters % channels:
+            raise LayerError(f"{where} has {filters!r} filters, not a multiple of its "
+                             f"{channels} channels")
+        multiplier = filters // channels
+    elif kind in SEPARABLE_CLASSES:
+        use_bias, activation = False, "linear"
+    elif cfg.get("groups", 1) != 1:
+        raise LayerError(f"{where} sets groups={cfg['groups']!r}, which the engine does "
+                         f"not support")
+    padding = cfg.get("padding", "valid")
+    padding = str(padding).lower() if isinstance(padding, str) else padding
+    kernel_size, dilation = _ints(cfg.get("kernel_size")), _ints(cfg.get("dilation_rate", 1))
+    if padding == "causal" and rank == 1:
+        # Keras' causal padding: (k - 1) * d zeros before, none after
+        k = kernel_size[0] if isinstance(kernel_size, list) else kernel_size
+        d = dilation[0] if isinstance(dilation, list) else dilation
+        if isinstance(k, int) and isinstance(d, int):
+            padding = [[(k - 1) * d, 0]]
+    elif not isinstance(padding, str):
+        raise LayerError(f"{where} has padding {padding!r}; use 'valid' or 'same' (or a "
+                         f"ZeroPadding layer before it with --fuse)")
     try:
         return LayerSpec(
-            input_shape=tuple(shape), kernel_size=_ints(cfg.get("kernel_size")),
-            strides=_ints(cfg.get("strides", 1)), dilation_rate=_ints(cfg.get("dilation_rate", 1)),
-            padding=str(cfg.get("padding", "valid")).lower(),
-            depth_multiplier=cfg.get("depth_multiplier", 1),
-            use_bias=cfg.get("use_bias", True), activation=activation or "linear",
-            data_format=data_format, name=layer.name)
+            input_shape=tuple(shape), kernel_size=kernel_size,
+            strides=_ints(cfg.get("strides", 1)), dilation_rate=dilation,
+            padding=padding, depth_multiplier=multiplier,
+            use_bias=use_bias, activation=activation or "linear",
+            data_format=data_format, name=layer.name, kind=spec_kind)
     except LayerError as error:
         raise LayerError(f"{where}: {error}") from None
 
@@ -545,53 +661,203 @@ def _ints(value):
     return list(value) if isinstance(value, list) else value
 
 
-def load_keras_layer(path, layer_name=None, fuse=False):
-    """The chosen DepthwiseConv2D of a model file as a Layer (see ``load_model_layer``)."""
-    return load_model_layer(path, layer_name, fuse)[0]
+def load_keras_layer(path, layer_name=None, fuse=False, pointwise=False):
+    """The chosen depthwise-like layer of a model file (see ``load_model_layer``)."""
+    return load_model_layer(path, layer_name, fuse, pointwise)[0]
 
 
-def load_model_layer(path, layer_name=None, fuse=False):
-    """The chosen depthwise layer of a model file: ``(Layer, formats dict or None)``.
+def load_model_layer(path, layer_name=None, fuse=False, pointwise=False):
+    """The chosen depthwise-like layer of a model file: ``(layer, formats dict or None)``.
 
+    The layer is a Layer, or a SeparableLayer for a SeparableConv1D/2D (and, with
+    ``fuse`` and ``pointwise``, a DepthwiseConv2D joined with the 1x1 Conv2D after it).
     ``layer_name`` is a layer's name, or its path through nested models where names
-    repeat (``backbone/block_1_depthwise``).  With ``fuse``, a BatchNormalization and/or
-    ReLU/ReLU6 directly after it is folded in (see ``golden.fuse``); the Layer's ``fused``
-    lists what was.  The formats are those QKeras quantizers give (see ``golden.qkeras``):
-    a QDepthwiseConv2D's own, a QActivation directly before (input) and directly after
-    (output); None when there are none.
+    repeat (``backbone/block_1_depthwise``).  With ``fuse``, a ZeroPadding directly before
+    it and a BatchNormalization and/or ReLU/ReLU6 directly after it are folded in (see
+    ``golden.fuse``); the layer's ``fused`` lists what was.  The formats are those QKeras
+    quantizers give (see ``golden.qkeras``): a QDepthwiseConv2D's own, a QActivation
+    directly before (input) and directly after (output); None when there are none.
     """
     graph = read_model(path)
     try:
-        return _load(graph, _pick(graph, layer_name), fuse)
+        return _load(graph, _pick(graph, layer_name), fuse, pointwise)
     finally:
         graph.close()
 
 
-def load_all_layers(path, fuse=False):
-    """Every depthwise layer of a model file: a list of ``(id, Layer, formats or None)``.
+@dataclass
+class ModelSurvey:
+    """What ``survey_layers`` found in a model file, and what it read.
 
-    The ids are those ``depthwise_layer_names`` gives, in file order.
+    Members
+    -------
+    model : str
+        The file's name.
+    summary : str
+        The model's layers by kind and count (``model_summary``).
+    found : list of (id, kind)
+        Every depthwise-like layer, in file order.
+    entries : list of (id, layer, formats dict or None)
+        The layers read (Layer or SeparableLayer).
+    skipped : list of (id, kind, reason)
+        Those left out (``skip_unsupported``), each with a short reason.
     """
+
+    model: str
+    summary: str
+    found: list = field(default_factory=list)
+    entries: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    @staticmethod
+    def _by_kind(kinds):
+        counts = {}
+        for kind in kinds:
+            counts[kind] = counts.get(kind, 0) + 1
+        return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "none"
+
+    def report(self):
+        """Lines for the user: found and read, per kind, and every layer left out."""
+        kinds = dict(self.found)
+        lines = [f"{self.model}: found {len(self.found)} depthwise-like layer(s) "
+                 f"({self._by_kind(kind for _, kind in self.found)}); exported "
+                 f"{len(self.entries)} ({self._by_kind(kinds[i] for i, *_ in self.entries)})"]
+        for layer_id, kind, reason in self.skipped:
+            lines.append(f"skipped {layer_id} ({kind}): {reason}")
+        return lines
+
+
+def _short_reason(error, model_layer, graph):
+    """The error's message without the 'layer X of model' it starts with."""
+    message = " ".join(str(error).split())
+    for where in (f"layer {model_layer.path!r} of {graph.path.name}", f"{graph.path.name}: "
+                  f"layer {model_layer.path!r}"):
+        message = message.removeprefix(where).lstrip(": ")
+    return message
+
+
+def survey_layers(path, fuse=False, pointwise=False, skip_unsupported=False, check=None):
+    """Read every depthwise-like layer of a model file (``export --all``).
+
+    A layer with an option the engine does not support stops it with a LayerError that
+    names the layer, its kind and the option, and summarizes the model's layers; with
+    ``skip_unsupported`` it is listed in ``skipped`` instead.  ``check(layer_id, layer,
+    formats)`` may raise a LayerError or FormatError (formats that do not fit the layer),
+    treated the same way.  A model without any depthwise-like layer is a ModelFileError.
+    """
+    from .fixed import FormatError
+
     graph = read_model(path)
     try:
+        survey = ModelSurvey(graph.path.name, model_summary(graph))
         found = [(layer_id(graph, layer), layer) for layer in graph.layers
                  if is_depthwise(layer)]
         if not found:
-            _pick(graph, None)        # raises the "no DepthwiseConv2D layer" error
-        return [(name, *_load(graph, layer, fuse)) for name, layer in found]
+            _pick(graph, None)        # raises the "no depthwise-like layer" error
+        for name, model_layer in found:
+            kind = layer_kind(model_layer)
+            survey.found.append((name, kind))
+            try:
+                layer, formats = _load(graph, model_layer, fuse, pointwise)
+                if check is not None:
+                    check(name, layer, formats)
+            except (LayerError, FormatError) as error:
+                reason = _short_reason(error, model_layer, graph)
+                if not skip_unsupported:
+                    raise LayerError(
+                        f"layer {name!r} ({kind}) of {graph.path.name}: {reason}; the model "
+                        f"has {survey.summary}; export --all --skip-unsupported writes the "
+                        f"other layers") from None
+                survey.skipped.append((name, kind, reason))
+                continue
+            survey.entries.append((name, layer, formats))
+        return survey
     finally:
         graph.close()
 
 
-def _load(graph, model_layer, fuse):
-    from .fuse import fuse_following  # fuse needs this module's readers: import late
-    from . import qkeras
+def load_all_layers(path, fuse=False, pointwise=False):
+    """Every depthwise-like layer of a model file: a list of ``(id, layer, formats or
+    None)``, all or nothing (see ``survey_layers``).
+
+    The ids are those ``depthwise_layer_names`` gives, in file order.
+    """
+    return survey_layers(path, fuse, pointwise).entries
+
+
+def _load(graph, model_layer, fuse, pointwise=False):
+    from .fuse import fold_zero_padding, fuse_following  # fuse needs this module: import late
 
     shape = _input_shape(graph, model_layer)
     if shape is None:
         raise ModelFileError(f"{graph.path.name} does not record the input shape of layer "
                              f"{model_layer.path!r}; save the model from Keras 3 as .keras, "
                              f"or build it with keras.Input((H, W, C))")
+    if model_layer.class_name in DEPTHWISE_CLASSES:
+        layer, formats, last, quantized, output_quantized = _load_depthwise(
+            graph, model_layer, shape)
+    else:
+        layer, formats, last = _load_depthwise_like(graph, model_layer, shape), None, model_layer
+        quantized = output_quantized = False
+    if fuse:
+        layer = fold_zero_padding(graph, model_layer, layer)
+        layer = fuse_following(graph, last, layer, quantized=quantized,
+                               output_quantized=output_quantized, pointwise=pointwise)
+    return layer, formats
+
+
+def _weight_arrays(graph, model_layer, count):
+    arrays = graph.weights(model_layer)
+    if len(arrays) != count:
+        raise ModelFileError(f"{graph.path.name}: layer {model_layer.path!r} has {len(arrays)} "
+                             f"weight arrays where {count} were expected; re-save the "
+                             f"model with Keras")
+    return arrays
+
+
+def _load_depthwise_like(graph, model_layer, shape):
+    """A DepthwiseConv1D, grouped Conv1D/2D or SeparableConv1D/2D as a Layer or a
+    SeparableLayer, the kernels in the depthwise layout (kh, kw, C, M)."""
+    spec = _spec_from_config(graph, model_layer, shape)
+    where = f"layer {model_layer.path!r} of {graph.path.name}"
+    kind, cfg = model_layer.class_name, model_layer.config
+    kh, kw, channels, multiplier = spec.kernel_shape
+    if kind in SEPARABLE_CLASSES:
+        use_bias = cfg.get("use_bias", True)
+        arrays = _weight_arrays(graph, model_layer, 3 if use_bias else 2)
+        depthwise, pointwise = arrays[0], arrays[1]
+        filters = cfg.get("filters")
+        if pointwise.shape[-2:] != (channels * multiplier, filters):
+            raise ModelFileError(f"{where} has a pointwise kernel of shape "
+                                 f"{list(pointwise.shape)}, not [.., {channels * multiplier}, "
+                                 f"{filters}]; re-save the model with Keras")
+        activation = cfg.get("activation", "linear")
+        if activation not in (None, "linear", "relu", "relu6"):
+            raise LayerError(f"{where} has activation {activation!r}, which the engine does "
+                             f"not do; use linear, relu or relu6")
+        return SeparableLayer(Layer(spec, depthwise), pointwise,
+                              arrays[2] if use_bias else None, use_bias=bool(use_bias),
+                              activation=activation or "linear", kind=kind,
+                              name=model_layer.name)
+    arrays = _weight_arrays(graph, model_layer, 2 if spec.use_bias else 1)
+    kernel = arrays[0]
+    if kind in GROUPED_CLASSES:
+        # Keras' grouped kernel (kh, kw, 1, C*M): filter f reads input channel f // M
+        need = (kw, 1, channels * multiplier) if spec.rank == 1 else \
+            (kh, kw, 1, channels * multiplier)
+        if kernel.shape != need:
+            raise ModelFileError(f"{where} has a kernel of shape {list(kernel.shape)}, not "
+                                 f"{list(need)}; re-save the model with Keras")
+        kernel = kernel.reshape(kh, kw, channels, multiplier)
+    return Layer(spec, kernel, arrays[1] if spec.use_bias else None)
+
+
+def _load_depthwise(graph, model_layer, shape):
+    """A DepthwiseConv2D (or QKeras' QDepthwiseConv2D) with the formats its quantizers
+    give: ``(layer, formats, last, quantized, output_quantized)``, ``last`` the last model
+    layer read into it (a QActivation after it)."""
+    from . import qkeras
+
     where = f"layer {model_layer.path!r} of {graph.path.name}"
     activation, own_output = qkeras.parse_activation(model_layer.config.get("activation"),
                                                      where)
@@ -634,10 +900,7 @@ def _load(graph, model_layer, fuse):
             bias_quantizer=bias_q, input_quantizer=input_q, output_quantizer=output_q)
     layer = Layer(spec, kernel, bias,
                   fused=(last.name,) if last is not model_layer else ())
-    if fuse:
-        layer = fuse_following(graph, last, layer, quantized=weight_q is not None,
-                               output_quantized=output_q is not None)
-    return layer, formats
+    return layer, formats, last, weight_q is not None, output_q is not None
 
 
 def _single_consumer(graph, layer):
