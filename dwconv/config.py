@@ -211,10 +211,13 @@ def read_config(config):
 def config_for_layers(layers, *, model=None, fuse=False):
     """The starting configuration of ``{id: layer}``: built-in defaults, and per layer its
     formats (stored ones over the defaults) and the default lanes, reuse, weights, target."""
-    defaults = {"formats": LayerFormats.from_strings().to_dict(), **BUILTIN}
+    from .golden.layer import SeparableLayer
+
+    defaults = {"formats": LayerFormats.from_strings().to_dict(separable=True), **BUILTIN}
     entries = {}
     for layer_id, layer in layers.items():
         stored = getattr(layer, "formats", None) or {}
-        entries[str(layer_id)] = {"formats": LayerFormats.from_strings(**stored).to_dict(),
-                                  **BUILTIN}
+        formats = LayerFormats.from_strings(**stored)
+        entries[str(layer_id)] = {
+            "formats": formats.to_dict(separable=isinstance(layer, SeparableLayer)), **BUILTIN}
     return Config(defaults, entries, model=None if model is None else str(model), fuse=fuse)

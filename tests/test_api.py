@@ -247,11 +247,25 @@ def test_vectors(tmp_path):
     assert len((tmp_path / "vec" / "input.hex").read_text().splitlines()) == 2 * 6 * 5
 
 
-def test_core_is_an_amaranth_component():
-    design = dwconv.Design(_layer(), FORMATS, lanes=2)
+@pytest.mark.parametrize("weights", ["const", "port"])
+def test_core_is_a_stream_component(weights):
+    """design.core(): i/o (and w with port weights) streams of the lanes' layout, error."""
+    from amaranth.hdl import Fragment
+    from amaranth.lib import data, stream
+
+    design = dwconv.Design(_layer(), FORMATS, lanes=2, weights=weights)
     core = design.core()
     assert isinstance(core, wiring.Component)
-    assert "error" in core.signature.members
+    members = core.signature.members
+    assert set(members) == {"i", "o", "error"} | ({"w"} if weights == "port" else set())
+    assert isinstance(members["i"].signature.flip(), stream.Signature)
+    lanes_in = core.i.payload.data.shape()
+    lanes_out = core.o.payload.data.shape()
+    assert isinstance(lanes_in, data.ArrayLayout) and lanes_in.length == 2
+    assert lanes_out.length == design.out_lanes
+    assert lanes_in.elem_shape.width == design.formats.input.width
+    assert lanes_out.elem_shape.width == design.formats.output.width
+    Fragment.get(core, None)        # it elaborates (and is used, so no warning)
 
 
 def test_synth_arguments_checked_before_any_tool():

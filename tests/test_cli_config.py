@@ -44,7 +44,7 @@ def test_config_writes_defaults_and_every_layer(tree, capsys):
     document = _config(tmp_path)
     assert set(document) == {"model", "fuse", "defaults", "layers"}
     defaults = document["defaults"]
-    assert defaults["formats"] == LayerFormats.from_strings().to_dict()
+    assert defaults["formats"] == LayerFormats.from_strings().to_dict(separable=True)
     assert set(defaults["formats"]) == set(DEFAULT_FORMATS)
     assert {k: defaults[k] for k in ("lanes", "reuse", "weights", "target")} == \
         {"lanes": 1, "reuse": 1, "weights": "const", "target": None}
