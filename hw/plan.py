@@ -57,6 +57,20 @@ def _raw_array(name, values, shape, fmt, what):
     return array
 
 
+def _check_padding(spec):
+    """The scanner's output targets rise with the output position only while an axis' pads
+    total at most its window span minus one, (k-1)*d pixels: beyond, outputs would lie
+    wholly in padding.  'same' never pads more; explicit (folded ZeroPadding) pads may."""
+    for axis, before, after, k, d in (
+            ("height", spec.pad_top, spec.pad_bottom, spec.kernel_size[0], spec.dilation_rate[0]),
+            ("width", spec.pad_left, spec.pad_right, spec.kernel_size[1], spec.dilation_rate[1])):
+        if before + after > (k - 1) * d:
+            raise LayerError(
+                f"layer {spec.name!r} pads {before} + {after} pixels on the {axis} axis, more "
+                f"than the engine supports there ((kernel - 1) * dilation = {(k - 1) * d} in "
+                f"all); stream the frames with part of the padding in them, or pad less")
+
+
 @dataclass(frozen=True, eq=False)
 class WeightPlan:
     """What the weight store holds, and how it is loaded.
@@ -148,6 +162,7 @@ class EnginePlan:
         if not isinstance(formats, LayerFormats):
             raise TypeError(f"formats must be LayerFormats, not {type(formats).__name__}")
         spec.check_lanes(self.lanes)
+        _check_padding(spec)
         check_reuse(self.reuse, spec.taps)
         if not isinstance(self.weights, str) or self.weights not in WEIGHT_MODES:
             raise ValueError(f"weights must be 'const' or 'port', not {self.weights!r}")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dwconv.golden.fixed_ref import fixed_forward_raw, quantize_weights
 from dwconv.golden.formats import LayerFormats
-from dwconv.golden.spec import LayerSpec
+from dwconv.golden.spec import LayerError, LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.simulate import simulate_layer
@@ -71,12 +71,16 @@ def _case(kind="DepthwiseConv2D", shape=None, kernel=None, strides=1, dilation=1
     return layer, LayerFormats.from_strings(**FORMAT_SETS[formats]), lanes or spec.channels
 
 
-_XFAIL = pytest.mark.xfail(strict=True, reason="the engine miscomputes pads totalling more "
-                           "than (k-1)*d on an axis (OutputScanner targets stop increasing)")
+@pytest.mark.parametrize("params", BEYOND_SPAN, ids=[_id(c) for c in BEYOND_SPAN])
+def test_pads_beyond_the_span_are_refused(params):
+    """Pads totalling more than (k-1)*d on an axis: a one-line LayerError, never a build."""
+    layer, formats, lanes = _case(**params, seed=len(_id(params)))
+    kernel_raw, bias_raw = quantize_weights(layer, formats)
+    with pytest.raises(LayerError, match=r"more than the engine supports .*\(kernel - 1\)"):
+        DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw)
 
 
-@pytest.mark.parametrize("params", CASES + [pytest.param(c, marks=_XFAIL) for c in BEYOND_SPAN],
-                         ids=[_id(c) for c in CASES + BEYOND_SPAN])
+@pytest.mark.parametrize("params", CASES, ids=[_id(c) for c in CASES])
 def test_engine_bit_exact(params):
     layer, formats, lanes = _case(**params, seed=len(_id(params)))
     spec = layer.spec
