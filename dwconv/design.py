@@ -99,6 +99,14 @@ def _parses(role, text):
         return False
 
 
+def _builds(cls, layer, formats):
+    try:
+        cls(layer, formats)
+        return True
+    except (DesignError, FormatError, LayerError):
+        return False
+
+
 def _whole(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -193,6 +201,12 @@ class Design:
             if config is None:
                 raise
             key = getattr(error, "key", None) or "formats"
+            if key in knobs and knobs[key] is not None:
+                raise                   # the caller's own argument, not the entry
+            if key == "formats" and formats and _builds(cls, layer, {
+                    **(getattr(layer, "formats", None) or {}),
+                    **{k: v for k, v in chosen.items() if k not in formats}}):
+                raise                   # the caller's formats are the ones that do not fit
             raise ConfigError(f"{config.where(getattr(layer, 'layer_id', None), layer.name)}: "
                               f"key {key!r}: {error}") from None
 

@@ -24,17 +24,20 @@ def line_buffer_minimum(spec):
     return ((kh - 1) * dh * spec.width + (kw - 1) * dw + 1) * spec.channels
 
 
-#: Amaranth's simulator runs the engine at roughly this many cycles per second and lane
-#: on these machines (a 56x56x32 layer at P=1: 6,000 cycles/s).
+#: Amaranth's simulator runs the engine at roughly this many cycles per second on these
+#: machines (a 56x56x32 layer at P=1: 6,000 cycles/s), after a few seconds of set-up.
 AMARANTH_CYCLES_PER_SECOND = 6000
+AMARANTH_SETUP_SECONDS = 3
 #: Runs expected to take longer than this many seconds are announced.
 LONG_RUN_SECONDS = 15
 
 
 def amaranth_seconds(cycles, lanes, multiplier=1):
     """A rough estimate of the Amaranth simulator's time for ``cycles`` of an engine with
-    ``lanes`` lanes in (``multiplier`` outputs per lane)."""
-    return cycles * (1 + 0.5 * (lanes * multiplier - 1)) / AMARANTH_CYCLES_PER_SECOND
+    ``lanes`` lanes in (``multiplier`` outputs per lane): more lanes cost a little more
+    per cycle."""
+    per_cycle = (1 + 0.1 * (lanes * multiplier - 1)) / AMARANTH_CYCLES_PER_SECOND
+    return AMARANTH_SETUP_SECONDS + cycles * per_cycle
 
 
 def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, seed=0,

@@ -409,3 +409,17 @@ def test_cli_simulate_progress_and_quiet(tmp_path, capsys, monkeypatch):
     assert main(argv + ["--quiet"]) == 0
     err = capsys.readouterr().err.splitlines()      # warnings stay, progress goes
     assert err and all(line.startswith("dwconv: warning: ") for line in err)
+
+
+def test_long_amaranth_runs_are_announced(tmp_path, capsys):
+    from dwconv.sim.simulate import LONG_RUN_SECONDS, amaranth_seconds
+
+    # the case: two frames of 56x56x32 at P=1 ran 35 s in Amaranth's simulator
+    assert 20 < amaranth_seconds(2 * 56 * 56 * 32, 1) < 60
+    assert amaranth_seconds(2 * 56 * 56 * 32, 1) > LONG_RUN_SECONDS
+    layer = _layer(shape=(4, 4, 2), multiplier=1)
+    export_layer(tmp_path / "exp", layer, FORMATS)
+    np.save(tmp_path / "x.npy", _input(layer))
+    assert main(["simulate", str(tmp_path / "exp"), "-i", str(tmp_path / "x.npy"), "-o",
+                 str(tmp_path / "y.npy")]) == 0
+    assert "--sim verilator" not in capsys.readouterr().err      # a short run: no word

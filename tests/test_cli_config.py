@@ -254,3 +254,15 @@ def test_export_all_takes_the_entries(tmp_path, capsys):
                  str(tmp_path / "cfg.json"), "-o", str(tmp_path / "tree2")]) == 2
     assert "layer 'dw_3' is not a depthwise layer" in capsys.readouterr().err
     assert not (tmp_path / "tree2").exists()
+
+
+def test_an_option_that_does_not_fit_is_not_blamed_on_the_config(tree, capsys):
+    tmp_path, a, b = tree
+    (tmp_path / "cfg.json").write_text(json.dumps({"layers": {"net/dw_a": {"lanes": 2}}}))
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 4, 4)))
+    wide = ["--input-format", "fixed<32,16>", "--weight-format", "fixed<32,16>"]
+    code = main(["golden", str(tmp_path / "tree"), "--layer", "dw_a", "-i",
+                 str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "--config",
+                 str(tmp_path / "cfg.json"), *wide])
+    err = capsys.readouterr().err
+    assert code == 2 and "exact accumulator" in err and "cfg.json" not in err
