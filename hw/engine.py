@@ -156,7 +156,7 @@ class DepthwiseEngine(wiring.Component):
         m.submodules.scanner = scanner = OutputScanner(
             spec, lanes, extra=SCAN_DELAY, counter_width=self.counter_width)
         m.submodules.line_buffer = line_buffer = LineBuffer(
-            spec, lanes, formats.input.width, extra=SCAN_DELAY)
+            spec, lanes, formats.input.width, extra=SCAN_DELAY, target=self.target)
         # one entry more than frames in flight: its room flag is registered (below)
         m.submodules.starts = starts = StartQueue(
             OutputScanner.start_layout(self.counter_width), self.frames_in_flight + 1)

@@ -4,7 +4,8 @@ The engine (built for the target, so its multipliers are the target's DSP blocks
 through the same yosys command as ``dwconv synth`` and ``dwconv build`` (``synth.SYNTH``),
 which writes the mapped netlist as Verilog (LUT4s, flip-flops, carry cells, block RAMs,
 DSP blocks).  Icarus simulates it with the cells' simulation models (yosys's own; for the
-ECP5 MULT18X18D, of which yosys ships only a blackbox, ours: ``cells/mult18x18d.v``) under
+ECP5 MULT18X18D and DP16KD, of which yosys ships only empty modules, ours:
+``cells/mult18x18d.v``, ``cells/dp16kd.v``) under
 ``tb_vectors.v``, the plain Verilog testbench that checks every output beat against the
 golden model's, with pauses on both sides.
 """
@@ -38,8 +39,9 @@ def cell_models(target):
     if target == "ice40":
         return [share / "ice40" / "cells_sim.v"]
     if target == "ecp5":
-        model = resources.files("dwconv.sim") / "cells" / "mult18x18d.v"
-        return [share / "ecp5" / "cells_sim.v", Path(str(model))]
+        cells = resources.files("dwconv.sim") / "cells"
+        return [share / "ecp5" / "cells_sim.v", Path(str(cells / "mult18x18d.v")),
+                Path(str(cells / "dp16kd.v"))]
     raise ValueError(f"target must be ice40 or ecp5, not {target!r}")
 
 
@@ -52,6 +54,11 @@ def board_cells(target):
 
 
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+#: yosys's empty modules of the cells we have models of (``cell_models``), cut out of its
+#: cells_sim.v so the netlist meets ours
+_OURS = ("DP16KD",)
+_EMPTY_MODULE = re.compile(r"^module\s+(\w+)\s*\(.*?^endmodule\s*$", re.MULTILINE | re.DOTALL)
 
 
 def _inlined(path, seen):
@@ -81,6 +88,10 @@ def bundle(netlist, target, *, board=False):
         # iverilog 11 has no elaboration-time $error (ecp5's packed-cell models use it in a
         # branch the netlist's cells never take): an initial $display does for us
         text = _inlined(model, seen).replace("$error(", "initial $display(")
+        if model.name == "cells_sim.v":
+            text = _EMPTY_MODULE.sub(
+                lambda match: f"// {match.group(1)}: ours below" if match.group(1) in _OURS
+                else match.group(0), text)
         parts.append(f"// ---- {model.name}\n{text}")
     return "\n".join(parts)
 
