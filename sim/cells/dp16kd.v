@@ -1,19 +1,21 @@
 // Simulation model of the ECP5 block RAM DP16KD, written from Lattice's "ECP5 and ECP5-5G
 // Memory Usage Guide" (FPGA-TN-02204): yosys's cells_sim.v holds only an empty module of it.
 //
-// 18 kbit, two ports with their own clocks, the same DATA_WIDTH on both (18 x 1024, 9 x
-// 2048, 4 x 4096, 2 x 8192, 1 x 16384: the word address is on ADx13 down, the low pins
-// unused; in the 18-bit form ADx1..0 are byte write enables).  Per port, on a rising clock
+// 18 kbit, two ports with their own clocks and widths (DATA_WIDTH 18 x 1024, 9 x 2048,
+// 4 x 4096, 2 x 8192, 1 x 16384: the word address is on ADx13 down, the low pins unused; in
+// the 18-bit form ADx1..0 are byte write enables).  The array is 2048 bytes of 9 bits:
+// word a of the 9- and 18-bit forms is bits 9a.. and 18a.. of it; the narrower forms leave
+// the ninth bit of each byte out (so a 9-bit byte holds two 4-bit words).  Per port, on a rising clock
 // edge with CE high and the port selected (CSx2..0 equal to CSDECODE_x):
 //   WE low: the data latch takes the word at the address;
 //   WE high: DI is written; the latch keeps its value (WRITEMODE "NORMAL"), takes the word
 //   written ("WRITETHROUGH") or the word that was there ("READBEFOREWRITE").
 // REGMODE "NOREG": DO is the latch; "OUTREG": DO is a register that takes the latch on each
 // edge with OCE high.  RST clears the latch and the output register, on the edge
-// (RESETMODE "SYNC") or at once ("ASYNC").  The memory and registers start at zero.
-// Not modelled, and reported as an error if used: different widths on the two ports and
-// initial contents (INITVAL_xx).  Not modelled: collisions between the ports at one
-// address (the hardware's result is undefined too), GSR, ASYNC_RESET_RELEASE.
+// (RESETMODE "SYNC") or at once ("ASYNC").  The registers start at zero.
+// INITVAL_xx give the initial contents (see below).  A DATA_WIDTH other than these is
+// reported as an error.  Not modelled: collisions between the ports at one address (the
+// hardware's result is undefined too), GSR, ASYNC_RESET_RELEASE.
 `timescale 1ns / 1ps
 module DP16KD (
     input  DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6,
@@ -111,87 +113,31 @@ module DP16KD (
     parameter INITVAL_3E = 320'h0;
     parameter INITVAL_3F = 320'h0;
 
-    localparam WIDTH = DATA_WIDTH_A;
-    // address bits of the configuration: 10 for 18-bit words, up to 14 for 1-bit words
-    localparam ABITS = WIDTH == 18 ? 10 : WIDTH == 9 ? 11 : WIDTH == 4 ? 12 :
-                       WIDTH == 2 ? 13 : 14;
 
-    // the array as bits: word n of a port is bits n*WIDTH .. n*WIDTH+WIDTH-1; the functions
-    // are automatic, since both ports call them on one clock edge
+    localparam [20479:0] INIT = {
+        INITVAL_3F, INITVAL_3E, INITVAL_3D, INITVAL_3C, INITVAL_3B, INITVAL_3A, INITVAL_39,
+        INITVAL_38, INITVAL_37, INITVAL_36, INITVAL_35, INITVAL_34, INITVAL_33, INITVAL_32,
+        INITVAL_31, INITVAL_30, INITVAL_2F, INITVAL_2E, INITVAL_2D, INITVAL_2C, INITVAL_2B,
+        INITVAL_2A, INITVAL_29, INITVAL_28, INITVAL_27, INITVAL_26, INITVAL_25, INITVAL_24,
+        INITVAL_23, INITVAL_22, INITVAL_21, INITVAL_20, INITVAL_1F, INITVAL_1E, INITVAL_1D,
+        INITVAL_1C, INITVAL_1B, INITVAL_1A, INITVAL_19, INITVAL_18, INITVAL_17, INITVAL_16,
+        INITVAL_15, INITVAL_14, INITVAL_13, INITVAL_12, INITVAL_11, INITVAL_10, INITVAL_0F,
+        INITVAL_0E, INITVAL_0D, INITVAL_0C, INITVAL_0B, INITVAL_0A, INITVAL_09, INITVAL_08,
+        INITVAL_07, INITVAL_06, INITVAL_05, INITVAL_04, INITVAL_03, INITVAL_02, INITVAL_01,
+        INITVAL_00};
+
+    // the functions are automatic, since both ports call them on one clock edge
     reg bits [0:18431];
     integer n;
     initial begin
-        for (n = 0; n < 18432; n = n + 1)
-            bits[n] = 1'b0;
-        if (DATA_WIDTH_A != DATA_WIDTH_B ||
-            !(WIDTH == 18 || WIDTH == 9 || WIDTH == 4 || WIDTH == 2 || WIDTH == 1))
+        if (abits(DATA_WIDTH_A) == 0 || abits(DATA_WIDTH_B) == 0)
             $display("ERROR: DP16KD model: DATA_WIDTH_A %0d, DATA_WIDTH_B %0d not modelled",
                      DATA_WIDTH_A, DATA_WIDTH_B);
-        if ((INITVAL_00 |
-        INITVAL_01 |
-        INITVAL_02 |
-        INITVAL_03 |
-        INITVAL_04 |
-        INITVAL_05 |
-        INITVAL_06 |
-        INITVAL_07 |
-        INITVAL_08 |
-        INITVAL_09 |
-        INITVAL_0A |
-        INITVAL_0B |
-        INITVAL_0C |
-        INITVAL_0D |
-        INITVAL_0E |
-        INITVAL_0F |
-        INITVAL_10 |
-        INITVAL_11 |
-        INITVAL_12 |
-        INITVAL_13 |
-        INITVAL_14 |
-        INITVAL_15 |
-        INITVAL_16 |
-        INITVAL_17 |
-        INITVAL_18 |
-        INITVAL_19 |
-        INITVAL_1A |
-        INITVAL_1B |
-        INITVAL_1C |
-        INITVAL_1D |
-        INITVAL_1E |
-        INITVAL_1F |
-        INITVAL_20 |
-        INITVAL_21 |
-        INITVAL_22 |
-        INITVAL_23 |
-        INITVAL_24 |
-        INITVAL_25 |
-        INITVAL_26 |
-        INITVAL_27 |
-        INITVAL_28 |
-        INITVAL_29 |
-        INITVAL_2A |
-        INITVAL_2B |
-        INITVAL_2C |
-        INITVAL_2D |
-        INITVAL_2E |
-        INITVAL_2F |
-        INITVAL_30 |
-        INITVAL_31 |
-        INITVAL_32 |
-        INITVAL_33 |
-        INITVAL_34 |
-        INITVAL_35 |
-        INITVAL_36 |
-        INITVAL_37 |
-        INITVAL_38 |
-        INITVAL_39 |
-        INITVAL_3A |
-        INITVAL_3B |
-        INITVAL_3C |
-        INITVAL_3D |
-        INITVAL_3E |
-        INITVAL_3F) !== 320'h0)
-            $display("ERROR: DP16KD model: initial contents (INITVAL_xx) not modelled");
+        // INITVAL_xx as yosys's ECP5 memory mapping writes them: 16 slots of 20 bits each,
+        // 18 bits of the array in the low bits of each slot, bit n of the array in slot
+        // n / 18 of INITVAL_(n / 288)
+        for (n = 0; n < 18432; n = n + 1)
+            bits[n] = INIT[(n / 18) * 20 + n % 18];
     end
 
     // "0bXYZ" -> 3'bXYZ (the low bit of each digit's character code)
@@ -199,25 +145,40 @@ module DP16KD (
         decode = {text[16], text[8], text[0]};
     endfunction
 
-    function automatic [17:0] read_word(input [13:0] ad);
-        integer k;
-        reg [13:0] address;
+    // address bits of a form: 10 for 18-bit words up to 14 for 1-bit words; 0: no such form
+    function automatic integer abits(input integer width);
+        abits = width == 18 ? 10 : width == 9 ? 11 : width == 4 ? 12 : width == 2 ? 13 :
+                width == 1 ? 14 : 0;
+    endfunction
+
+    // the array bit of bit k of word ``address`` in a ``width``-bit form
+    function automatic integer place(input integer width, input integer address,
+                                     input integer k);
+        integer n;
         begin
-            address = ad >> (14 - ABITS);
-            read_word = 18'd0;
-            for (k = 0; k < WIDTH; k = k + 1)
-                read_word[k] = bits[address * WIDTH + k];
+            n = address * width + k;
+            place = width >= 9 ? n : 9 * (n / 8) + n % 8;
         end
     endfunction
 
-    task automatic write_word(input [13:0] ad, input [17:0] di, input [1:0] enables);
-        integer k;
-        reg [13:0] address;
+    function automatic [17:0] read_word(input integer width, input [13:0] ad);
+        integer k, address;
         begin
-            address = ad >> (14 - ABITS);
-            for (k = 0; k < WIDTH; k = k + 1)
+            address = ad >> (14 - abits(width));
+            read_word = 18'd0;
+            for (k = 0; k < width; k = k + 1)
+                read_word[k] = bits[place(width, address, k)];
+        end
+    endfunction
+
+    task automatic write_word(input integer width, input [13:0] ad, input [17:0] di,
+                              input [1:0] enables);
+        integer k, address;
+        begin
+            address = ad >> (14 - abits(width));
+            for (k = 0; k < width; k = k + 1)
                 if (enables[k / 9])
-                    bits[address * WIDTH + k] = di[k];
+                    bits[place(width, address, k)] = di[k];
         end
     endtask
 
@@ -238,13 +199,13 @@ module DP16KD (
             if (OCEA)
                 out_A <= latch_A;
             if (CEA && selected_A) begin
-                old_A = read_word(ad_A);
+                old_A = read_word(DATA_WIDTH_A, ad_A);
                 if (WEA) begin
-                    write_word(ad_A, di_A, bytes_A);
+                    write_word(DATA_WIDTH_A, ad_A, di_A, bytes_A);
                     if (WRITEMODE_A == "READBEFOREWRITE")
                         latch_A <= old_A;
                     else if (WRITEMODE_A == "WRITETHROUGH")
-                        latch_A <= read_word(ad_A);
+                        latch_A <= read_word(DATA_WIDTH_A, ad_A);
                 end else
                     latch_A <= old_A;
             end
@@ -276,13 +237,13 @@ module DP16KD (
             if (OCEB)
                 out_B <= latch_B;
             if (CEB && selected_B) begin
-                old_B = read_word(ad_B);
+                old_B = read_word(DATA_WIDTH_B, ad_B);
                 if (WEB) begin
-                    write_word(ad_B, di_B, bytes_B);
+                    write_word(DATA_WIDTH_B, ad_B, di_B, bytes_B);
                     if (WRITEMODE_B == "READBEFOREWRITE")
                         latch_B <= old_B;
                     else if (WRITEMODE_B == "WRITETHROUGH")
-                        latch_B <= read_word(ad_B);
+                        latch_B <= read_word(DATA_WIDTH_B, ad_B);
                 end else
                     latch_B <= old_B;
             end
