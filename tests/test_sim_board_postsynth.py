@@ -1,7 +1,7 @@
 """The iCEBreaker bitstream's netlist, simulated: the seed layer with the README's formats at
 P=1, R=2 (all 8 SB_MAC16), synthesized by the yosys script of `dwconv build`, runs under
-Icarus from its clock pin alone until its pass LED lights; a flipped ROM bit lights the fail
-LED instead."""
+Icarus and under Verilator (tb_board.cpp) from its clock pin alone until its pass LED
+lights; a flipped ROM bit lights the fail LED instead."""
 
 import re
 import shutil
@@ -31,18 +31,29 @@ def netlist(tmp_path_factory):
                        "icebreaker", out, reuse=REUSE, netlist_only=True)
 
 
-def test_icebreaker_netlist_passes(netlist, tmp_path):
+def _simulator(name):
+    if name == "verilator" and shutil.which("verilator") is None and not (
+            __import__("pathlib").Path(__import__("sys").executable).parent / "verilator"
+    ).exists():
+        pytest.skip("Verilator is not installed")
+    return name
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_icebreaker_netlist_passes(netlist, tmp_path, simulator):
     text = netlist.read_text()
     # what the bitstream holds: the engine's 8 multipliers in the UP5K's 8 DSP blocks
     assert len(re.findall(r"^\s*SB_MAC16 ", text, re.MULTILINE)) == 8
-    result = run_board_netlist(netlist, "icebreaker", tmp_path, max_cycles=MAX_CYCLES)
+    result = run_board_netlist(netlist, "icebreaker", tmp_path, max_cycles=MAX_CYCLES,
+                               simulator=_simulator(simulator))
     assert result.passed, result.log[-3000:]
     cycles = int(re.search(r"^PASS (\d+)", result.log, re.MULTILINE).group(1))
     # one input beat every R cycles: the frame's 16*12*6 beats take at least R times that
     assert cycles >= 16 * 12 * 6 * REUSE
 
 
-def test_icebreaker_netlist_fails_on_a_flipped_expected_bit(netlist, tmp_path):
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_icebreaker_netlist_fails_on_a_flipped_expected_bit(netlist, tmp_path, simulator):
     text = netlist.read_text()
     # the first set bit of the expected-output ROM's first block RAM (a set bit is stored
     # data: unused bits are 0 or x)
@@ -55,6 +66,6 @@ def test_icebreaker_netlist_fails_on_a_flipped_expected_bit(netlist, tmp_path):
     corrupted = tmp_path / "corrupted.v"
     corrupted.write_text(text[:start] + flipped + text[end:])
     result = run_board_netlist(corrupted, "icebreaker", tmp_path / "run",
-                               max_cycles=MAX_CYCLES)
+                               max_cycles=MAX_CYCLES, simulator=_simulator(simulator))
     assert not result.passed
     assert "fail LED lit" in result.log, result.log[-3000:]

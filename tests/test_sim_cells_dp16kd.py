@@ -189,7 +189,7 @@ endmodule
 
 @needs_icarus
 @pytest.mark.parametrize("width, depth, data_width", [
-    (16, 1024, 18), (8, 2048, 9), (4, 4096, 4), (1, 16384, 1)])
+    (36, 512, 36), (16, 1024, 18), (8, 2048, 9), (4, 4096, 4), (1, 16384, 1)])
 def test_model_initial_contents_as_yosys_writes_them(tmp_path, width, depth, data_width):
     """A ROM (amaranth Memory with init) through yosys's synth_ecp5, which puts it in one
     DP16KD with INITVAL_xx: our model reads back every word."""

@@ -2,10 +2,11 @@
 // Memory Usage Guide" (FPGA-TN-02204): yosys's cells_sim.v holds only an empty module of it.
 //
 // 18 kbit, two ports with their own clocks and widths (DATA_WIDTH 18 x 1024, 9 x 2048,
-// 4 x 4096, 2 x 8192, 1 x 16384: the word address is on ADx13 down, the low pins unused; in
-// the 18-bit form ADx1..0 are byte write enables).  The array is 2048 bytes of 9 bits:
-// word a of the 9- and 18-bit forms is bits 9a.. and 18a.. of it; the narrower forms leave
-// the ninth bit of each byte out (so a 9-bit byte holds two 4-bit words).  Per port, on a rising clock
+// 4 x 4096, 2 x 8192, 1 x 16384; 36 x 512 pseudo-dual-port, below): the word address is on
+// ADx13 down, the low pins unused, except the byte write enables (ADx1..0 for 18 bits,
+// ADx3..0 for 36).  The array is 2048 bytes of 9 bits: word a of the 9-, 18- and 36-bit
+// forms is bits 9a.., 18a.., 36a.. of it; the narrower forms leave the ninth bit of each
+// byte out (so a 9-bit byte holds two 4-bit words).  Per port, on a rising clock
 // edge with CE high and the port selected (CSx2..0 equal to CSDECODE_x):
 //   WE low: the data latch takes the word at the address;
 //   WE high: DI is written; the latch keeps its value (WRITEMODE "NORMAL"), takes the word
@@ -145,10 +146,15 @@ module DP16KD (
         decode = {text[16], text[8], text[0]};
     endfunction
 
-    // address bits of a form: 10 for 18-bit words up to 14 for 1-bit words; 0: no such form
+    // address bits of a form: 9 for 36-bit words up to 14 for 1-bit words; 0: no such form
     function automatic integer abits(input integer width);
-        abits = width == 18 ? 10 : width == 9 ? 11 : width == 4 ? 12 : width == 2 ? 13 :
-                width == 1 ? 14 : 0;
+        abits = width == 36 ? 9 : width == 18 ? 10 : width == 9 ? 11 : width == 4 ? 12 :
+                width == 2 ? 13 : width == 1 ? 14 : 0;
+    endfunction
+
+    // byte write enables: ADx3..0 for 36-bit words, ADx1..0 for 18-bit ones, none below
+    function automatic [3:0] enables(input integer width, input [13:0] ad);
+        enables = width == 36 ? ad[3:0] : width == 18 ? {2'b00, ad[1:0]} : 4'b1111;
     endfunction
 
     // the array bit of bit k of word ``address`` in a ``width``-bit form
@@ -161,100 +167,106 @@ module DP16KD (
         end
     endfunction
 
-    function automatic [17:0] read_word(input integer width, input [13:0] ad);
+    function automatic [35:0] read_word(input integer width, input [13:0] ad);
         integer k, address;
         begin
             address = ad >> (14 - abits(width));
-            read_word = 18'd0;
+            read_word = 36'd0;
             for (k = 0; k < width; k = k + 1)
                 read_word[k] = bits[place(width, address, k)];
         end
     endfunction
 
-    task automatic write_word(input integer width, input [13:0] ad, input [17:0] di,
-                              input [1:0] enables);
+    task automatic write_word(input integer width, input [13:0] ad, input [35:0] di,
+                              input [3:0] bytes);
         integer k, address;
         begin
             address = ad >> (14 - abits(width));
             for (k = 0; k < width; k = k + 1)
-                if (enables[k / 9])
+                if (bytes[k / 9])
                     bits[place(width, address, k)] = di[k];
         end
     endtask
 
+    wire [17:0] di_A18 = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9,
+                          DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+    wire [17:0] di_B18 = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9,
+                          DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
+
     // ---- port A
     wire [13:0] ad_A = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4,
                         ADA3, ADA2, ADA1, ADA0};
-    wire [17:0] di_A = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9,
-                        DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
     wire selected_A = {CSA2, CSA1, CSA0} == decode(CSDECODE_A);
-    // 18 bits: ADx1..0 enable the halves DI[8:0] and DI[17:9]; narrower words have none
-    wire [1:0] bytes_A = DATA_WIDTH_A == 18 ? {ADA1, ADA0} : 2'b11;
-    reg [17:0] latch_A = 18'd0, out_A = 18'd0, old_A;
+    wire [3:0] bytes_A = enables(DATA_WIDTH_A, ad_A);
+    wire [35:0] di_A = DATA_WIDTH_A == 36 ? {di_B18, di_A18} : {18'd0, di_A18};
+    reg [35:0] latch_A = 36'd0, out_A = 36'd0, old_A;
     always @(posedge CLKA) begin
         if (RSTA && RESETMODE == "SYNC") begin
-            latch_A <= 18'd0;
-            out_A <= 18'd0;
+            latch_A <= 36'd0;
+            out_A <= 36'd0;
         end else begin
             if (OCEA)
                 out_A <= latch_A;
             if (CEA && selected_A) begin
                 old_A = read_word(DATA_WIDTH_A, ad_A);
-                if (WEA) begin
+                if (WEA && !(0)) begin
                     write_word(DATA_WIDTH_A, ad_A, di_A, bytes_A);
                     if (WRITEMODE_A == "READBEFOREWRITE")
                         latch_A <= old_A;
                     else if (WRITEMODE_A == "WRITETHROUGH")
                         latch_A <= read_word(DATA_WIDTH_A, ad_A);
-                end else
+                end else if (!(DATA_WIDTH_A == 36))
                     latch_A <= old_A;
             end
         end
     end
     always @(posedge RSTA)
         if (RESETMODE == "ASYNC") begin
-            latch_A <= 18'd0;
-            out_A <= 18'd0;
+            latch_A <= 36'd0;
+            out_A <= 36'd0;
         end
-    wire [17:0] do_A = REGMODE_A == "OUTREG" ? out_A : latch_A;
-    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7,
-            DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = do_A;
+    wire [35:0] do_A = REGMODE_A == "OUTREG" ? out_A : latch_A;
 
     // ---- port B
     wire [13:0] ad_B = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4,
                         ADB3, ADB2, ADB1, ADB0};
-    wire [17:0] di_B = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9,
-                        DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
     wire selected_B = {CSB2, CSB1, CSB0} == decode(CSDECODE_B);
-    // 18 bits: ADx1..0 enable the halves DI[8:0] and DI[17:9]; narrower words have none
-    wire [1:0] bytes_B = DATA_WIDTH_B == 18 ? {ADB1, ADB0} : 2'b11;
-    reg [17:0] latch_B = 18'd0, out_B = 18'd0, old_B;
+    wire [3:0] bytes_B = enables(DATA_WIDTH_B, ad_B);
+    wire [35:0] di_B = DATA_WIDTH_B == 36 ? {di_B18, di_A18} : {18'd0, di_B18};
+    reg [35:0] latch_B = 36'd0, out_B = 36'd0, old_B;
     always @(posedge CLKB) begin
         if (RSTB && RESETMODE == "SYNC") begin
-            latch_B <= 18'd0;
-            out_B <= 18'd0;
+            latch_B <= 36'd0;
+            out_B <= 36'd0;
         end else begin
             if (OCEB)
                 out_B <= latch_B;
             if (CEB && selected_B) begin
                 old_B = read_word(DATA_WIDTH_B, ad_B);
-                if (WEB) begin
+                if (WEB && !(DATA_WIDTH_B == 36)) begin
                     write_word(DATA_WIDTH_B, ad_B, di_B, bytes_B);
                     if (WRITEMODE_B == "READBEFOREWRITE")
                         latch_B <= old_B;
                     else if (WRITEMODE_B == "WRITETHROUGH")
                         latch_B <= read_word(DATA_WIDTH_B, ad_B);
-                end else
+                end else if (!(0))
                     latch_B <= old_B;
             end
         end
     end
     always @(posedge RSTB)
         if (RESETMODE == "ASYNC") begin
-            latch_B <= 18'd0;
-            out_B <= 18'd0;
+            latch_B <= 36'd0;
+            out_B <= 36'd0;
         end
-    wire [17:0] do_B = REGMODE_B == "OUTREG" ? out_B : latch_B;
+    wire [35:0] do_B = REGMODE_B == "OUTREG" ? out_B : latch_B;
+
+    // the 36-bit form is pseudo-dual-port: port A writes {DIB, DIA}, port B reads, and its
+    // word leaves on DOA (low half) and DOB (high half)
+    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7,
+            DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = DATA_WIDTH_B == 36 ? do_B[17:0]
+                                                                            : do_A[17:0];
     assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7,
-            DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = do_B;
+            DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = DATA_WIDTH_B == 36 ? do_B[35:18]
+                                                                            : do_B[17:0];
 endmodule
