@@ -14,11 +14,11 @@ __all__ = ["DP16KD_SHAPES", "LUT_RAM_ATTRS", "dp16kd_plan", "wants_block_ram", "
 
 #: (data width, depth) of the DP16KD's single-port configurations that can read the old word
 #: while writing a new one at the same address (WRITEMODE="READBEFOREWRITE"); the 36-bit
-#: form exists only as the pseudo-dual-port PDPW16KD, which has no such mode.
+#: form is pseudo-dual-port (written on port A, read on port B) and has no such mode.
 DP16KD_SHAPES = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 
-#: A memory goes to block RAM when it holds more than this many words (more than four LUT
-#: RAMs deep, whose read multiplexer then takes more than a LUT) and at least this many bits;
+#: A memory goes to block RAM when it holds at least this many words (more than four LUT
+#: RAMs deep, whose read multiplexer then takes more than a LUT) and this many bits;
 #: smaller ones are LUT RAM, marked so (``LUT_RAM_ATTRS``): yosys would otherwise put some
 #: of them (16 bits x 118 words) in a DP16KD without its output register.
 BLOCK_RAM_MIN_WORDS = 65
@@ -95,6 +95,7 @@ class DP16KDBuffer(wiring.Component):
 
     @property
     def tiles(self):
+        """Blocks side by side."""
         return -(-self.width // self.data_width)
 
     def elaborate(self, platform):

@@ -77,7 +77,7 @@ class DelayLine(wiring.Component):
 
         words = self.depth - 2
         if self.block_ram:
-            _, per_block, segments, _ = dp16kd_plan(self.width, words)
+            segments = dp16kd_plan(self.width, words)[2]
             if segments == 1:
                 m.submodules.storage = buffer = DP16KDBuffer(self.width, words)
                 m.d.comb += [buffer.i.eq(self.i), buffer.shift.eq(self.shift),

@@ -225,8 +225,9 @@ def run_board_netlist(netlist, board, work_dir, *, max_cycles, simulator="icarus
 #: I/O cells' models have them): ``clk`` in, ``pass`` and ``fail`` high when lit.
 _BOARD_WRAPPER = """
 module board_wrapper(input clk, output pass, output fail);
-    wire pass_pin, fail_pin;
-    {top} board(.{clk_pin}(clk), .{pass_pin}(pass_pin), .{fail_pin}(fail_pin));
+    wire clk_pin, pass_pin, fail_pin;
+    assign clk_pin = clk;
+    {top} board(.{clk_pin}(clk_pin), .{pass_pin}(pass_pin), .{fail_pin}(fail_pin));
     assign pass = pass_pin == 1'b{pass_on};
     assign fail = fail_pin == 1'b{fail_on};
 endmodule
