@@ -154,9 +154,9 @@ def test_model_matches_plain_memory(tmp_path, width, mode_a, mode_b, regmode_a, 
 def test_model_refuses_other_widths(tmp_path):
     """A width the block has no form of is reported, not silently simulated."""
     (tmp_path / "tb.v").write_text(
-        "module tb; DP16KD #(.DATA_WIDTH_A(9), .DATA_WIDTH_B(36)) d (); endmodule\n")
+        "module tb; DP16KD #(.DATA_WIDTH_A(9), .DATA_WIDTH_B(12)) d (); endmodule\n")
     out = _icarus(tmp_path, [tmp_path / "tb.v", _model()])
-    assert "DATA_WIDTH_A 9, DATA_WIDTH_B 36 not modelled" in out
+    assert "DATA_WIDTH_A 9, DATA_WIDTH_B 12 not modelled" in out
 
 
 ROM_TB = r"""

@@ -129,7 +129,8 @@ module DP16KD (
 
     // the functions are automatic, since both ports call them on one clock edge
     reg bits [0:18431];
-    integer n;
+    reg [17:0] slot;
+    integer n, k;
     initial begin
         if (abits(DATA_WIDTH_A) == 0 || abits(DATA_WIDTH_B) == 0)
             $display("ERROR: DP16KD model: DATA_WIDTH_A %0d, DATA_WIDTH_B %0d not modelled",
@@ -137,8 +138,11 @@ module DP16KD (
         // INITVAL_xx as yosys's ECP5 memory mapping writes them: 16 slots of 20 bits each,
         // 18 bits of the array in the low bits of each slot, bit n of the array in slot
         // n / 18 of INITVAL_(n / 288)
-        for (n = 0; n < 18432; n = n + 1)
-            bits[n] = INIT[(n / 18) * 20 + n % 18];
+        for (n = 0; n < 1024; n = n + 1) begin
+            slot = INIT[n * 20 +: 18];
+            for (k = 0; k < 18; k = k + 1)
+                bits[n * 18 + k] = slot[k];
+        end
     end
 
     // "0bXYZ" -> 3'bXYZ (the low bit of each digit's character code)
