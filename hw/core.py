@@ -110,7 +110,7 @@ class DepthwiseCore(wiring.Component):
         m.submodules.scanner = scanner = OutputScanner(
             spec, lanes, extra=SCAN_DELAY, counter_width=plan.counter_width)
         m.submodules.line_buffer = line_buffer = LineBuffer(
-            spec, lanes, formats.input.width, extra=SCAN_DELAY)
+            spec, lanes, formats.input.width, extra=SCAN_DELAY, target=plan.target)
         # one entry more than frames in flight: its room flag is registered (below)
         m.submodules.starts = starts = StartQueue(
             OutputScanner.start_layout(plan.counter_width), plan.frames_in_flight + 1)

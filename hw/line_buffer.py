@@ -45,6 +45,9 @@ class LineBuffer(wiring.Component):
         Bits per lane.
     extra : int
         Beats of additional delay before every tap (time for the scanner to decide).
+    target : None, "ecp5" or "ice40"
+        Passed to the delay lines (block RAM instances on "ecp5"); the taps' timing is the
+        same on every target.
 
     Members
     -------
@@ -55,9 +58,9 @@ class LineBuffer(wiring.Component):
         ``taps[i][j]``, registered, valid the cycle after the shift that completes the window.
     """
 
-    def __init__(self, spec, lanes, lane_width, *, extra=0):
+    def __init__(self, spec, lanes, lane_width, *, extra=0, target=None):
         spec.check_lanes(lanes)
-        self.spec, self.lanes, self.extra = spec, lanes, extra
+        self.spec, self.lanes, self.extra, self.target = spec, lanes, extra, target
         self.beat_width = lanes * lane_width
         kh, kw = spec.kernel_size
         self.offsets = tap_offsets(spec, lanes, extra)
@@ -76,7 +79,7 @@ class LineBuffer(wiring.Component):
         source, source_depth = self.data, 0
         # a tap at offset o is o + 1 shifts behind the input (the newest beat is 1 behind)
         for offset in sorted({o for row in self.offsets for o in row}):
-            line = DelayLine(self.beat_width, offset + 1 - source_depth)
+            line = DelayLine(self.beat_width, offset + 1 - source_depth, target=self.target)
             m.submodules[f"delay_{offset}"] = line
             m.d.comb += [line.i.eq(source), line.shift.eq(self.shift)]
             points[offset] = source = line.o

@@ -456,10 +456,34 @@ SYNTH_RUNS = [
     ("seed_dw", "ice40", "up5k", 1, 2, "port", 3),
 ]
 
-#: board builds of the seed layer: (board, P, R, simulate the netlist).  The ULX3S netlist
-#: (ECP5, 83 MULT18X18D models) ran for over 10 minutes in Icarus without a verdict: built,
-#: not simulated
-BOARD_RUNS = [("icebreaker", 1, 2, True), ("ulx3s", 6, 1, False)]
+#: the distinct depthwise layer shapes of MobileNetV2 1.0 at 224x224 (the stride-2 ones
+#: follow a ZeroPadding2D ((0, 1), (0, 1)): valid padding on the padded frame), random
+#: weights, 8-bit formats (``choose_formats``), synthesized at P=8 with both weight modes
+MOBILENETV2_SHAPES = [
+    ((112, 112, 32), 1, "same"), ((113, 113, 96), 2, "valid"), ((56, 56, 144), 1, "same"),
+    ((57, 57, 144), 2, "valid"), ((28, 28, 192), 1, "same"), ((29, 29, 192), 2, "valid"),
+    ((14, 14, 384), 1, "same"), ((14, 14, 576), 1, "same"), ((15, 15, 576), 2, "valid"),
+    ((7, 7, 960), 1, "same"),
+]
+
+
+def mobilenetv2_specs():
+    """``MOBILENETV2_SHAPES`` as layer specs, named ``mnv2_HxWxC_sS``."""
+    return [LayerSpec(input_shape=shape, kernel_size=(3, 3), strides=(stride, stride),
+                      padding=padding, name="mnv2_{}x{}x{}_s{}".format(*shape, stride))
+            for shape, stride, padding in MOBILENETV2_SHAPES]
+
+
+SYNTH_RUNS += [(spec.name, "ecp5", "85k", 8, 1, weights, 3)
+               for spec in mobilenetv2_specs() for weights in ("const", "port")]
+
+#: board builds of the seed layer: (board, P, R, netlist simulator or None).  Icarus runs
+#: through ``dwconv build --simulate-netlist``; the ULX3S netlist (ECP5) ran for over 10
+#: minutes in Icarus without a verdict, so it is compiled by Verilator
+#: (``postsynth.run_board_netlist(simulator="verilator")``) after the build
+BOARD_RUNS = [("icebreaker", 1, 2, "icarus"), ("ulx3s", 6, 1, "verilator")]
+#: cycle limit of a board netlist simulated here (the seed layer's frame takes a few hundred)
+BOARD_MAX_CYCLES = 200000
 
 
 def _synthesis(configurations, work, log):
@@ -495,19 +519,36 @@ def _synthesis(configurations, work, log):
 def _boards(work, log):
     """``dwconv build --simulate-netlist`` of the exported seed layer for every board of
     ``BOARD_RUNS``."""
+    from .board import BOARD_NETLIST
+    from .postsynth import run_board_netlist
+
     boards = []
-    for board, lanes, reuse, simulate in BOARD_RUNS:
+    for board, lanes, reuse, simulator in BOARD_RUNS:
         started = time.perf_counter()
         out = work / "board" / board
         out.parent.mkdir(parents=True, exist_ok=True)
         code, error, printed = _dwconv(
             ["build", str(work / "synth" / "seed_dw" / "layer"), "--board", board,
              "--lanes", str(lanes), "--reuse", str(reuse),
-             *(["--simulate-netlist"] if simulate else []), "-o", str(out)], log)
+             *(["--simulate-netlist"] if simulator == "icarus" else []), "-o", str(out)], log)
         passed = re.search(r"pass LED lit after (\d+) cycles", printed)
+        netlist_seconds = None
+        if simulator == "verilator" and code == 0:
+            log(f"  {board} netlist under Verilator")
+            simulated = time.perf_counter()
+            result = run_board_netlist(out / BOARD_NETLIST, board, out / "netlist_verilator",
+                                       max_cycles=BOARD_MAX_CYCLES)
+            netlist_seconds = round(time.perf_counter() - simulated, 1)
+            verdicts = [line for line in result.log.splitlines()
+                        if line.startswith(("PASS", "FAIL"))]
+            log(f"    {verdicts[-1] if verdicts else 'no verdict'} ({netlist_seconds} s)")
+            passed = re.match(r"PASS (\d+)", verdicts[-1]) if result.passed else None
+            if not result.passed:
+                code, error = 1, (verdicts[-1] if verdicts else result.log[-300:])
         boards.append({"configuration": "seed_dw", "board": board, "lanes": lanes,
-                       "reuse": reuse, "simulated": simulate, "exit_code": code,
-                       "error": error,
+                       "reuse": reuse, "simulated": simulator is not None,
+                       "netlist_simulator": simulator, "netlist_seconds": netlist_seconds,
+                       "exit_code": code, "error": error,
                        "seconds": round(time.perf_counter() - started, 1),
                        "netlist_cycles": int(passed.group(1)) if passed else None,
                        "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
@@ -620,6 +661,17 @@ def _write(out, data, log):
     log(f"wrote {out / 'bench.json'} and {out / 'BENCH.md'}")
 
 
+def synthesis_layers():
+    """{name: (layer, formats)} of the MobileNetV2 shapes' synthesis runs (``SYNTH_RUNS``):
+    random weights of a fixed seed, 8-bit formats, inputs in [0, 6) (ReLU6 outputs)."""
+    rng = np.random.default_rng(23)
+    layers = {}
+    for spec in mobilenetv2_specs():
+        layer = _random_layer(spec, rng)
+        layers[spec.name] = (layer, choose_formats(layer, RELU6_RANGE[1], 8))
+    return layers
+
+
 def _add_synthesis(data, out, work, log):
     """Synthesis of the reference configurations, added to ``data`` and written."""
     log("synthesis (yosys + nextpnr) and board builds")
@@ -628,6 +680,7 @@ def _add_synthesis(data, out, work, log):
     data["synthesis"] = _synthesis({
         "seed_dw": (seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS)),
         "32x32x8_3x3_same": (reference, choose_formats(reference, 4.0, 8)),
+        **synthesis_layers(),
     }, work, log)
     data["about"]["synthesis_seconds"] = round(time.perf_counter() - started, 1)
     _write(out, data, log)

@@ -225,12 +225,16 @@ def _path(r):
 def _boards(synthesis):
     """One line per board build of the seed layer, with its netlist simulation."""
     simulated = lambda b: b.get("simulated", True)
+    icarus = lambda b: simulated(b) and b.get("netlist_simulator", "icarus") == "icarus"
+    how = lambda b: ("" if icarus(b) else
+                     f" (Verilator, {b['netlist_seconds']:.0f} s with its build)")
     return [f"- `dwconv build --board {b['board']} --lanes {b['lanes']} --reuse "
-            f"{b.get('reuse', 1)}{' --simulate-netlist' if simulated(b) else ''}` "
+            f"{b.get('reuse', 1)}{' --simulate-netlist' if icarus(b) else ''}` "
             f"(self-checking design, {b['configuration']}): "
             + (f"bitstream of {b['bitstream_bytes']} bytes; "
-               + (f"its netlist, simulated, lit the pass LED after {b['netlist_cycles']} "
-                  f"cycles; " if simulated(b) else "netlist not simulated; ")
+               + (f"its netlist, simulated{how(b)}, lit the pass LED after "
+                  f"{b['netlist_cycles']} cycles; " if simulated(b) else
+                  "netlist not simulated; ")
                + f"{b['seconds']:.0f} s"
                if b["exit_code"] == 0 else f"failed: {b.get('error')}")
             for b in synthesis.get("boards", [])]

@@ -88,7 +88,12 @@ def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
                                    "weights": "const", "error": "did not place"}],
                  "boards": [{"configuration": "seed_dw", "board": "icebreaker", "lanes": 1,
                              "reuse": 2, "exit_code": 0, "error": None, "seconds": 170.2,
-                             "netlist_cycles": 2508, "bitstream_bytes": 104090}]}
+                             "netlist_cycles": 2508, "bitstream_bytes": 104090},
+                            {"configuration": "seed_dw", "board": "ulx3s", "lanes": 6,
+                             "reuse": 1, "exit_code": 0, "error": None, "seconds": 700.0,
+                             "simulated": True, "netlist_simulator": "verilator",
+                             "netlist_seconds": 501.4, "netlist_cycles": 246,
+                             "bitstream_bytes": 2000000}]}
     bench = _synthesis_section(synthesis)
     assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 8 | 40 | 1385 | 1740 | 1600 | 8 | 4 |" \
         in bench
@@ -98,6 +103,9 @@ def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
     assert "at P=6, R=1: did not place" in bench
     assert "--lanes 1 --reuse 2 --simulate-netlist" in bench
     assert "lit the pass LED after 2508 cycles" in bench
+    assert "--board ulx3s --lanes 6 --reuse 1` " in bench
+    assert "its netlist, simulated (Verilator, 501 s with its build), lit the pass LED after " \
+        "246 cycles" in bench
     readme = _readme_synthesis(synthesis)
     assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 1385 | 1740 (1600) | 8 | 4 |" in readme
     assert "lit the pass LED after 2508 cycles" in readme

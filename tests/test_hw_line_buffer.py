@@ -1,6 +1,7 @@
 """Delay lines and the line buffer: each tap holds the beat shifted in a fixed time ago."""
 
 import numpy as np
+from hypothesis import assume, given, settings, strategies as st
 import pytest
 from amaranth.sim import Simulator
 
@@ -72,3 +73,45 @@ def test_storage_is_the_minimum():
     spec = LayerSpec(input_shape=(32, 32, 8), kernel_size=(3, 3), padding="same")
     for lanes in (1, 2, 8):
         assert storage_words(spec, lanes) == (2 * 32 + 2) * 8 + lanes
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(1, 40), depth=st.integers(1, 80),
+       target=st.sampled_from([None, "ice40", "ecp5"]), seed=st.integers(0, 1000))
+def test_delay_is_exact_on_every_target(width, depth, target, seed):
+    """``o`` after shift n is the word of shift n - depth + 1, and zero before it: the same
+    on every target (the memory's two read registers are part of the delay).  Block RAM
+    lines (DP16KD instances) are left to test_sim_cells_dp16kd: Amaranth cannot simulate
+    them; ECP5's LUT RAM lines are simulated here."""
+    line = DelayLine(width, depth, target=target)
+    if line.block_ram:
+        _elaborated(line)
+        assume(False)
+    words, seen = drive_shifts(line, line.i, line.shift, depth + 12, [line.o], seed=seed)
+    expected = [words[n - depth + 1] if n >= depth - 1 else 0 for n in range(len(seen))]
+    assert [out for (out,) in seen] == expected
+
+
+def _elaborated(component):
+    """``component``, elaborated (so it is not left unused, which Amaranth warns about)."""
+    from amaranth.hdl import Fragment
+    return component, Fragment.get(component, None)
+
+
+def test_block_ram_lines_on_ecp5_only():
+    assert _elaborated(DelayLine(16, 130, target="ecp5"))[0].block_ram
+    assert not _elaborated(DelayLine(16, 130))[0].block_ram
+    assert not _elaborated(DelayLine(16, 130, target="ice40"))[0].block_ram
+    assert not _elaborated(DelayLine(64, 34, target="ecp5"))[0].block_ram
+
+
+def test_line_buffer_passes_the_target_to_its_lines():
+    """56x56x144 at P=8: the two row gaps (1008 beats less the taps between) in DP16KD on
+    ECP5; the same taps on every target."""
+    spec = LayerSpec(input_shape=(56, 56, 144), kernel_size=(3, 3), padding="same")
+    ecp5, fragment = _elaborated(LineBuffer(spec, 8, 8, extra=2, target="ecp5"))
+    portable, _ = _elaborated(LineBuffer(spec, 8, 8, extra=2))
+    assert ecp5.offsets == portable.offsets and ecp5.depth == portable.depth
+    lines = [sub.origins[0] for sub, _, _ in fragment.subfragments]
+    blocks = [line for line in lines if isinstance(line, DelayLine) and line.block_ram]
+    assert [line.depth for line in blocks] == [56 * 18 - 2 * 18] * 2

@@ -1,7 +1,8 @@
 """The iCEBreaker bitstream's netlist, simulated: the seed layer with the README's formats at
 P=1, R=2 (all 8 SB_MAC16), synthesized by the yosys script of `dwconv build`, runs under
 Icarus from its clock pin alone until its pass LED lights; a flipped ROM bit lights the fail
-LED instead."""
+LED instead.  An ECP5 (ULX3S) netlist, whose line buffer is in DP16KD, runs under Verilator
+(the bench's flow for the ULX3S seed-layer design, too slow in Icarus)."""
 
 import re
 import shutil
@@ -58,3 +59,42 @@ def test_icebreaker_netlist_fails_on_a_flipped_expected_bit(netlist, tmp_path):
                                max_cycles=MAX_CYCLES)
     assert not result.passed
     assert "fail LED lit" in result.log, result.log[-3000:]
+
+
+# -- an ECP5 (ULX3S) board netlist under Verilator: the bench's flow for the seed layer's
+# design (too slow in Icarus), on a CI-sized layer whose line buffer is in DP16KD
+
+def _needs_verilator():
+    from dwconv.sim.tools import tool_path
+    if tool_path("verilator") is None:
+        pytest.skip("Verilator is not installed")
+
+
+@pytest.fixture(scope="module")
+def ulx3s_netlist(tmp_path_factory):
+    import numpy as np
+
+    from dwconv.golden.layer import Layer
+    from dwconv.golden.spec import LayerSpec
+
+    spec = LayerSpec(input_shape=(3, 70, 2), kernel_size=(3, 3), padding="same", name="wide")
+    rng = np.random.default_rng(4)
+    layer = Layer(spec, rng.normal(0, 0.5, spec.kernel_shape).astype(np.float32),
+                  rng.normal(0, 0.5, spec.out_channels).astype(np.float32))
+    formats = LayerFormats.from_strings(input="fixed<8,3>", weight="fixed<8,2>",
+                                        bias="fixed<8,3>", output="fixed<8,4,RND,SAT>")
+    out = tmp_path_factory.mktemp("ulx3s")
+    return build_board(layer, formats, 1, "ulx3s", out, netlist_only=True)
+
+
+def test_ulx3s_netlist_passes_under_verilator(ulx3s_netlist, tmp_path):
+    _needs_verilator()
+    text = ulx3s_netlist.read_text()
+    # the line buffer's two row gaps in DP16KD with their output registers
+    assert text.count('.REGMODE_A("OUTREG")') == 2
+    result = run_board_netlist(ulx3s_netlist, "ulx3s", tmp_path, max_cycles=MAX_CYCLES,
+                               simulator="verilator")
+    assert result.passed, result.log[-3000:]
+    cycles = int(re.search(r"^PASS (\d+)", result.log, re.MULTILINE).group(1))
+    assert cycles >= 3 * 70 * 2
+

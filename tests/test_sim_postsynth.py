@@ -64,3 +64,41 @@ def test_netlist_matches_golden(vectors, tmp_path, target, weights):
     assert netlist.count(f"{dsp} ") == (18 if weights == "port" else 0)
     assert ("SB_LUT4 " if target == "ice40" else "LUT4 ") in netlist
 
+
+
+def _wide_layer(seed):
+    """Rows of 70 pixels x 2 channels at one lane: each row gap of the line buffer is a
+    134-word memory, block RAM sized (hw.bram.wants_block_ram)."""
+    spec = LayerSpec(input_shape=(3, 70, 2), kernel_size=(3, 3), padding="same", name="wide")
+    rng = np.random.default_rng(seed)
+    return Layer(spec, rng.normal(0, 0.5, spec.kernel_shape).astype(np.float32),
+                 rng.normal(0, 0.5, spec.out_channels).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def wide_vectors(tmp_path_factory):
+    root = tmp_path_factory.mktemp("postsynth_wide")
+    x = np.random.default_rng(5).normal(0, 2, (2, 3, 70, 2))
+    write_vectors(root / "vec", _wide_layer(3), FORMATS, x, 1)
+    return root / "vec"
+
+
+@pytest.mark.parametrize("target, memory", [("ecp5", "DP16KD"), ("ice40", "SB_RAM40_4K")])
+def test_block_ram_line_buffer_netlist(wide_vectors, tmp_path, target, memory):
+    """The line buffer's row memories in block RAM: on ECP5 DP16KD instances with their
+    output registers (our cell model), on iCE40 what yosys infers (SB_RAM40_4K)."""
+    from dwconv.sim.postsynth import run_postsynth_vectors
+
+    layer = _wide_layer(3)
+    kernel_raw, bias_raw = quantize_weights(layer, FORMATS)
+    engine = DepthwiseEngine(layer.spec, FORMATS, 1, kernel_raw, bias_raw, target=target)
+    result = run_postsynth_vectors(engine, target, wide_vectors, tmp_path)
+    assert result.passed, result.log[-3000:]
+    assert "PASS: 840 output beats match" in result.log
+    netlist = (tmp_path / "netlist.v").read_text()
+    # one block per row gap (iCE40 also puts the output queue in one)
+    blocks = re.findall(rf"^\s*{memory} #\(.*?^\s*\) (\S+)", netlist,
+                        re.DOTALL | re.MULTILINE)
+    assert sum(name.startswith("\\line_buffer.") for name in blocks) == 2, blocks
+    if target == "ecp5":
+        assert netlist.count('.REGMODE_A("OUTREG")') == 2
