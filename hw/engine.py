@@ -1,12 +1,13 @@
 """The engine top: AXI4-Stream video in, depthwise convolution, AXI4-Stream video out."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .activation import Activation
 from .folded_mac import FoldedMacArray, check_reuse
 from .framer import InputFramer, beat_layout
+from .limits import check_buildable
 from .line_buffer import LineBuffer, storage_words
 from .mac import MacArray, register_chain
 from .output_queue import OutputQueue
@@ -81,6 +82,7 @@ class DepthwiseEngine(wiring.Component):
         spec.check_lanes(lanes)
         self.target = target
         self.reuse = check_reuse(reuse, spec.taps)
+        check_buildable(spec, formats, lanes, reuse=reuse, weights=weights, extra=SCAN_DELAY)
         self.spec, self.formats, self.lanes, self.weights = spec, formats, lanes, weights
         self.store = WeightStore(spec, formats, lanes, kernel_raw, bias_raw, mode=weights)
         self.groups = spec.channels // lanes
@@ -236,10 +238,13 @@ class DepthwiseEngine(wiring.Component):
         x_shape = format_shape(formats.input)
         masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}", reset_less=True)
                    for p in range(lanes)] for i in range(kh) for j in range(kw)]
+        # samples, weights and biases are sliced straight from the flat ports (a slice of a
+        # slice of a wide port costs elaboration time in the port's width)
+        taps, kernel, bias = (Value.cast(v) for v in (line_buffer.taps, store.kernel, store.bias))
         for t in range(kh * kw):
-            tap = line_buffer.taps[t // kw][t % kw]
             for p in range(lanes):
-                sample = tap[p * self.in_width:(p + 1) * self.in_width]
+                low = (t * lanes + p) * self.in_width
+                sample = taps[low:low + self.in_width]
                 m.d.sync += masked[t][p].eq(Mux(window.blank[t], 0, sample))
         m.d.comb += [store.read_group.eq(window.group),
                      store.read_bank.eq(self._window_bank(m, window, store))]
@@ -266,9 +271,11 @@ class DepthwiseEngine(wiring.Component):
                 mac = macs[q]
                 mac.pad_to(mac_latency)
                 m.submodules[f"mac{q}"] = mac
+                w_width, b_width = store.w_shape.width, store.b_shape.width
                 for t in range(kh * kw):
-                    m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(store.kernel[t][q])]
-                m.d.comb += mac.b.eq(store.bias[q])
+                    low = (t * self.out_lanes + q) * w_width
+                    m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(kernel[low:low + w_width])]
+                m.d.comb += mac.b.eq(bias[q * b_width:(q + 1) * b_width])
                 if self.reuse > 1:
                     m.d.comb += mac.phase.eq(self._phase)
                 value, shape, frac = mac.acc, mac.acc.shape(), acc.frac
