@@ -236,16 +236,15 @@ class DepthwiseEngine(wiring.Component):
 
         # -- datapath: masked taps -> MACs -> accumulator format -> activation -> output
         x_shape = format_shape(formats.input)
-        masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}", reset_less=True)
-                   for p in range(lanes)] for i in range(kh) for j in range(kw)]
-        # samples, weights and biases are sliced straight from the flat ports (a slice of a
-        # slice of a wide port costs elaboration time in the port's width)
+        # one register of all lanes per tap, and samples, weights and biases sliced straight
+        # from flat ports (per-lane statements, and slices of slices of wide ports, cost
+        # elaboration time in the number of lanes and the ports' width)
         taps, kernel, bias = (Value.cast(v) for v in (line_buffer.taps, store.kernel, store.bias))
+        masked = [Signal(beat_width, name=f"x{t // kw}_{t % kw}", reset_less=True)
+                  for t in range(kh * kw)]
         for t in range(kh * kw):
-            for p in range(lanes):
-                low = (t * lanes + p) * self.in_width
-                sample = taps[low:low + self.in_width]
-                m.d.sync += masked[t][p].eq(Mux(window.blank[t], 0, sample))
+            m.d.sync += masked[t].eq(Mux(window.blank[t], 0,
+                                         taps[t * beat_width:(t + 1) * beat_width]))
         m.d.comb += [store.read_group.eq(window.group),
                      store.read_bank.eq(self._window_bank(m, window, store))]
 
@@ -271,10 +270,12 @@ class DepthwiseEngine(wiring.Component):
                 mac = macs[q]
                 mac.pad_to(mac_latency)
                 m.submodules[f"mac{q}"] = mac
-                w_width, b_width = store.w_shape.width, store.b_shape.width
+                w_width, b_width, x_width = store.w_shape.width, store.b_shape.width, self.in_width
                 for t in range(kh * kw):
-                    low = (t * self.out_lanes + q) * w_width
-                    m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(kernel[low:low + w_width])]
+                    m.d.comb += mac.x[t].eq(masked[t][p * x_width:(p + 1) * x_width])
+                    if not store.constant:        # constant MACs have their weights built in
+                        low = (t * self.out_lanes + q) * w_width
+                        m.d.comb += mac.w[t].eq(kernel[low:low + w_width])
                 m.d.comb += mac.b.eq(bias[q * b_width:(q + 1) * b_width])
                 if self.reuse > 1:
                     m.d.comb += mac.phase.eq(self._phase)

@@ -5,8 +5,8 @@ engine targets holds (the largest ECP5, LFE5U-85F, has 3.7 Mbit of block RAM and
 multipliers), or more than generating the design can do in minutes and a few GB.  Those are
 refused here with a one-line ``LayerError`` that names the limit, its value and what to
 change, instead of failing deep inside elaboration or running out of memory.  Each limit is
-well above the largest real layers (MobileNetV2 and EfficientNet at full width: about 3000
-multipliers, 20k line-buffer words).
+above what the largest real layers need (MobileNetV2 and EfficientNet with every channel in
+its own lane: up to 3024 multipliers, some 20k line-buffer words).
 """
 
 from ..golden.spec import LayerError
@@ -28,8 +28,9 @@ MAX_FRAMES_IN_FLIGHT = 1 << 12
 #: Width of the shift index and the frame's beat counter.
 MAX_COUNTER_BITS = 32
 
-#: Multipliers (P*M*ceil(kh*kw/R)), constant ones included.
-MAX_MULTIPLIERS = 1 << 14
+#: Multipliers (P*M*ceil(kh*kw/R)), constant ones included: each costs some milliseconds to
+#: generate (MobileNetV2's widest layer at P=C has 3024).
+MAX_MULTIPLIERS = 1 << 12
 
 #: Window samples (P*kh*kw lane registers behind the line buffer's taps).
 MAX_WINDOW_SAMPLES = 1 << 14

@@ -134,13 +134,18 @@ class MacArray(wiring.Component):
                 terms.append(mul.p << self.product_shift)
             total = adder_tree(m, terms, self.levels, acc, "sum")
         else:
-            x_q = Signal.like(self.x, name="x_q", reset_less=True)
+            # the samples' register as plain bits (a view of the array layout costs
+            # elaboration time per MAC); each sample is a slice of it
+            x_q = Signal(len(self.x.as_value()), name="x_q", reset_less=True)
             m.d.sync += x_q.eq(self.x)
+            width = self.x[0].shape().width
+            samples = [x_q[t * width:(t + 1) * width] for t in range(self.taps)]
+            if self.x[0].shape().signed:
+                samples = [sample.as_signed() for sample in samples]
             digits = [(t, shift + self.product_shift, digit)
                       for t, weight in enumerate(self.weights)
                       for shift, digit in signed_digits(weight)]
-            plus, minus = constant_sum(m, [x_q[t] for t in range(self.taps)], digits,
-                                       self.levels, "sum")
+            plus, minus = constant_sum(m, samples, digits, self.levels, "sum")
             total = Signal(acc, reset_less=True)
             m.d.sync += total.eq(plus - minus)
 

@@ -48,13 +48,13 @@ def constant_sum(m, samples, digits, levels, name):
     (each at least as many as a binary tree of its terms needs), so that the weighted sum is
     ``plus - minus``.  Every value is exact: each tree node is as wide as the range of its
     terms needs, a shifted copy is the sample with zeros below it (wiring, no shifter), and
-    each level of a tree is one register, so the netlist holds one adder per node and few
+    each level of both trees is one register, so the netlist holds one adder per node and few
     signals (the elaboration time of layers with thousands of constant products is in
-    their cells and statements).
+    their cells, signals and statements).
     """
-    trees = []
-    for sign, label in ((1, "plus"), (-1, "minus")):
-        nodes = []            # (value, low, high)
+    trees = []            # per tree, its nodes: (value, low, high)
+    for sign in (1, -1):
+        nodes = []
         for t, shift, digit in digits:
             if digit != sign:
                 continue
@@ -64,30 +64,37 @@ def constant_sum(m, samples, digits, levels, name):
             if shift and sample.shape().signed:
                 value = value.as_signed()
             nodes.append((value, low << shift, high << shift))
-        if not nodes:
-            trees.append(Const(0, 1))
-            continue
-        for level in range(levels):
-            summed = []
+        trees.append(nodes)
+    for level in range(levels):
+        # both trees' nodes of a level in one register
+        summed = []
+        for nodes in trees:
+            pairs = []
             for n in range(0, len(nodes), 2):
                 if n + 1 < len(nodes):
                     (a, a_low, a_high), (b, b_low, b_high) = nodes[n], nodes[n + 1]
-                    summed.append((a + b, a_low + b_low, a_high + b_high))
+                    pairs.append((a + b, a_low + b_low, a_high + b_high))
                 else:
-                    summed.append(nodes[n])
-            shapes = [_holding(low, high) for _, low, high in summed]
-            register = Signal(sum(shape.width for shape in shapes), name=f"{label}{level}",
-                              reset_less=True)
-            m.d.sync += register.eq(Cat(value[:shape.width]
-                                        for (value, _, _), shape in zip(summed, shapes)))
-            nodes, offset = [], 0
-            for (_, low, high), shape in zip(summed, shapes):
+                    pairs.append(nodes[n])
+            summed.append(pairs)
+        shapes = [[_holding(low, high) for _, low, high in pairs] for pairs in summed]
+        width = sum(shape.width for tree in shapes for shape in tree)
+        if not width:
+            break
+        register = Signal(width, name=f"{name}{level}", reset_less=True)
+        m.d.sync += register.eq(Cat(value[:shape.width]
+                                    for pairs, tree in zip(summed, shapes)
+                                    for (value, _, _), shape in zip(pairs, tree)))
+        trees, offset = [], 0
+        for pairs, tree in zip(summed, shapes):
+            nodes = []
+            for (_, low, high), shape in zip(pairs, tree):
                 value = register[offset:offset + shape.width]
                 nodes.append((value.as_signed() if shape.signed else value, low, high))
                 offset += shape.width
-        assert len(nodes) == 1, "too few levels for the terms"
-        trees.append(nodes[0][0])
-    return tuple(trees)
+            trees.append(nodes)
+    assert all(len(nodes) <= 1 for nodes in trees), "too few levels for the terms"
+    return tuple(nodes[0][0] if nodes else Const(0, 1) for nodes in trees)
 
 
 class Multiplier(wiring.Component):

@@ -245,21 +245,24 @@ def test_issue_dilations_build(dilation):
 
 
 # Hand-picked cases of each kind: refused ones name their limit, the rest build.
-@pytest.mark.parametrize("document, lanes, outcome", [
+@pytest.mark.parametrize("document, lanes, reuse, outcome", [
     # 1x1 input, windows reaching thousands of frames back: past MAX_FRAMES_IN_FLIGHT
-    (document_of((1, 1, 1), (3, 3), dilation=(3000, 3000)), 1, "refused"),
+    (document_of((1, 1, 1), (3, 3), dilation=(3000, 3000)), 1, 1, "refused"),
     # strides far beyond the input
-    (document_of((5, 7, 2), (2, 2), strides=(300, 300)), 2, "built"),
-    (document_of((5, 7, 2), (2, 2), strides=(300, 300), padding="valid"), 1, "built"),
+    (document_of((5, 7, 2), (2, 2), strides=(300, 300)), 2, 1, "built"),
+    (document_of((5, 7, 2), (2, 2), strides=(300, 300), padding="valid"), 1, 1, "built"),
     # a kernel spanning far beyond the input with valid padding: LayerSpec refuses it
-    (document_of((5, 5, 1), (3, 3), dilation=(10, 1), padding="valid"), 1, "refused"),
+    (document_of((5, 5, 1), (3, 3), dilation=(10, 1), padding="valid"), 1, 1, "refused"),
     # 1024 channels at M=64 on one lane: weight memories above MAX_MEMORY_BITS
-    (document_of((2, 2, 1024), (3, 3), multiplier=64), 1, "refused"),
+    (document_of((2, 2, 1024), (3, 3), multiplier=64), 1, 1, "refused"),
     # all 4096 lanes: more multipliers than MAX_MULTIPLIERS
-    (document_of((1, 1, 4096), (3, 3)), 4096, "refused"),
+    (document_of((1, 1, 4096), (3, 3)), 4096, 1, "refused"),
+    # found by the campaign: 14,508 folded MACs (P=403, M=36, R=36) ran past 300 s
+    (dict(document_of((1, 39, 403), (1, 36), strides=(2, 1), multiplier=36),
+          use_bias=False, activation="relu6"), 403, 36, "refused"),
 ])
-def test_hand_picked_extremes(document, lanes, outcome):
-    assert run_case(document, lanes, 1, "const", seed=1, simulate=False) == outcome
+def test_hand_picked_extremes(document, lanes, reuse, outcome):
+    assert run_case(document, lanes, reuse, "const", seed=1, simulate=False) == outcome
 
 
 def engine_of(spec, lanes=1, *, reuse=1, weights="const", formats=None):
@@ -298,11 +301,11 @@ def test_limits_are_exact_boundaries():
     assert engine.frames_in_flight == limits.MAX_FRAMES_IN_FLIGHT
     with pytest.raises(LayerError, match="MAX_FRAMES_IN_FLIGHT"):
         engine_of(LayerSpec((1, 1, 1), (1, 3), dilation_rate=(1, at + 1), padding="same"))
-    # multipliers: 16384 = 4096 lanes x 4 taps
-    assert engine_of(LayerSpec((1, 1, 4096), (2, 2), padding="same"), 4096).multipliers == \
+    # multipliers: 4096 = 1024 lanes x 4 taps
+    assert engine_of(LayerSpec((1, 1, 1024), (2, 2), padding="same"), 1024).multipliers == \
         limits.MAX_MULTIPLIERS
     with pytest.raises(LayerError, match="MAX_MULTIPLIERS"):
-        engine_of(LayerSpec((1, 1, 4096), (2, 3), padding="same"), 4096, reuse=1)
+        engine_of(LayerSpec((1, 1, 1024), (2, 3), padding="same"), 1024, reuse=1)
     # line buffer bits: 16-bit words, 2**18 of them at most
     words = limits.MAX_MEMORY_BITS // 16
     line = lambda dilation: LayerSpec((1, 200, 1), (1, 2), dilation_rate=(1, dilation),
