@@ -316,12 +316,12 @@ def test_limits_are_exact_boundaries():
 
 
 def test_many_frames_in_flight_simulate_bit_exact():
-    """A 1x1 layer whose windows reach 13 frames back: the start queue is the memory form
-    (more than REGISTER_DEPTH entries); back-to-back frames with stalls, bit-exact."""
+    """A 1x2 layer with 10 frames in flight: the start queue is the memory form (more than
+    REGISTER_DEPTH entries); back-to-back frames with stalls, bit-exact."""
     from dwconv.golden.fixed_ref import fixed_forward_raw
     from dwconv.sim.simulate import simulate_layer
 
-    spec = LayerSpec((1, 2, 2), (3, 3), dilation_rate=(2, 3), padding="same",
+    spec = LayerSpec((1, 2, 2), (3, 3), dilation_rate=(4, 6), padding="same",
                      depth_multiplier=2)
     rng = np.random.default_rng(5)
     layer = Layer(spec, rng.uniform(-1, 1, spec.kernel_shape).astype(np.float32),
