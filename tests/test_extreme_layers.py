@@ -27,8 +27,6 @@ import time
 
 import numpy as np
 import pytest
-from amaranth.back import rtlil
-from amaranth.sim import Simulator
 from hypothesis import HealthCheck, Phase, given, note, settings, strategies as st
 
 from dwconv.golden.fixed_ref import fixed_forward, quantize_weights
@@ -38,7 +36,7 @@ from dwconv.golden.spec import LayerError, LayerSpec
 from dwconv.hw import limits
 from dwconv.hw.engine import SCAN_DELAY, DepthwiseEngine
 from dwconv.hw.scanner import OutputScanner
-from dwconv.hw.start_queue import REGISTER_DEPTH, StartQueue
+from dwconv.hw.start_queue import REGISTER_DEPTH
 
 LONG = "DWCONV_EXTREME_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("DWCONV_EXTREME_EXAMPLES", "6"))
@@ -281,7 +279,8 @@ def engine_of(spec, lanes=1, *, reuse=1, weights="const", formats=None):
      "MAX_MEMORY_BITS"),
     (LayerSpec((1, 1, 4096), (3, 3), padding="same"), 4096, 1, "MAX_MULTIPLIERS"),
     (LayerSpec((1, 1, 4096), (3, 3), padding="same"), 4096, 9, "MAX_WINDOW_SAMPLES"),
-    (LayerSpec((2, 2, 4096), (3, 3), depth_multiplier=64, padding="same"), 1, 1, "MAX_MEMORY_BITS"),
+    (LayerSpec((2, 2, 4096), (3, 3), depth_multiplier=64, padding="same"), 1, 1,
+     "MAX_MEMORY_BITS"),
     (LayerSpec((100000, 100000, 1), (1, 1)), 1, 1, "MAX_COUNTER_BITS"),
 ])
 def test_limits_refuse_at_configuration(spec, lanes, reuse, name):
