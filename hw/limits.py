@@ -15,7 +15,7 @@ from .line_buffer import storage_words
 from .scanner import OutputScanner
 
 __all__ = ["MAX_MEMORY_BITS", "MAX_FRAMES_IN_FLIGHT", "MAX_COUNTER_BITS", "MAX_MULTIPLIERS",
-           "MAX_WINDOW_SAMPLES", "check_buildable", "frames_in_flight", "counter_width"]
+           "MAX_WINDOW_SAMPLES", "MAX_SIGNAL_BITS", "check_buildable", "frames_in_flight", "counter_width"]
 
 #: Bits of one memory structure (the line buffer; the weight memories together): above the
 #: block RAM of the FPGAs targeted.
@@ -34,6 +34,10 @@ MAX_MULTIPLIERS = 1 << 12
 
 #: Window samples (P*kh*kw lane registers behind the line buffer's taps).
 MAX_WINDOW_SAMPLES = 1 << 14
+
+#: Bits of one signal: Amaranth's netlist holds no cell wider (the window's taps, every
+#: tap's weights of a channel group, an output beat are each one signal).
+MAX_SIGNAL_BITS = (1 << 16) - 1
 
 
 def counter_width(spec, lanes, extra):
@@ -69,6 +73,16 @@ def check_buildable(spec, formats, lanes, *, reuse, weights, extra):
         _refuse(spec, f"{taps * lanes:,} window samples ({kh}x{kw} taps x {lanes} lane(s))",
                 MAX_WINDOW_SAMPLES, "MAX_WINDOW_SAMPLES",
                 "use fewer lanes (--lanes) or a smaller kernel")
+    outputs = lanes * spec.depth_multiplier
+    signals = {"window taps": taps * lanes * formats.input.width,
+               "weights of a channel group": taps * outputs * formats.weight.width,
+               "biases of a channel group": outputs * formats.bias.width,
+               "output beat": outputs * formats.output.width}
+    what, bits = max(signals.items(), key=lambda item: item[1])
+    if bits > MAX_SIGNAL_BITS:
+        _refuse(spec, f"a {bits:,}-bit signal ({what}: {kh}x{kw} taps, {lanes} lane(s), "
+                f"M={spec.depth_multiplier})", MAX_SIGNAL_BITS, "MAX_SIGNAL_BITS",
+                "use fewer lanes (--lanes), a smaller kernel or narrower formats")
     frame_beats = spec.height * spec.width * (spec.channels // lanes)
     width = counter_width(spec, lanes, extra)
     if frame_beats.bit_length() > MAX_COUNTER_BITS or width > MAX_COUNTER_BITS:
@@ -85,7 +99,6 @@ def check_buildable(spec, formats, lanes, *, reuse, weights, extra):
     groups = spec.channels // lanes
     if weights == "port" or groups > 1:
         banks = 2 if weights == "port" else 1
-        outputs = lanes * spec.depth_multiplier
         weight_bits = banks * groups * outputs * (taps * formats.weight.width
                                                   + formats.bias.width)
         if weight_bits > MAX_MEMORY_BITS:

@@ -255,6 +255,10 @@ def test_issue_dilations_build(dilation):
     (document_of((2, 2, 1024), (3, 3), multiplier=64), 1, 1, "refused"),
     # all 4096 lanes: more multipliers than MAX_MULTIPLIERS
     (document_of((1, 1, 4096), (3, 3)), 4096, 1, "refused"),
+    # found by the campaign: an internal AssertionError (Amaranth's netlist cells are at
+    # most 65,535 bits; the weights of 18 taps x 16 lanes x M=36 are 165,888)
+    (dict(document_of((1, 3, 64), (18, 1), strides=(1, 143), dilation=(1, 2),
+                      multiplier=36), use_bias=False, activation="relu6"), 16, 8, "refused"),
     # found by the campaign: 14,508 folded MACs (P=403, M=36, R=36) ran past 300 s
     (dict(document_of((1, 39, 403), (1, 36), strides=(2, 1), multiplier=36),
           use_bias=False, activation="relu6"), 403, 36, "refused"),
@@ -282,6 +286,8 @@ def engine_of(spec, lanes=1, *, reuse=1, weights="const", formats=None):
     (LayerSpec((2, 2, 4096), (3, 3), depth_multiplier=64, padding="same"), 1, 1,
      "MAX_MEMORY_BITS"),
     (LayerSpec((100000, 100000, 1), (1, 1)), 1, 1, "MAX_COUNTER_BITS"),
+    (LayerSpec((1, 3, 64), (18, 1), padding="same", depth_multiplier=36), 16, 8,
+     "MAX_SIGNAL_BITS"),
 ])
 def test_limits_refuse_at_configuration(spec, lanes, reuse, name):
     with pytest.raises(LayerError, match=f"hw.limits.{name}") as error:
@@ -300,11 +306,12 @@ def test_limits_are_exact_boundaries():
     assert engine.frames_in_flight == limits.MAX_FRAMES_IN_FLIGHT
     with pytest.raises(LayerError, match="MAX_FRAMES_IN_FLIGHT"):
         engine_of(LayerSpec((1, 1, 1), (1, 3), dilation_rate=(1, at + 1), padding="same"))
-    # multipliers: 4096 = 1024 lanes x 4 taps
-    assert engine_of(LayerSpec((1, 1, 1024), (2, 2), padding="same"), 1024).multipliers == \
-        limits.MAX_MULTIPLIERS
+    # multipliers: 4096 = 1024 lanes x 4 taps (8-bit formats: every signal under the limit)
+    f8 = LayerFormats.from_strings(*["fixed<8,3>"] * 3, None, "fixed<8,3>")
+    assert engine_of(LayerSpec((1, 1, 1024), (2, 2), padding="same"), 1024,
+                     formats=f8).multipliers == limits.MAX_MULTIPLIERS
     with pytest.raises(LayerError, match="MAX_MULTIPLIERS"):
-        engine_of(LayerSpec((1, 1, 1024), (2, 3), padding="same"), 1024, reuse=1)
+        engine_of(LayerSpec((1, 1, 1024), (2, 3), padding="same"), 1024, formats=f8)
     # line buffer bits: 16-bit words, 2**18 of them at most
     words = limits.MAX_MEMORY_BITS // 16
     line = lambda dilation: LayerSpec((1, 200, 1), (1, 2), dilation_rate=(1, dilation),
