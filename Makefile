@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export KERAS_BACKEND := jax
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: install test demo bench fuzz clean
+.PHONY: install test demo bench fuzz fuzz-extreme clean
 
 install: $(STAMP)
 
@@ -35,8 +35,15 @@ bench: $(STAMP)
 # Long differential campaign: random layers and format sets, engine against the golden model.
 # FUZZ_ARGS, e.g. "--examples 20000 --seed 5" or "--sim verilator".
 FUZZ_ARGS ?= --examples 5000
-fuzz: $(STAMP)
+fuzz: $(STAMP) fuzz-extreme
 	$(PY) -m dwconv.sim.fuzz $(FUZZ_ARGS)
+
+# Extreme layer specifications (tests/test_extreme_layers.py), each `dwconv verilog` (and
+# `simulate` where small) in a child process with memory and time limits.
+EXTREME_EXAMPLES ?= 300
+fuzz-extreme: $(STAMP)
+	DWCONV_EXTREME_EXAMPLES=$(EXTREME_EXAMPLES) PYTHONWARNINGS=error nice -n 10 \
+	    $(PY) -m pytest -q -s tests/test_extreme_layers.py -k builds_or_is_refused
 
 clean:
 	rm -rf $(VENV) .cache build

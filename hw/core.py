@@ -1,6 +1,6 @@
 """The stream-native depthwise core: lane streams in and out, for Amaranth designs."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -182,13 +182,16 @@ class DepthwiseCore(wiring.Component):
 
         # -- datapath: masked taps -> MACs -> accumulator format -> activation -> output
         x_shape = format_shape(formats.input)
-        masked = [[Signal(x_shape, name=f"x{i}_{j}_{p}", reset_less=True)
-                   for p in range(lanes)] for i in range(kh) for j in range(kw)]
+        # one register of all lanes per tap, and samples, weights and biases sliced straight
+        # from flat values: per-lane statements and slices of slices of wide ports cost
+        # elaboration time in the number of lanes and the ports' width
+        beat_width = lanes * in_width
+        taps, kernel, bias = (Value.cast(v) for v in (line_buffer.taps, store.kernel, store.bias))
+        masked = [Signal(beat_width, name=f"x{t // kw}_{t % kw}", reset_less=True)
+                  for t in range(kh * kw)]
         for t in range(kh * kw):
-            tap = line_buffer.taps[t // kw][t % kw]
-            for p in range(lanes):
-                sample = tap[p * in_width:(p + 1) * in_width]
-                m.d.sync += masked[t][p].eq(Mux(window.blank[t], 0, sample))
+            m.d.sync += masked[t].eq(Mux(window.blank[t], 0,
+                                         taps[t * beat_width:(t + 1) * beat_width]))
         m.d.comb += [store.read_group.eq(window.group),
                      store.read_bank.eq(self._window_bank(m, window, store))]
 
@@ -214,9 +217,13 @@ class DepthwiseCore(wiring.Component):
                 mac = macs[q]
                 mac.pad_to(mac_latency)
                 m.submodules[f"mac{q}"] = mac
+                w_width, b_width = store.w_shape.width, store.b_shape.width
                 for t in range(kh * kw):
-                    m.d.comb += [mac.x[t].eq(masked[t][p]), mac.w[t].eq(store.kernel[t][q])]
-                m.d.comb += mac.b.eq(store.bias[q])
+                    m.d.comb += mac.x[t].eq(masked[t][p * in_width:(p + 1) * in_width])
+                    if not store.constant:        # constant MACs have their weights built in
+                        low = (t * plan.out_lanes + q) * w_width
+                        m.d.comb += mac.w[t].eq(kernel[low:low + w_width])
+                m.d.comb += mac.b.eq(bias[q * b_width:(q + 1) * b_width])
                 if plan.reuse > 1:
                     m.d.comb += mac.phase.eq(self._phase)
                 value, shape, frac = mac.acc, mac.acc.shape(), acc.frac

@@ -4,7 +4,7 @@ from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import Multiplier
+from .multiplier import Multiplier, constant_sum
 
 __all__ = ["MacArray", "mac_signature", "signed_digits", "adder_tree", "register_chain"]
 
@@ -157,18 +157,20 @@ class MacArray(wiring.Component):
                 terms.append(mul.p << self.product_shift)
             total = adder_tree(m, terms, self.levels, acc, "sum")
         else:
-            samples = []
-            for t in range(self.taps):
-                sample = Signal(self.x[t].shape(), name=f"x{t}_q", reset_less=True)
-                m.d.sync += sample.eq(self.x[t])
-                samples.append(sample)
-            plus, minus = [], []
-            for sample, weight in zip(samples, self.weights):
-                for shift, digit in signed_digits(weight):
-                    (plus if digit > 0 else minus).append(sample << (shift + self.product_shift))
+            # the samples' register as plain bits (a view of the array layout costs
+            # elaboration time per MAC); each sample is a slice of it
+            x_q = Signal(len(self.x.as_value()), name="x_q", reset_less=True)
+            m.d.sync += x_q.eq(self.x)
+            width = self.x[0].shape().width
+            samples = [x_q[t * width:(t + 1) * width] for t in range(self.taps)]
+            if self.x[0].shape().signed:
+                samples = [sample.as_signed() for sample in samples]
+            digits = [(t, shift + self.product_shift, digit)
+                      for t, weight in enumerate(self.weights)
+                      for shift, digit in signed_digits(weight)]
+            plus, minus = constant_sum(m, samples, digits, self.levels, "sum")
             total = Signal(acc, reset_less=True)
-            m.d.sync += total.eq(adder_tree(m, plus, self.levels, acc, "plus")
-                                 - adder_tree(m, minus, self.levels, acc, "minus"))
+            m.d.sync += total.eq(plus - minus)
 
         result = Signal(acc, reset_less=True)
         m.d.sync += result.eq(total + (self.b << self.bias_shift))

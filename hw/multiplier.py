@@ -4,11 +4,11 @@ The latency is the same for every target (``Multiplier.LATENCY``), so a design's
 counts, and thus every simulation of it, do not depend on the target it is built for.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "TARGETS", "product_shape"]
+__all__ = ["Multiplier", "TARGETS", "product_shape", "constant_sum"]
 
 #: Targets a design can be specialized for; ``None`` is portable Verilog (no vendor cells).
 TARGETS = (None, "ecp5", "ice40")
@@ -25,6 +25,76 @@ def product_shape(a_shape, b_shape):
     extends its unsigned operand by a bit)."""
     a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
     return (Signal(a_shape) * Signal(b_shape)).shape()
+
+
+def _bounds(shape):
+    shape = Shape.cast(shape)
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def _holding(low, high):
+    """The narrowest shape that holds every integer from ``low`` to ``high``."""
+    return Shape.cast(range(low, high + 1)) if low < high else Shape.cast(range(low, low + 2))
+
+
+def constant_sum(m, samples, digits, levels, name):
+    """A sum of constant multiples of ``samples`` as shifted copies of them, in a pipeline.
+
+    ``digits`` lists the terms ``(t, shift, sign)``: ``samples[t] << shift``, added for
+    sign +1 and subtracted for -1 (a constant weight's signed digits).  Returns ``(plus,
+    minus)``, the sums of the two kinds of terms after exactly ``levels`` register stages
+    (each at least as many as a binary tree of its terms needs), so that the weighted sum is
+    ``plus - minus``.  Every value is exact: each tree node is as wide as the range of its
+    terms needs, a shifted copy is the sample with zeros below it (wiring, no shifter), and
+    each level of both trees is one register, so the netlist holds one adder per node and few
+    signals (the elaboration time of layers with thousands of constant products is in
+    their cells, signals and statements).
+    """
+    trees = []            # per tree, its nodes: (value, low, high)
+    for sign in (1, -1):
+        nodes = []
+        for t, shift, digit in digits:
+            if digit != sign:
+                continue
+            sample = samples[t]
+            low, high = _bounds(sample.shape())
+            value = sample if shift == 0 else Cat(Const(0, shift), sample)
+            if shift and sample.shape().signed:
+                value = value.as_signed()
+            nodes.append((value, low << shift, high << shift))
+        trees.append(nodes)
+    for level in range(levels):
+        # both trees' nodes of a level in one register
+        summed = []
+        for nodes in trees:
+            pairs = []
+            for n in range(0, len(nodes), 2):
+                if n + 1 < len(nodes):
+                    (a, a_low, a_high), (b, b_low, b_high) = nodes[n], nodes[n + 1]
+                    pairs.append((a + b, a_low + b_low, a_high + b_high))
+                else:
+                    pairs.append(nodes[n])
+            summed.append(pairs)
+        shapes = [[_holding(low, high) for _, low, high in pairs] for pairs in summed]
+        width = sum(shape.width for tree in shapes for shape in tree)
+        if not width:
+            break
+        register = Signal(width, name=f"{name}{level}", reset_less=True)
+        m.d.sync += register.eq(Cat(value[:shape.width]
+                                    for pairs, tree in zip(summed, shapes)
+                                    for (value, _, _), shape in zip(pairs, tree)))
+        trees, offset = [], 0
+        for pairs, tree in zip(summed, shapes):
+            nodes = []
+            for (_, low, high), shape in zip(pairs, tree):
+                value = register[offset:offset + shape.width]
+                nodes.append((value.as_signed() if shape.signed else value, low, high))
+                offset += shape.width
+            trees.append(nodes)
+    assert all(len(nodes) <= 1 for nodes in trees), "too few levels for the terms"
+    return tuple(nodes[0][0] if nodes else Const(0, 1) for nodes in trees)
 
 
 class Multiplier(wiring.Component):

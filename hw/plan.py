@@ -14,6 +14,7 @@ from ..golden.formats import LayerFormats
 from ..golden.spec import LayerError, LayerSpec
 from .activation import Activation
 from .folded_mac import FoldedMacArray, check_reuse
+from .limits import check_buildable
 from .line_buffer import storage_words
 from .mac import MacArray
 from .multiplier import TARGETS
@@ -164,6 +165,8 @@ class EnginePlan:
         spec.check_lanes(self.lanes)
         _check_padding(spec)
         check_reuse(self.reuse, spec.taps)
+        check_buildable(spec, formats, self.lanes, reuse=self.reuse, weights=self.weights,
+                        extra=SCAN_DELAY)
         if not isinstance(self.weights, str) or self.weights not in WEIGHT_MODES:
             raise ValueError(f"weights must be 'const' or 'port', not {self.weights!r}")
         if self.target not in TARGETS:

@@ -1,19 +1,29 @@
-"""The start queue: frame starts waiting for the scanner, in a few registers."""
+"""The start queue: frame starts waiting for the scanner, in registers or a memory."""
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StartQueue"]
+__all__ = ["StartQueue", "REGISTER_DEPTH"]
+
+#: Queues of up to this many entries are kept in registers with one-hot positions (no adder
+#: behind the scanner's read); deeper ones, which only layers whose windows span many frames
+#: need, in a memory with counters, so their logic does not grow with the depth (the
+#: registers' read and room logic are chains as long as the queue).
+REGISTER_DEPTH = 8
 
 
 class StartQueue(wiring.Component):
-    """A first-word-fall-through queue of a few entries, with no adder anywhere.
+    """A first-word-fall-through queue.
 
-    Entries sit in registers with a full flag each; the write and read positions are
-    one-hot rings that rotate.  So a read or a write only enables registers and sets or
-    clears one flag: the scanner's read (the shift decision's last step) reaches no carry
-    chain (a FIFO's level counter behind it limited the clock).
+    Up to ``REGISTER_DEPTH`` entries sit in registers with a full flag each; the write and
+    read positions are one-hot rings that rotate.  So a read or a write only enables
+    registers and sets or clears one flag: the scanner's read (the shift decision's last
+    step) reaches no carry chain (a FIFO's level counter behind it limited the clock).  A
+    deeper queue is a memory read without a register, with binary positions and a level
+    count whose flags (``o.valid``, ``room``) are registered.  Both forms behave the same on
+    every cycle: an entry written is readable from the next cycle on.
 
     Parameters
     ----------
@@ -43,6 +53,11 @@ class StartQueue(wiring.Component):
                           "o": Out(stream.Signature(shape)), "room": Out(1)})
 
     def elaborate(self, platform):
+        if self.depth <= REGISTER_DEPTH:
+            return self._registers()
+        return self._memory()
+
+    def _registers(self):
         m = Module()
         width = Value.cast(self.i.payload).shape().width
         entries = [Signal(width, name=f"entry{n}") for n in range(self.depth)]
@@ -65,4 +80,32 @@ class StartQueue(wiring.Component):
             self.o.payload.eq(picked),
             self.room.eq(sum(~full[n] for n in range(self.depth)) >= 2),
         ]
+        return m
+
+    def _memory(self):
+        m = Module()
+        depth = self.depth
+        m.submodules.storage = storage = Memory(shape=self.i.payload.shape(), depth=depth,
+                                                init=[])
+        write_port = storage.write_port()
+        read_port = storage.read_port(domain="comb")
+        write_at = Signal(range(depth))
+        read_at = Signal(range(depth))
+        level = Signal(range(depth + 1))
+        filled = Signal()                 # level != 0
+        room = Signal(init=1)             # level <= depth - 2
+        write, read = self.i.valid, self.o.valid & self.o.ready
+        next_level = level + write - read
+        m.d.comb += [
+            write_port.en.eq(write), write_port.addr.eq(write_at),
+            write_port.data.eq(self.i.payload),
+            read_port.addr.eq(read_at),
+            self.o.valid.eq(filled), self.o.payload.eq(read_port.data),
+            self.room.eq(room),
+        ]
+        m.d.sync += [level.eq(next_level), filled.eq(next_level != 0),
+                     room.eq(next_level <= depth - 2)]
+        for position, moves in ((write_at, write), (read_at, read)):
+            with m.If(moves):
+                m.d.sync += position.eq(Mux(position == depth - 1, 0, position + 1))
         return m

@@ -1,6 +1,6 @@
 """Kernel and bias storage: constants built in, or banks loaded at run time through a port."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -114,12 +114,10 @@ class WeightStore(wiring.Component):
         m = Module()
         kernel_words, bias_words = self._group_words()
         if self.constant:
-            for t in range(self.taps):
-                for q in range(self.outputs):
-                    m.d.comb += self.kernel[t][q].eq(
-                        Const(int(self.kernel_raw.reshape(self.taps, -1)[t][q]), self.w_shape))
-            for q in range(self.outputs):
-                m.d.comb += self.bias[q].eq(Const(int(self.bias_raw[q]), self.b_shape))
+            # one constant per port: an assignment per value costs time in its port's width
+            m.d.comb += [
+                self.kernel.eq(_word(self.kernel_raw.reshape(-1), self.w_shape.width)),
+                self.bias.eq(_word(self.bias_raw, self.b_shape.width))]
             return m
 
         banks = 2 if self.mode == "port" else 1

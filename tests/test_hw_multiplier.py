@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.sim import Simulator
+from hypothesis import given, settings, strategies as st
 
 from dwconv.hw.multiplier import Multiplier, product_shape
 
@@ -180,3 +181,53 @@ def test_dsp_forms_in_verilog(tmp_path, target, a_shape, b_shape):
         sources.append(models[-1])
     out = _icarus(tmp_path, sources)
     assert out.strip().splitlines()[-1] == "PASS", out
+
+
+# Constant products (constant_sum, through the MAC array that uses it): exact at the corners
+# of the sample range, whatever mix of digit signs the weights have (all positive, all
+# negative, none at all), on the narrowest accumulator that holds the sum.
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), taps=st.integers(1, 12), sample_signed=st.booleans(),
+       width=st.integers(1, 10), shift=st.integers(0, 4),
+       sign=st.sampled_from(["mixed", "positive", "negative", "zero"]))
+def test_constant_sum_is_exact(data, taps, sample_signed, width, shift, sign):
+    from dwconv.hw.mac import MacArray
+
+    bound = {"mixed": (-300, 300), "positive": (0, 300), "negative": (-300, 0),
+             "zero": (0, 0)}[sign]
+    weights = data.draw(st.lists(st.integers(*bound), min_size=taps, max_size=taps))
+    shape = signed(width) if sample_signed else unsigned(width)
+    low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if sample_signed \
+        else (0, (1 << width) - 1)
+    largest = sum(abs(w) for w in weights) * max(-low, high) << shift
+    acc_width = max(largest + 8, 1).bit_length() + 2
+    mac = MacArray(taps, shape, signed(8), signed(4), acc_width, product_shift=shift,
+                   bias_shift=0, weights=weights)
+    rng = np.random.default_rng(taps * 31 + width)
+    corners = np.array([[low] * taps, [high] * taps,
+                        [low if w > 0 else high for w in weights],
+                        [high if w > 0 else low for w in weights]])
+    x = np.concatenate([corners, rng.integers(low, high + 1, size=(12, taps))])
+    expected = ((x * np.array(weights)).sum(axis=1) << shift) - 5
+    np.testing.assert_array_equal(stream_through_mac(mac, x, -5), expected)
+
+
+def stream_through_mac(mac, x, bias):
+    """``acc`` for x[n] fed on cycle n, read ``latency`` cycles later (constant bias)."""
+    got = []
+
+    async def bench(ctx):
+        ctx.set(mac.b, bias)
+        for n in range(len(x) + mac.latency):
+            if n < len(x):
+                for t in range(mac.taps):
+                    ctx.set(mac.x[t], int(x[n, t]))
+            await ctx.tick()
+            if n >= mac.latency - 1 and len(got) < len(x):
+                got.append(ctx.get(mac.acc))
+
+    sim = Simulator(mac)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got)

@@ -4,7 +4,7 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
-from dwconv.hw.start_queue import StartQueue
+from dwconv.hw.start_queue import REGISTER_DEPTH, StartQueue
 
 
 def check_queue(depth, writes, reads):
@@ -48,9 +48,17 @@ def test_a_write_and_a_read_in_the_same_cycle():
 
 
 @settings(max_examples=40, deadline=None)
-@given(depth=st.integers(2, 5),
+@given(depth=st.integers(2, 5) | st.integers(REGISTER_DEPTH, REGISTER_DEPTH + 4),
        pattern=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=120))
 def test_matches_a_list(depth, pattern):
+    writes, reads = zip(*pattern)
+    assert check_queue(depth, writes, reads) == []
+
+
+@pytest.mark.parametrize("depth", [REGISTER_DEPTH + 1, 300])
+def test_deep_queue_fills_and_drains(depth):
+    """Deeper than REGISTER_DEPTH: the memory form, with the registers' behaviour."""
+    pattern = [(True, False)] * (depth + 2) + [(True, True)] * 5 + [(False, True)] * (depth + 2)
     writes, reads = zip(*pattern)
     assert check_queue(depth, writes, reads) == []
 
