@@ -165,13 +165,13 @@ class EnginePlan:
         spec.check_lanes(self.lanes)
         _check_padding(spec)
         check_reuse(self.reuse, spec.taps)
-        check_buildable(spec, formats, self.lanes, reuse=self.reuse, weights=self.weights,
-                        extra=SCAN_DELAY)
         if not isinstance(self.weights, str) or self.weights not in WEIGHT_MODES:
             raise ValueError(f"weights must be 'const' or 'port', not {self.weights!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(map(repr, TARGETS))}, "
                              f"not {self.target!r}")
+        check_buildable(spec, formats, self.lanes, reuse=self.reuse, weights=self.weights,
+                        extra=SCAN_DELAY)
         bias = self.bias_raw
         if bias is None:
             if spec.use_bias:
