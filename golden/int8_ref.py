@@ -356,17 +356,25 @@ def predict_int8(layer, x, rounding=None):
     return _layout(layer, out, batched)
 
 
-def quantize_input(layer, x):
-    """Float values to int8 as TFLite's QUANTIZE does: ``round(x / scale) + zp``, clamped.
+def quantize_input(layer, x, rounding=None):
+    """Float values to int8 as the QUANTIZE op of the matching interpreter does.
 
-    The division is in float32 and the rounding half away from zero (``TfLiteRound``).
+    ``"double"``/``"single"`` (TFLite's own kernel): ``round(x / scale) + zp``, the division
+    in float32, halves away from zero.  ``"fp32"`` (XNNPACK's, the default interpreter's):
+    ``x * (1 / scale)`` in float32, halves to even.  Clamped to [-128, 127].
     """
+    rounding = _check_rounding(rounding)
     x = np.asarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise LayerError(f"input of layer {layer.name!r} holds NaN or Inf")
-    q = (x / np.float32(layer.input_scale)).astype(np.float64)
-    # in float64 the half added to a float32 quotient is exact
-    q = np.sign(q) * np.floor(np.abs(q) + 0.5)
+    scale = np.float32(layer.input_scale)
+    if rounding == "fp32":
+        q = np.rint((x * (np.float32(1) / scale)).astype(np.float64))
+    else:
+        q = (x / scale).astype(np.float64)
+        # in float64 the half added to a float32 quotient is exact
+        q = np.sign(q) * np.floor(np.abs(q) + 0.5)
+    q = np.clip(q, -1e6, 1e6)
     return np.clip(q.astype(np.int64) + layer.input_zero_point, -128, 127).astype(np.int8)
 
 
@@ -383,4 +391,5 @@ def predict(layer, x, rounding=None):
     if not np.issubdtype(x.dtype, np.floating):
         raise LayerError(f"input of layer {layer.name!r} must be int8 or float numbers, "
                          f"not {x.dtype}")
-    return dequantize_output(layer, predict_int8(layer, quantize_input(layer, x), rounding))
+    return dequantize_output(layer, predict_int8(layer, quantize_input(layer, x, rounding),
+                                                 rounding))
