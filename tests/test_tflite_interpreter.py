@@ -245,11 +245,11 @@ def _float_model(rng):
     in_scale = float(np.float32(rng.uniform(0.01, 0.05)))
     out_scale = float(np.float32(in_scale * scales.mean() * 30))
     g = builder.depthwise_graph(kernel, rng.integers(-3000, 3000, c).astype(np.int32), scales,
-                                (6, 5, c), in_scale=in_scale, in_zp=-3, out_scale=out_scale,
+                                (16, 15, c), in_scale=in_scale, in_zp=-3, out_scale=out_scale,
                                 out_zp=5)
     x8, y8 = g.inputs[0], g.outputs[0]
-    xf = g.add(builder.Tensor("float_input", (1, 6, 5, c), np.float32))
-    yf = g.add(builder.Tensor("float_output", (1, 6, 5, c), np.float32))
+    xf = g.add(builder.Tensor("float_input", (1, 16, 15, c), np.float32))
+    yf = g.add(builder.Tensor("float_output", (1, 16, 15, c), np.float32))
     import tflite
     g.ops.insert(0, builder.Op(tflite.BuiltinOperator.QUANTIZE, [xf], [x8]))
     g.ops.append(builder.Op(tflite.BuiltinOperator.DEQUANTIZE, [y8], [yf]))
@@ -264,18 +264,18 @@ def test_float_arrays_are_quantized_as_tflite_quantize(resolver, rounding, tmp_p
     blob, in_scale = _float_model(rng)
     (tmp_path / "f.tflite").write_bytes(blob)
     layer = load_tflite_layer(tmp_path / "f.tflite")
-    x = rng.normal(0, 2, size=(3, 6, 5, 4)).astype(np.float32)
+    x = rng.normal(0, 2, size=(3, 16, 15, 4)).astype(np.float32)
     # exact halves of the scale, both signs, and values beyond the int8 range
     x[0].flat[:8] = np.float32(in_scale) * np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5,
                                                      300, -300], np.float32)
     # values within a few float32 steps of halves: division and reciprocal part here
-    halves = (rng.integers(-100, 100, 200) + 0.5) * np.float32(in_scale)
-    steps = rng.integers(-3, 4, 200)
+    halves = (rng.integers(-100, 100, 960) + 0.5) * np.float32(in_scale)
+    steps = rng.integers(-3, 4, 960)
     near = np.array([np.float32(v) for v in halves], np.float32)
     for i, k in enumerate(steps):
         for _ in range(abs(k)):
             near[i] = np.nextafter(near[i], np.float32(np.sign(k) * np.inf))
-    x[1].flat[:200] = near
+    x[1].flat[:] = near
     y = predict(layer, x, rounding)
     assert y.dtype == np.float64
     got = run_interpreter(blob, x, resolver)
