@@ -54,7 +54,7 @@ def _check_rounding(rounding):
     return rounding
 
 
-def quantize_multiplier(real, rounding=None):
+def quantize_multiplier(real, rounding="double"):
     """TFLite's ``QuantizeMultiplier``: ``real ~= M0 * 2**(shift - 31)``, ``M0`` in [2**30, 2**31).
 
     ``real`` is a float (computed in double precision as TFLite does).  Multipliers below
@@ -110,7 +110,7 @@ def _wrap32(x):
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def requantize(acc, multiplier, shift, rounding=None):
+def requantize(acc, multiplier, shift, rounding="double"):
     """TFLite's ``MultiplyByQuantizedMultiplier(acc, M0, shift)`` on arrays, exactly.
 
     ``acc`` int32 values; ``multiplier`` in [0, 2**31); ``shift`` in [-31, 30].  The double

@@ -347,6 +347,9 @@ def _load(model, picked):
     if len(in_shape) != 4 or in_shape[0] != 1:
         raise ModelFileError(f"{where}: its input has shape {list(in_shape)}, not "
                              f"[1, H, W, C]")
+    if min(in_shape) < 1 or int(np.prod(in_shape, dtype=np.int64)) > 1 << 28:
+        raise ModelFileError(f"{where}: its input shape {list(in_shape)} is empty or too "
+                             f"large")
     channels = in_shape[3]
     if channels < 1 or outputs_ch % channels:
         raise ModelFileError(f"{where}: {outputs_ch} output channels is not a multiple of "
@@ -415,9 +418,10 @@ def _load(model, picked):
         if (model.quantization(bts_out)[0].tolist() != [out_scale]
                 or model.quantization(bts_out)[1].tolist() != [out_zp]):
             raise ModelFileError(f"{where}: BATCH_TO_SPACE_ND changes the quantization")
-        if len(in_shape) != 4 or in_shape[0] != 1:
-            raise ModelFileError(f"{where}: its input has shape {list(in_shape)}, not "
-                                 f"[1, H, W, C]")
+        if (len(in_shape) != 4 or in_shape[0] != 1 or in_shape[3] != channels
+                or min(in_shape) < 1 or int(np.prod(in_shape, dtype=np.int64)) > 1 << 28):
+            raise ModelFileError(f"{where}: the input of its SPACE_TO_BATCH_ND has shape "
+                                 f"{list(in_shape)}, not [1, H, W, {channels}]")
         padding = "valid" if not any(pads) else "same"
         probe = LayerSpec(in_shape[1:], (kh, kw), (1, 1), dilation, padding, multiplier)
         if probe.pads != pads:
