@@ -1,0 +1,260 @@
+"""Affine int8 stages around the depthwise datapath, bit-exact with ``golden.int8_ref``.
+
+``InputOffset`` subtracts the input zero point from each lane (int8 in, 9-bit signed out),
+so that the MACs see ``x - zp_in`` and padded taps, which the engine masks to 0, add
+nothing.  ``PerChannelRequantizer`` turns each int32 accumulator into an int8 output with
+its output channel's multiplier and shift (TFLite's ``MultiplyByQuantizedMultiplier``, the
+double or the single rounding), the output zero point and the activation clamp.
+
+Both are stream stages on beats of ``data`` (an ArrayLayout of lanes), ``first`` (start of
+frame) and ``last`` (end of row).  A beat for channel group g carries channels
+g*L .. g*L + L - 1 (L lanes); the requantizer knows g by counting beats from each frame's
+first beat modulo the number of groups.
+"""
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["int8_beat", "InputOffset", "PerChannelRequantizer", "ROUNDINGS"]
+
+ROUNDINGS = ("double", "single")
+
+
+def int8_beat(width, lanes):
+    """A beat of ``lanes`` signed ``width``-bit values with the frame flags."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), lanes),
+                              "first": 1, "last": 1})
+
+
+class InputOffset(wiring.Component):
+    """``x - zero_point`` per lane, one register stage, one beat per cycle.
+
+    Parameters
+    ----------
+    lanes : int
+    zero_point : int in [-128, 127]
+
+    Members
+    -------
+    i : In(stream.Signature(int8_beat(8, lanes)))
+    o : Out(stream.Signature(int8_beat(9, lanes)))
+        Values in [-255, 255].
+    """
+
+    latency = 1
+
+    def __init__(self, lanes, zero_point):
+        # a component refused by its checks is not a forgotten one: no "never used" warning
+        self._MustUse__silence = True
+        if not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        if not isinstance(zero_point, int) or not -128 <= zero_point <= 127:
+            raise ValueError(f"zero_point must be an int8 value, not {zero_point!r}")
+        self.lanes, self.zero_point = lanes, zero_point
+        self._MustUse__silence = False
+        super().__init__({"i": In(stream.Signature(int8_beat(8, lanes))),
+                          "o": Out(stream.Signature(int8_beat(9, lanes)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.i.valid & (~self.o.valid | self.o.ready)):
+            m.d.comb += self.i.ready.eq(1)
+            m.d.sync += [self.o.payload.first.eq(self.i.payload.first),
+                         self.o.payload.last.eq(self.i.payload.last),
+                         self.o.valid.eq(1)]
+            for lane in range(self.lanes):
+                m.d.sync += self.o.payload.data[lane].eq(
+                    self.i.payload.data[lane] - self.zero_point)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+def _check_table(name, values, low, high, count):
+    values = [int(v) for v in values]
+    if len(values) != count:
+        raise ValueError(f"{name} needs {count} values (one per output channel), "
+                         f"not {len(values)}")
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise ValueError(f"{name} must be in [{low}, {high}], not {bad[0]}")
+    return values
+
+
+class PerChannelRequantizer(wiring.Component):
+    """int32 accumulators to int8, per output channel, as TFLite's integer kernels.
+
+    ``out = clamp(MultiplyByQuantizedMultiplier(acc, M0[o], shift[o]) + zp_out, act_min,
+    act_max)`` for the output channel o of each lane.  Pipeline (all stages advance
+    together when the output can take a beat, so the rate is one beat per cycle):
+
+    1. the channel's M0 and shift are selected by the group count and registered with the
+       accumulator (the double rounding's left shift ``acc << max(shift, 0)``, wrapped to
+       32 bits as the C++ does, is applied here);
+    2. the 32 x 31-bit product, registered (a DSP block's input and product registers);
+    3. the rounding to the product's high part: ``single``: ``(p + 2**(30-shift)) >>
+       (31-shift)``; ``double``: the high multiply's nudge and truncating division by
+       2**31, registered, then
+    4. (``double`` only) ``RoundingDivideByPOT`` by ``max(-shift, 0)``;
+    5. ``+ zp_out`` and the clamp, registered into the output.
+
+    The double form's saturating corner (both factors -2**31) cannot occur: M0 >= 0.
+
+    Parameters
+    ----------
+    acc_width : int
+        Width of the signed accumulators in (at most 64); they are taken modulo 2**32, as
+        TFLite's int32 accumulator.
+    lanes : int
+        L, accumulators per beat.
+    groups : int
+        Beats per pixel; the beat of group g carries channels g*L .. g*L + L - 1.
+    multipliers : sequence of int
+        M0 per output channel (groups * L of them), in [0, 2**31).
+    shifts : sequence of int
+        Per output channel, in [-31, 30].
+    output_zero_point, act_min, act_max : int
+        The clamp is in [-128, 127].
+    rounding : "double" or "single"
+
+    Members
+    -------
+    i : In(stream.Signature(int8_beat(acc_width, lanes)))
+    o : Out(stream.Signature(int8_beat(8, lanes)))
+    """
+
+    def __init__(self, *, acc_width, lanes, groups, multipliers, shifts, output_zero_point,
+                 act_min=-128, act_max=127, rounding="double"):
+        self._MustUse__silence = True          # until the checks pass (see InputOffset)
+        if not isinstance(acc_width, int) or not 2 <= acc_width <= 64:
+            raise ValueError(f"acc_width must be 2 to 64 bits, not {acc_width!r}")
+        for name, value in (("lanes", lanes), ("groups", groups)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, "
+                             f"not {rounding!r}")
+        channels = lanes * groups
+        self.multipliers = _check_table("multipliers", multipliers, 0, (1 << 31) - 1, channels)
+        self.shifts = _check_table("shifts", shifts, -31, 30, channels)
+        if not -128 <= output_zero_point <= 127:
+            raise ValueError(f"output_zero_point must be an int8 value, "
+                             f"not {output_zero_point!r}")
+        if not -128 <= act_min <= act_max <= 127:
+            raise ValueError(f"the clamp [{act_min}, {act_max}] must be a range in int8")
+        self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
+        self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
+        self.rounding = rounding
+        self.latency = 5 if rounding == "double" else 4
+        self._MustUse__silence = False
+        super().__init__({"i": In(stream.Signature(int8_beat(acc_width, lanes))),
+                          "o": Out(stream.Signature(int8_beat(8, lanes)))})
+
+    def _table(self, values, shape, group, lane):
+        column = [values[g * self.lanes + lane] for g in range(self.groups)]
+        if len(set(column)) == 1:
+            return Const(column[0], shape)
+        return Array(Const(v, shape) for v in column)[group]
+
+    def elaborate(self, platform):
+        m = Module()
+        stages = self.latency
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        # the group of the beat at the input: 0 on a frame's first beat, then counting
+        group = Signal(range(self.groups))
+        here = Signal.like(group)
+        m.d.comb += here.eq(Mux(self.i.payload.first, 0, group))
+        with m.If(self.i.valid & advance):
+            m.d.sync += group.eq(Mux(here == self.groups - 1, 0, here + 1))
+
+        valid = [Signal(name=f"valid_{k}") for k in range(stages - 1)]
+        flags = [(Signal(name=f"first_{k}"), Signal(name=f"last_{k}"))
+                 for k in range(stages - 1)]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(self.i.valid), flags[0][0].eq(self.i.payload.first),
+                         flags[0][1].eq(self.i.payload.last)]
+            for k in range(1, stages - 1):
+                m.d.sync += [valid[k].eq(valid[k - 1]), flags[k][0].eq(flags[k - 1][0]),
+                             flags[k][1].eq(flags[k - 1][1])]
+            m.d.sync += [self.o.valid.eq(valid[-1]),
+                         self.o.payload.first.eq(flags[-1][0]),
+                         self.o.payload.last.eq(flags[-1][1])]
+
+        for lane in range(self.lanes):
+            m0 = self._table(self.multipliers, unsigned(31), here, lane)
+            shift = self._table(self.shifts, signed(6), here, lane)
+            acc = self.i.payload.data[lane]
+            result = self._lane(m, advance, acc, m0, shift, lane)
+            with m.If(advance):
+                m.d.sync += self.o.payload.data[lane].eq(result)
+        return m
+
+    def _lane(self, m, advance, acc, m0, shift, lane):
+        """The lane's pipeline up to the last stage; returns the value the output takes."""
+        def reg(shape, name):
+            return Signal(shape, name=f"l{lane}_{name}", reset_less=True)
+
+        acc32 = Signal(signed(32))
+        m.d.comb += acc32.eq(acc[:32] if self.acc_width >= 32 else acc)
+        # stage 1: operands (and the channel's shift, carried along)
+        a = reg(signed(32), "a")
+        b = reg(unsigned(31), "m0")
+        s1 = reg(signed(6), "shift1")
+        if self.rounding == "double":
+            left = Signal(range(31))
+            m.d.comb += left.eq(Mux(shift[-1], 0, shift[:5]))
+            shifted = Signal(signed(32))
+            m.d.comb += shifted.eq((acc32 << left)[:32])
+            operand = shifted
+        else:
+            operand = acc32
+        # stage 2: the registered product
+        product = reg(signed(64), "product")
+        s2 = reg(signed(6), "shift2")
+        with m.If(advance):
+            m.d.sync += [a.eq(operand), b.eq(m0), s1.eq(shift),
+                         product.eq(a * b), s2.eq(s1)]
+
+        if self.rounding == "single":
+            # stage 3: (p + 2**(30 - shift)) >> (31 - shift), total shift 1 .. 62
+            total = Signal(range(64))
+            half = Signal(range(63))
+            m.d.comb += [total.eq(31 - s2), half.eq(30 - s2)]
+            # not narrowed: with shift 30 the quotient of an int32 can reach 2**61 (TFLite
+            # leaves that undefined; the golden model and this stage clamp the exact value)
+            rounded = Signal(signed(65))
+            m.d.comb += rounded.eq((product + (Const(1, 1) << half)) >> total)
+            high = reg(signed(64), "high")
+            with m.If(advance):
+                m.d.sync += high.eq(rounded)
+            value = high
+        else:
+            # stage 3: SaturatingRoundingDoublingHighMul's nudge, truncating / 2**31
+            nudged = Signal(signed(65))
+            m.d.comb += nudged.eq(product + Mux(product[-1], 1 - (1 << 30), 1 << 30))
+            floor = Signal(signed(34))
+            m.d.comb += floor.eq(Mux(nudged[-1], nudged + ((1 << 31) - 1), nudged) >> 31)
+            high = reg(signed(32), "high")
+            s3 = reg(signed(6), "shift3")
+            with m.If(advance):
+                m.d.sync += [high.eq(floor), s3.eq(s2)]
+            # stage 4: RoundingDivideByPOT by max(-shift, 0): halves away from zero
+            right = Signal(range(32))
+            m.d.comb += right.eq(Mux(s3[-1], -s3, 0))
+            mask = Signal(unsigned(32))
+            m.d.comb += mask.eq((Const(1, unsigned(33)) << right) - 1)
+            remainder = Signal(unsigned(32))
+            m.d.comb += remainder.eq(high.as_unsigned() & mask)
+            threshold = Signal(unsigned(32))
+            m.d.comb += threshold.eq((mask >> 1) + high[-1])
+            divided = reg(signed(33), "divided")
+            with m.If(advance):
+                m.d.sync += divided.eq((high >> right) + (remainder > threshold))
+            value = divided
+        # last stage: output zero point and clamp
+        out = Signal(signed(len(value) + 2))
+        m.d.comb += out.eq(value + self.output_zero_point)
+        return Mux(out > self.act_max, self.act_max, Mux(out < self.act_min, self.act_min, out))
