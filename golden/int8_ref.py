@@ -310,7 +310,8 @@ def _layout(layer, y, batched):
 
 
 def accumulate(layer, x):
-    """The int32 accumulators (N, OH, OW, C*M) for int8 frames x (N, H, W, C) channels_last."""
+    """The int32 accumulators (N, OH, OW, C*M) for int8 frames x (N, H, W, C) channels_last,
+    as int64 values."""
     spec = layer.spec
     kh, kw = spec.kernel_size
     sh, sw = spec.strides
@@ -329,7 +330,8 @@ def accumulate(layer, x):
                             j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
             acc += window[..., None] * kernel[i, j]
     acc = acc.reshape(acc.shape[0], oh, ow, spec.out_channels) + layer.bias.astype(np.int64)
-    return acc
+    # TFLite's accumulator is an int32 (a sum past it wraps in the C++ on its targets)
+    return _wrap32(acc)
 
 
 def predict_int8(layer, x, rounding=None):

@@ -16,7 +16,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["int8_beat", "InputOffset", "PerChannelRequantizer", "ROUNDINGS"]
+__all__ = ["int8_beat", "InputOffset", "PerChannelRequantizer", "Int8Engine", "ROUNDINGS"]
 
 ROUNDINGS = ("double", "single")
 
@@ -258,3 +258,124 @@ class PerChannelRequantizer(wiring.Component):
         out = Signal(signed(len(value) + 2))
         m.d.comb += out.eq(value + self.output_zero_point)
         return Mux(out > self.act_max, self.act_max, Mux(out < self.act_min, self.act_min, out))
+
+
+class Int8Engine(wiring.Component):
+    """A full-integer int8 DEPTHWISE_CONV_2D: LiteRT's integer kernel as a stream engine.
+
+    ::
+
+        s_axis -> InputOffset (x - zp_in) -> DepthwiseEngine (exact int32 sums + bias)
+               -> PerChannelRequantizer (M0, shift, zp_out, clamp) -> m_axis
+
+    The inner engine computes with input ``fixed<9,9>`` (the offset values), weights
+    ``fixed<8,8>``, bias ``fixed<32,32>`` and, as its output format, its exact accumulator,
+    so the requantizer receives each sum unchanged.  Padded taps are masked to 0 inside the
+    engine, which is what TFLite's skipped taps add.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+        Geometry; its activation is not used (the clamp is the requantizer's).
+    lanes : int
+        P, input channels per beat.
+    kernel : int array (kh, kw, C, M), int8 values
+    bias : int array (C*M,), int32 values
+    input_zero_point, output_zero_point, act_min, act_max : int
+    multipliers, shifts : sequences of int, one per output channel
+    rounding : "double" or "single"
+    reuse, target : as DepthwiseEngine's
+
+    Members
+    -------
+    s_axis_tdata, s_axis_tvalid, s_axis_tuser, s_axis_tlast : In; s_axis_tready : Out
+        P int8 lanes, lane 0 in the least significant bits.
+    m_axis_tdata, m_axis_tvalid, m_axis_tuser, m_axis_tlast : Out; m_axis_tready : In
+        P*M int8 lanes in the inner engine's channel order.
+    error : Out
+        The inner engine's: a malformed input frame was seen.
+    """
+
+    _MustUse__silence = True      # built for its figures too (see DepthwiseEngine)
+    weights = "const"
+
+    def __init__(self, spec, lanes, kernel, bias, *, input_zero_point, multipliers, shifts,
+                 output_zero_point, act_min=-128, act_max=127, rounding="double", reuse=1,
+                 target=None):
+        from dataclasses import replace
+
+        from ..golden.fixed import QFormat
+        from ..golden.formats import LayerFormats
+        from .engine import DepthwiseEngine
+
+        spec.check_lanes(lanes)
+        self.spec, self.lanes, self.rounding = spec, lanes, rounding
+        self.groups = spec.channels // lanes
+        self.out_lanes = lanes * spec.depth_multiplier
+        int8 = QFormat.parse("fixed<8,8>")
+        inner = LayerFormats(input=QFormat.parse("fixed<9,9>"), weight=int8,
+                             bias=QFormat.parse("fixed<32,32>"), accum=None, output=int8)
+        inner = replace(inner, output=inner.exact_accumulator(spec.taps))
+        #: the formats seen at the ports (what the simulators pack and unpack)
+        self.formats = replace(inner, input=int8, output=int8)
+        self.offset = InputOffset(lanes, input_zero_point)
+        self.engine = DepthwiseEngine(replace(spec, activation="linear"), inner, lanes,
+                                      kernel, bias, reuse=reuse, target=target)
+        self.requantizer = PerChannelRequantizer(
+            acc_width=inner.output.width, lanes=self.out_lanes, groups=self.groups,
+            multipliers=multipliers, shifts=shifts, output_zero_point=output_zero_point,
+            act_min=act_min, act_max=act_max, rounding=rounding)
+        self.reuse = self.engine.reuse
+        self.latency = self.engine.latency + self.offset.latency + self.requantizer.latency
+        super().__init__({
+            "s_axis_tdata": In(lanes * 8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(self.out_lanes * 8), "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1), "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
+            "error": Out(1),
+        })
+
+    @classmethod
+    def from_layer(cls, layer, lanes=1, rounding="double", **kwargs):
+        """From a ``golden.int8_ref.Int8Layer`` (its M0/shift for ``rounding``)."""
+        multipliers, shifts = layer.quantized_multipliers(rounding)
+        return cls(layer.spec, lanes, layer.kernel, layer.bias,
+                   input_zero_point=layer.input_zero_point, multipliers=multipliers,
+                   shifts=shifts, output_zero_point=layer.output_zero_point,
+                   act_min=layer.act_min, act_max=layer.act_max, rounding=rounding, **kwargs)
+
+    def _connect_inner(self, m, offset, requantizer):
+        """The glue to the inner engine's flat AXI ports (one place to change if it is
+        replaced by a stream-native core)."""
+        engine = self.engine
+        m.d.comb += [
+            engine.s_axis_tdata.eq(offset.o.payload.data.as_value()),
+            engine.s_axis_tuser.eq(offset.o.payload.first),
+            engine.s_axis_tlast.eq(offset.o.payload.last),
+            engine.s_axis_tvalid.eq(offset.o.valid), offset.o.ready.eq(engine.s_axis_tready),
+            requantizer.i.payload.data.as_value().eq(engine.m_axis_tdata),
+            requantizer.i.payload.first.eq(engine.m_axis_tuser),
+            requantizer.i.payload.last.eq(engine.m_axis_tlast),
+            requantizer.i.valid.eq(engine.m_axis_tvalid),
+            engine.m_axis_tready.eq(requantizer.i.ready),
+            self.error.eq(engine.error),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.offset = offset = self.offset
+        m.submodules.engine = self.engine
+        m.submodules.requantizer = requantizer = self.requantizer
+        m.d.comb += [
+            offset.i.payload.data.as_value().eq(self.s_axis_tdata),
+            offset.i.payload.first.eq(self.s_axis_tuser),
+            offset.i.payload.last.eq(self.s_axis_tlast),
+            offset.i.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(offset.i.ready),
+            self.m_axis_tdata.eq(requantizer.o.payload.data.as_value()),
+            self.m_axis_tuser.eq(requantizer.o.payload.first),
+            self.m_axis_tlast.eq(requantizer.o.payload.last),
+            self.m_axis_tvalid.eq(requantizer.o.valid),
+            requantizer.o.ready.eq(self.m_axis_tready),
+        ]
+        self._connect_inner(m, offset, requantizer)
+        return m

@@ -1,0 +1,66 @@
+"""Int8Engine in the Amaranth simulator equals the int8 golden model on every fixture.
+
+Both roundings the hardware builds ("double", which is LiteRT's reference kernels, and
+"single"), back-to-back frames, random valid/ready stalls, several lane counts.
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from dwconv.golden.int8_ref import predict_int8
+from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.hw.int8 import Int8Engine
+from dwconv.sim.amaranth_sim import run_amaranth
+
+DATA = pathlib.Path(__file__).parent / "data" / "tflite"
+
+# fixture, lanes, frames
+CASES = [
+    ("dw3x3_same", 2, 2), ("dw3x3_valid_s2", 4, 2), ("dw3x2_s21_same", 3, 2),
+    ("dw5x5_valid_nobias", 1, 2), ("dw3x3_m2", 3, 2), ("dw3x3_m3_s2", 1, 2),
+    ("dw3x3_relu", 8, 2), ("dw3x3_relu6", 4, 2), ("dw3x3_dil2_same_nobias", 2, 2),
+    ("dw3x3_dil2_valid_nobias", 4, 2), ("dw3x3_per_tensor", 2, 2), ("dw_pw", 8, 2),
+]
+ROUNDED = [(*case, r) for case in CASES for r in ("double", "single")] + [
+    # the big one once: its design takes most of the time
+    ("dscnn_25x5x64", 16, 1, "double")]
+
+
+@pytest.mark.parametrize("name, lanes, frames, rounding", ROUNDED)
+def test_fixture_in_amaranth(name, lanes, frames, rounding):
+    layer = load_tflite_layer(DATA / f"{name}.tflite", 0 if name == "dw_pw" else None)
+    with np.load(DATA / f"{name}.npz") as data:
+        x = data["x"][:frames]
+        reference_kernels = data["ref"][:frames]
+    engine = Int8Engine.from_layer(layer, lanes, rounding)
+    result = run_amaranth(engine, x, stall=0.2, seed=len(name))
+    assert not result.error and not result.framing
+    np.testing.assert_array_equal(result.outputs, predict_int8(layer, x, rounding))
+    if rounding == "double":
+        # and so the interpreter's reference kernels, bit for bit
+        np.testing.assert_array_equal(result.outputs, reference_kernels)
+
+
+def test_full_rate_without_stalls():
+    layer = load_tflite_layer(DATA / "dw3x3_same.tflite")
+    with np.load(DATA / "dw3x3_same.npz") as data:
+        x = data["x"]
+    result = run_amaranth(Int8Engine.from_layer(layer, 8), x)
+    beats = len(x) * 8 * 8
+    # one input beat per cycle: the run takes the frames plus about one latency
+    assert result.cycles <= beats + result.latency_cycles + 2
+    np.testing.assert_array_equal(result.outputs, predict_int8(layer, x, "double"))
+
+
+def test_zero_points_at_the_extremes():
+    # zp_in = -128 puts every offset value at 0..255 (the 9-bit range's top), zp_out the clamp
+    layer = load_tflite_layer(DATA / "dw3x3_relu6.tflite")
+    import dataclasses
+    layer = dataclasses.replace(layer, input_zero_point=-128, output_zero_point=127,
+                                act_min=-128, act_max=127)
+    x = np.full((1, 6, 6, 8), 127, np.int8)
+    x[0, ::2, ::3] = -128
+    result = run_amaranth(Int8Engine.from_layer(layer, 4, "single"), x, stall=0.3, seed=3)
+    np.testing.assert_array_equal(result.outputs, predict_int8(layer, x, "single"))
