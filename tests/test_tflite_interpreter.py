@@ -280,3 +280,25 @@ def test_float_arrays_are_quantized_as_tflite_quantize(resolver, rounding, tmp_p
     assert y.dtype == np.float64
     got = run_interpreter(blob, x, resolver)
     np.testing.assert_array_equal(y.astype(np.float32), got)
+
+
+@needs_litert
+def test_product_is_rounded_to_float32_before_the_integer():
+    # found on wide random frames: acc * scale is 129.49999..., but float32(acc) * scale
+    # rounds to 129.5, which goes to the even 130 (101 after the zero point); rounding the
+    # exact product gives 129 (100): the interpreter follows the float32 product
+    in_scale, w_scale, out_scale = 0.040538933128118515, 0.008613117039203644, \
+        0.023837696760892868
+    g = builder.depthwise_graph(np.ones((1, 1, 1, 1), np.int8), np.array([8841], np.int32),
+                                np.array([w_scale], np.float32), (1, 1, 1), in_scale=in_scale,
+                                in_zp=0, out_scale=out_scale, out_zp=-29)
+    blob = builder.write(g)
+    layer = Int8Layer(LayerSpec((1, 1, 1), (1, 1)), np.ones((1, 1, 1, 1), np.int8),
+                      np.array([8841], np.int32), np.array([w_scale], np.float32), in_scale, 0,
+                      out_scale, -29)
+    x = np.zeros((1, 1, 1, 1), np.int8)
+    scale = layer.float_scales()[0]
+    exact = np.rint(8841 * np.float64(scale)) - 29          # without the float32 rounding
+    got = run_interpreter(blob, x, "AUTO")
+    np.testing.assert_array_equal(predict_int8(layer, x, "fp32"), got)
+    assert got.ravel()[0] == 101 and exact == 100
