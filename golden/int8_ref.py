@@ -138,8 +138,9 @@ def requantize_fp32(acc, scale):
     ``scale`` float32 per channel.  Returns int64 values; huge products saturate to the
     int32 range (they are clamped to int8 afterwards anyway).
     """
-    product = np.asarray(acc, dtype=np.int64).astype(np.float32) * np.asarray(scale,
-                                                                              np.float32)
+    with np.errstate(over="ignore"):         # an infinite product saturates below
+        product = np.asarray(acc, dtype=np.int64).astype(np.float32) * \
+            np.asarray(scale, np.float32)
     product = np.clip(product, np.float32(INT32_MIN), np.float32(2.0 ** 31 - 128))
     return np.rint(product).astype(np.int64)
 

@@ -12,11 +12,13 @@ g*L .. g*L + L - 1 (L lanes); the requantizer knows g by counting beats from eac
 first beat modulo the number of groups.
 """
 
+import numpy as np
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["int8_beat", "InputOffset", "PerChannelRequantizer", "Int8Engine", "ROUNDINGS"]
+__all__ = ["int8_beat", "InputOffset", "PerChannelRequantizer", "Fp32Requantizer",
+           "Int8Engine", "ROUNDINGS"]
 
 ROUNDINGS = ("double", "single")
 
@@ -69,6 +71,43 @@ class InputOffset(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+
+def _pipeline_control(m, stage):
+    """The shared control of a requantizer pipeline of ``stage.latency`` registers.
+
+    All stages advance together when the output register is free or taken (``advance``,
+    also the input's ready), so the rate is one beat per cycle; the frame flags and valid
+    bits move along with the data.  Returns ``(advance, group)``, the group being that of
+    the beat at the input: 0 on a frame's first beat, then counting modulo the groups.
+    """
+    advance = Signal()
+    m.d.comb += [advance.eq(~stage.o.valid | stage.o.ready), stage.i.ready.eq(advance)]
+    group = Signal(range(stage.groups))
+    here = Signal.like(group)
+    m.d.comb += here.eq(Mux(stage.i.payload.first, 0, group))
+    with m.If(stage.i.valid & advance):
+        m.d.sync += group.eq(Mux(here == stage.groups - 1, 0, here + 1))
+    depth = stage.latency - 1
+    valid = [Signal(name=f"valid_{k}") for k in range(depth)]
+    flags = [(Signal(name=f"first_{k}"), Signal(name=f"last_{k}")) for k in range(depth)]
+    with m.If(advance):
+        m.d.sync += [valid[0].eq(stage.i.valid), flags[0][0].eq(stage.i.payload.first),
+                     flags[0][1].eq(stage.i.payload.last)]
+        for k in range(1, depth):
+            m.d.sync += [valid[k].eq(valid[k - 1]), flags[k][0].eq(flags[k - 1][0]),
+                         flags[k][1].eq(flags[k - 1][1])]
+        m.d.sync += [stage.o.valid.eq(valid[-1]), stage.o.payload.first.eq(flags[-1][0]),
+                     stage.o.payload.last.eq(flags[-1][1])]
+    return advance, here
+
+
+def _table(values, shape, group, lanes, groups, lane):
+    """The constant of ``lane`` for the current group (a mux only where groups differ)."""
+    column = [values[g * lanes + lane] for g in range(groups)]
+    if len(set(column)) == 1:
+        return Const(column[0], shape)
+    return Array(Const(v, shape) for v in column)[group]
 
 
 def _check_table(name, values, low, high, count):
@@ -152,36 +191,11 @@ class PerChannelRequantizer(wiring.Component):
                           "o": Out(stream.Signature(int8_beat(8, lanes)))})
 
     def _table(self, values, shape, group, lane):
-        column = [values[g * self.lanes + lane] for g in range(self.groups)]
-        if len(set(column)) == 1:
-            return Const(column[0], shape)
-        return Array(Const(v, shape) for v in column)[group]
+        return _table(values, shape, group, self.lanes, self.groups, lane)
 
     def elaborate(self, platform):
         m = Module()
-        stages = self.latency
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-
-        # the group of the beat at the input: 0 on a frame's first beat, then counting
-        group = Signal(range(self.groups))
-        here = Signal.like(group)
-        m.d.comb += here.eq(Mux(self.i.payload.first, 0, group))
-        with m.If(self.i.valid & advance):
-            m.d.sync += group.eq(Mux(here == self.groups - 1, 0, here + 1))
-
-        valid = [Signal(name=f"valid_{k}") for k in range(stages - 1)]
-        flags = [(Signal(name=f"first_{k}"), Signal(name=f"last_{k}"))
-                 for k in range(stages - 1)]
-        with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), flags[0][0].eq(self.i.payload.first),
-                         flags[0][1].eq(self.i.payload.last)]
-            for k in range(1, stages - 1):
-                m.d.sync += [valid[k].eq(valid[k - 1]), flags[k][0].eq(flags[k - 1][0]),
-                             flags[k][1].eq(flags[k - 1][1])]
-            m.d.sync += [self.o.valid.eq(valid[-1]),
-                         self.o.payload.first.eq(flags[-1][0]),
-                         self.o.payload.last.eq(flags[-1][1])]
+        advance, here = _pipeline_control(m, self)
 
         for lane in range(self.lanes):
             m0 = self._table(self.multipliers, unsigned(31), here, lane)
@@ -258,6 +272,162 @@ class PerChannelRequantizer(wiring.Component):
         out = Signal(signed(len(value) + 2))
         m.d.comb += out.eq(value + self.output_zero_point)
         return Mux(out > self.act_max, self.act_max, Mux(out < self.act_min, self.act_min, out))
+
+
+def _float32_parts(scale):
+    """A float32 scale as (integer mantissa, exponent): scale == mantissa * 2**exponent."""
+    value = np.float32(scale)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"scales must be finite and not negative, not {scale!r}")
+    bits = int(value.view(np.uint32))
+    exponent, fraction = (bits >> 23) & 0xFF, bits & 0x7FFFFF
+    if exponent == 0:
+        return fraction, -149
+    return fraction | 1 << 23, exponent - 150
+
+
+def _leading_one(m, value, name):
+    """The index of the highest set bit of an unsigned value (0 when it is 0)."""
+    index = Signal(range(len(value)), name=name)
+    for bit in range(len(value)):
+        with m.If(value[bit]):          # later statements win: the highest bit is kept
+            m.d.comb += index.eq(bit)
+    return index
+
+
+def _round_even(m, value, drop, name):
+    """``value / 2**drop`` rounded to the nearest integer, ties to even (unsigned)."""
+    floor = Signal(len(value), name=f"{name}_floor")
+    remainder = Signal(len(value), name=f"{name}_rem")
+    half = Signal(len(value) + 1, name=f"{name}_half")
+    m.d.comb += [floor.eq(value >> drop),
+                 remainder.eq(value & ((Const(1, 1) << drop) - 1)[:len(value)]),
+                 half.eq(Mux(drop == 0, 0, (Const(1, 1) << drop) >> 1))]
+    up = (drop != 0) & ((remainder > half) | ((remainder == half) & floor[0]))
+    return floor + up
+
+
+def _to_float32(m, value, name):
+    """An unsigned integer rounded to 24 significant bits, ties to even (as float32)."""
+    top = _leading_one(m, value, f"{name}_top")
+    drop = Signal(range(len(value)), name=f"{name}_drop")
+    m.d.comb += drop.eq(Mux(top > 23, top - 23, 0))
+    rounded = Signal(len(value) + 1, name=f"{name}_rounded")
+    m.d.comb += rounded.eq(_round_even(m, value, drop, name) << drop)
+    return rounded
+
+
+class Fp32Requantizer(wiring.Component):
+    """int32 accumulators to int8 as LiteRT's default interpreter (XNNPACK's fp32 form).
+
+    ``out = clamp(rint(float32(float32(acc) * scale[o])) + zp_out, act_min, act_max)``, ties
+    to even, in integer logic: ``scale = S * 2**e`` with a 24-bit mantissa S, so the float32
+    product is ``round24(round24(|acc|) * S) * 2**e`` (round24: to 24 significant bits, ties
+    to even) and the result that value rounded to an integer, ties to even, with the sign
+    of acc.  Magnitudes of 512 and above are saturated there: after the zero point the int8
+    clamp gives the same.  Pipeline, one register each: magnitude and the channel's
+    constants; float32 of the accumulator; the 33 x 24-bit product (DSP); its float32
+    rounding; the shift to an integer; sign, zero point and clamp into the output.
+
+    Parameters
+    ----------
+    acc_width, lanes, groups, output_zero_point, act_min, act_max
+        As PerChannelRequantizer's (accumulators are taken modulo 2**32).
+    scales : sequence of float
+        float32 scale per output channel, ``(in_scale * w_scale[o]) / out_scale``.
+
+    Members
+    -------
+    i : In(stream.Signature(int8_beat(acc_width, lanes)))
+    o : Out(stream.Signature(int8_beat(8, lanes)))
+    """
+
+    latency = 6
+    rounding = "fp32"
+    SATURATED = 511
+
+    def __init__(self, *, acc_width, lanes, groups, scales, output_zero_point, act_min=-128,
+                 act_max=127):
+        self._MustUse__silence = True          # until the checks pass (see InputOffset)
+        if not isinstance(acc_width, int) or not 2 <= acc_width <= 64:
+            raise ValueError(f"acc_width must be 2 to 64 bits, not {acc_width!r}")
+        for name, value in (("lanes", lanes), ("groups", groups)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if len(scales) != lanes * groups:
+            raise ValueError(f"scales needs {lanes * groups} values (one per output channel),"
+                             f" not {len(scales)}")
+        if not -128 <= output_zero_point <= 127:
+            raise ValueError(f"output_zero_point must be an int8 value, "
+                             f"not {output_zero_point!r}")
+        if not -128 <= act_min <= act_max <= 127:
+            raise ValueError(f"the clamp [{act_min}, {act_max}] must be a range in int8")
+        parts = [_float32_parts(s) for s in scales]
+        self.mantissas = [p[0] for p in parts]
+        # the rounded product is below 2**58: a right shift by 59 leaves 0 (its half is
+        # above it), as any larger one; exponents >= 0 only occur with scales >= 2**23,
+        # which saturate every nonzero product
+        self.right_shifts = [min(-e, 59) if e < 0 else 0 for _, e in parts]
+        self.huge = [int(e >= 0) for _, e in parts]
+        self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
+        self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
+        self._MustUse__silence = False
+        super().__init__({"i": In(stream.Signature(int8_beat(acc_width, lanes))),
+                          "o": Out(stream.Signature(int8_beat(8, lanes)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        advance, here = _pipeline_control(m, self)
+        for lane in range(self.lanes):
+            def table(values, shape):
+                return _table(values, shape, here, self.lanes, self.groups, lane)
+
+            def reg(shape, name):
+                return Signal(shape, name=f"l{lane}_{name}", reset_less=True)
+
+            acc = self.i.payload.data[lane]
+            acc32 = Signal(signed(32), name=f"l{lane}_acc32")
+            m.d.comb += acc32.eq(acc[:32] if self.acc_width >= 32 else acc)
+            sign = [reg(1, f"sign{k}") for k in range(5)]
+            right = [reg(range(64), f"right{k}") for k in range(4)]
+            huge = [reg(1, f"huge{k}") for k in range(4)]
+            magnitude = reg(unsigned(32), "magnitude")
+            mantissa = [reg(unsigned(24), f"mantissa{k}") for k in range(2)]
+            a = reg(unsigned(33), "a")
+            product = reg(unsigned(57), "product")
+            rounded = reg(unsigned(58), "rounded")
+            q = reg(unsigned(10), "q")
+            a_next = _to_float32(m, magnitude, f"l{lane}_a")
+            rounded_next = _to_float32(m, product, f"l{lane}_p")
+            integer = _round_even(m, rounded, right[3], f"l{lane}_int")
+            with m.If(advance):
+                m.d.sync += [
+                    # 1: magnitude, sign and the channel's constants
+                    magnitude.eq(Mux(acc32[-1], -acc32, acc32)), sign[0].eq(acc32[-1]),
+                    mantissa[0].eq(table(self.mantissas, unsigned(24))),
+                    right[0].eq(table(self.right_shifts, range(64))),
+                    huge[0].eq(table(self.huge, 1)),
+                    # 2: float32(|acc|)
+                    a.eq(a_next), mantissa[1].eq(mantissa[0]),
+                    # 3: the exact product
+                    product.eq(a * mantissa[1]),
+                    # 4: rounded to float32
+                    rounded.eq(rounded_next),
+                    # 5: to an integer, ties to even, saturated
+                    q.eq(Mux(huge[3] & rounded.any(), self.SATURATED,
+                             Mux(integer > self.SATURATED, self.SATURATED, integer))),
+                ]
+                for k in range(1, 5):
+                    m.d.sync += sign[k].eq(sign[k - 1])
+                for k in range(1, 4):
+                    m.d.sync += [right[k].eq(right[k - 1]), huge[k].eq(huge[k - 1])]
+                # 6: sign, zero point, clamp
+                value = Signal(signed(12), name=f"l{lane}_value")
+                m.d.comb += value.eq(Mux(sign[4], -q, q) + self.output_zero_point)
+                m.d.sync += self.o.payload.data[lane].eq(
+                    Mux(value > self.act_max, self.act_max,
+                        Mux(value < self.act_min, self.act_min, value)))
+        return m
 
 
 class Int8Engine(wiring.Component):

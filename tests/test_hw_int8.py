@@ -9,7 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dwconv.hw.int8 import InputOffset, PerChannelRequantizer
+from dwconv.hw.int8 import Fp32Requantizer, InputOffset, PerChannelRequantizer
 from test_tflite_int8_ref import ref_double, ref_single
 
 
@@ -179,3 +179,62 @@ def test_requantizer_checks():
         PerChannelRequantizer(**kw, multipliers=[1, 1], shifts=[0, 0], rounding="fp32")
     with pytest.raises(ValueError, match="clamp"):
         PerChannelRequantizer(**kw, multipliers=[1, 1], shifts=[0, 0], act_min=3, act_max=2)
+
+
+def fp32_reference(acc, scale, zp, lo, hi):
+    """XNNPACK's rule in NumPy float32: rint(float32(acc) * scale), ties to even."""
+    acc = (int(acc) + (1 << 31)) % (1 << 32) - (1 << 31)
+    with np.errstate(over="ignore"):
+        product = np.float32(acc) * np.float32(scale)
+    value = int(np.rint(np.clip(np.float64(product), -2.0 ** 40, 2.0 ** 40)))
+    return min(max(value + zp, lo), hi)
+
+
+SCALE = st.one_of(st.floats(2.0 ** -30, 300, width=32),
+                  st.sampled_from([0.0, 2.0 ** -149, 2.0 ** -126, 0.5, 1.0, 2.0 ** -4,
+                                   float(np.float32(1 - 2.0 ** -24)), 2.0 ** 24, 3.4e38]))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fp32_requantizer_against_float32(data):
+    lanes = data.draw(st.integers(1, 2), label="lanes")
+    groups = data.draw(st.integers(1, 3), label="groups")
+    channels = lanes * groups
+    scales = data.draw(st.lists(SCALE, min_size=channels, max_size=channels), label="scales")
+    zp = data.draw(st.integers(-128, 127), label="zp")
+    lo = data.draw(st.integers(-128, 127), label="lo")
+    hi = data.draw(st.integers(lo, 127), label="hi")
+    pixels = data.draw(st.integers(1, 6), label="pixels")
+    # accumulators near halves of the scale too: the ties and the float32 roundings
+    near = st.builds(lambda k, s, d: int(round((k + 0.5) / max(s, 1e-30))) + d,
+                     st.integers(-300, 300), SCALE, st.integers(-2, 2)).filter(
+                         lambda v: -(1 << 31) <= v < 1 << 31)
+    acc = data.draw(st.lists(st.one_of(ACC, near), min_size=pixels * channels,
+                             max_size=pixels * channels), label="acc")
+    dut = Fp32Requantizer(acc_width=32, lanes=lanes, groups=groups, scales=scales,
+                          output_zero_point=zp, act_min=lo, act_max=hi)
+    beats = [(acc[i * lanes:(i + 1) * lanes], i % (2 * groups) == 0, i % groups == groups - 1)
+             for i in range(pixels * groups)]
+    out = run_stream(dut, beats, stall_seed=data.draw(st.integers(0, 1000)), lanes=lanes)
+    for i, ((values, first, last), (got, got_first, got_last)) in enumerate(zip(beats, out)):
+        g = i % groups
+        want = [fp32_reference(v, scales[g * lanes + q], zp, lo, hi)
+                for q, v in enumerate(values)]
+        assert got == want, f"beat {i} (group {g})"
+        assert (got_first, got_last) == (int(first), int(last))
+
+
+def test_fp32_requantizer_hand_picked():
+    # ties both ways, the float32 product's own rounding (8841 * s is 129.4999936, its float32
+    # 129.5, to even 130), accumulators past 2**24 (float32(acc) rounds), the int32 corners
+    s = float(np.float32(np.float32(0.040538933128118515) * np.float32(0.008613117039203644))
+              / np.float32(0.023837696760892868))
+    cases = [(8841, s), (24, 2.0 ** -4), (40, 2.0 ** -4), (-24, 2.0 ** -4), (-40, 2.0 ** -4),
+             ((1 << 24) + 1, 2.0 ** -17), ((1 << 24) + 3, 2.0 ** -17), (-(1 << 31), 2.0 ** -24),
+             ((1 << 31) - 1, 2.0 ** -24), (3, 0.0), (1, 2.0 ** 30), (-1, 2.0 ** 30)]
+    dut = Fp32Requantizer(acc_width=32, lanes=len(cases), groups=1,
+                          scales=[c[1] for c in cases], output_zero_point=-29)
+    out = run_stream(dut, [([c[0] for c in cases], True, True)], lanes=len(cases))
+    assert out[0][0] == [fp32_reference(a, sc, -29, -128, 127) for a, sc in cases]
+    assert out[0][0][0] == 101
