@@ -436,7 +436,7 @@ class Int8Engine(wiring.Component):
     ::
 
         s_axis -> InputOffset (x - zp_in) -> DepthwiseEngine (exact int32 sums + bias)
-               -> PerChannelRequantizer (M0, shift, zp_out, clamp) -> m_axis
+               -> Fp32Requantizer or PerChannelRequantizer (zp_out, clamp) -> m_axis
 
     The inner engine computes with input ``fixed<9,9>`` (the offset values), weights
     ``fixed<8,8>``, bias ``fixed<32,32>`` and, as its output format, its exact accumulator,
@@ -453,7 +453,11 @@ class Int8Engine(wiring.Component):
     bias : int array (C*M,), int32 values
     input_zero_point, output_zero_point, act_min, act_max : int
     multipliers, shifts : sequences of int, one per output channel
-    rounding : "double" or "single"
+        M0 and shift, for the double and single roundings (``PerChannelRequantizer``).
+    scales : sequence of float, one per output channel
+        float32 scales, for the fp32 rounding (``Fp32Requantizer``).
+    rounding : "fp32" (LiteRT's default interpreter), "double" (its reference kernels) or
+        "single"
     reuse, target : as DepthwiseEngine's
 
     Members
@@ -469,9 +473,9 @@ class Int8Engine(wiring.Component):
     _MustUse__silence = True      # built for its figures too (see DepthwiseEngine)
     weights = "const"
 
-    def __init__(self, spec, lanes, kernel, bias, *, input_zero_point, multipliers, shifts,
-                 output_zero_point, act_min=-128, act_max=127, rounding="double", reuse=1,
-                 target=None):
+    def __init__(self, spec, lanes, kernel, bias, *, input_zero_point, output_zero_point,
+                 multipliers=None, shifts=None, scales=None, act_min=-128, act_max=127,
+                 rounding="fp32", reuse=1, target=None):
         from dataclasses import replace
 
         from ..golden.fixed import QFormat
@@ -491,10 +495,17 @@ class Int8Engine(wiring.Component):
         self.offset = InputOffset(lanes, input_zero_point)
         self.engine = DepthwiseEngine(replace(spec, activation="linear"), inner, lanes,
                                       kernel, bias, reuse=reuse, target=target)
-        self.requantizer = PerChannelRequantizer(
-            acc_width=inner.output.width, lanes=self.out_lanes, groups=self.groups,
-            multipliers=multipliers, shifts=shifts, output_zero_point=output_zero_point,
-            act_min=act_min, act_max=act_max, rounding=rounding)
+        common = dict(acc_width=inner.output.width, lanes=self.out_lanes, groups=self.groups,
+                      output_zero_point=output_zero_point, act_min=act_min, act_max=act_max)
+        if rounding == "fp32":
+            if scales is None:
+                raise ValueError("the fp32 rounding needs the float32 scales")
+            self.requantizer = Fp32Requantizer(**common, scales=scales)
+        else:
+            if multipliers is None or shifts is None:
+                raise ValueError(f"the {rounding} rounding needs multipliers and shifts")
+            self.requantizer = PerChannelRequantizer(**common, multipliers=multipliers,
+                                                     shifts=shifts, rounding=rounding)
         self.reuse = self.engine.reuse
         self.latency = self.engine.latency + self.offset.latency + self.requantizer.latency
         super().__init__({
@@ -506,13 +517,18 @@ class Int8Engine(wiring.Component):
         })
 
     @classmethod
-    def from_layer(cls, layer, lanes=1, rounding="double", **kwargs):
-        """From a ``golden.int8_ref.Int8Layer`` (its M0/shift for ``rounding``)."""
-        multipliers, shifts = layer.quantized_multipliers(rounding)
+    def from_layer(cls, layer, lanes=1, rounding="fp32", **kwargs):
+        """From a ``golden.int8_ref.Int8Layer``: its float32 scales, or M0/shift for the
+        double and single roundings."""
+        if rounding == "fp32":
+            factors = {"scales": [float(s) for s in layer.float_scales()]}
+        else:
+            multipliers, shifts = layer.quantized_multipliers(rounding)
+            factors = {"multipliers": multipliers, "shifts": shifts}
         return cls(layer.spec, lanes, layer.kernel, layer.bias,
-                   input_zero_point=layer.input_zero_point, multipliers=multipliers,
-                   shifts=shifts, output_zero_point=layer.output_zero_point,
-                   act_min=layer.act_min, act_max=layer.act_max, rounding=rounding, **kwargs)
+                   input_zero_point=layer.input_zero_point,
+                   output_zero_point=layer.output_zero_point, act_min=layer.act_min,
+                   act_max=layer.act_max, rounding=rounding, **factors, **kwargs)
 
     def _connect_inner(self, m, offset, requantizer):
         """The glue to the inner engine's flat AXI ports (one place to change if it is
