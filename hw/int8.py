@@ -508,6 +508,7 @@ class Int8Engine(wiring.Component):
                                                      shifts=shifts, rounding=rounding)
         self.reuse = self.engine.reuse
         self.latency = self.engine.latency + self.offset.latency + self.requantizer.latency
+        self.queue_depth = self.engine.queue_depth
         super().__init__({
             "s_axis_tdata": In(lanes * 8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tuser": In(1), "s_axis_tlast": In(1),

@@ -14,6 +14,8 @@ from dwconv.golden.int8_ref import predict_int8
 from dwconv.golden.tflite_io import load_tflite_layer
 from dwconv.hw.int8 import Int8Engine
 from dwconv.sim.amaranth_sim import run_amaranth
+from malformed_streams import CASES as MALFORMED, build_case, check_answer
+from test_hw_malformed import play
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 
@@ -67,3 +69,28 @@ def test_zero_points_at_the_extremes():
     x[0, ::2, ::3] = -128
     result = run_amaranth(Int8Engine.from_layer(layer, 4, "single"), x, stall=0.3, seed=3)
     np.testing.assert_array_equal(result.outputs, predict_int8(layer, x, "single"))
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_streams(name):
+    # three channel groups (C = 3, P = 1): the requantizer's group count must follow the
+    # frames the inner engine completes or drops
+    layer = load_tflite_layer(DATA / "dw3x3_m2.tflite")
+    engine = Int8Engine.from_layer(layer, 1)
+    seed = sorted(MALFORMED).index(name)
+    case = build_case(name, engine, np.random.default_rng(seed))
+    outputs, error, accepted = play(engine, case.events, stall=0.3, seed=seed)
+    expected = predict_int8(layer, case.frames.astype(np.int8))
+    check_answer(case, engine, outputs, expected, error, accepted)
+
+
+@pytest.mark.parametrize("rounding", ["fp32", "double"])
+def test_verilog_has_the_axi_ports(rounding):
+    from amaranth.back import verilog
+    layer = load_tflite_layer(DATA / "dw3x3_m3_s2.tflite")
+    engine = Int8Engine.from_layer(layer, 2, rounding)
+    text = verilog.convert(engine, name="dwconv_int8")
+    for port in ("s_axis_tdata", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "error"):
+        assert port in text
+    assert "input [15:0] s_axis_tdata" in text.replace("wire ", "")
+    assert "output [47:0] m_axis_tdata" in text.replace("wire ", "")
