@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dwconv.golden.int8_ref import (Int8Layer, accumulate, activation_range, predict,
-                                    predict_int8)
+from dwconv.golden.int8_ref import Int8Layer, predict, predict_int8
 from dwconv.golden.spec import LayerSpec
 from dwconv.golden.tflite_io import load_tflite_layer
 
@@ -94,8 +93,7 @@ def test_fixture_equals_live_interpreter(name, resolver, rounding):
 
 
 @needs_litert
-@pytest.mark.parametrize("resolver, rounding", RESOLVERS)
-def test_default_rounding_is_the_default_interpreter(resolver, rounding):
+def test_default_rounding_is_the_default_interpreter():
     data = _fixture("dscnn_25x5x64")
     layer = load_tflite_layer(DATA / "dscnn_25x5x64.tflite")
     got = run_interpreter(DATA / "dscnn_25x5x64.tflite", data["x"], "AUTO")
