@@ -110,6 +110,38 @@ def _table(values, shape, group, lanes, groups, lane):
     return Array(Const(v, shape) for v in column)[group]
 
 
+def _split_product(m, advance, a, b, name):
+    """``a * b`` over two register stages (``advance`` enables them): four partial products
+    of at most 18 x 18 signed bits, each registered (a DSP block with its product
+    register), then their sum, registered.  Returns the sum register."""
+    def parts(value):
+        low = value[:17]
+        high = value[17:].as_signed() if value.shape().signed else value[17:]
+        return low, high
+
+    a_lo, a_hi = parts(a)
+    b_lo, b_hi = parts(b)
+    partial = []
+    for i, (x, y) in enumerate(((a_lo, b_lo), (a_lo, b_hi), (a_hi, b_lo), (a_hi, b_hi))):
+        reg = Signal((x * y).shape(), name=f"{name}_pp{i}", reset_less=True)
+        partial.append(reg)
+        with m.If(advance):
+            m.d.sync += reg.eq(x * y)
+    total = (partial[0] + ((partial[1] + partial[2]) << 17) + (partial[3] << 34))
+    product = Signal((a * b).shape(), name=f"{name}_product", reset_less=True)
+    with m.If(advance):
+        m.d.sync += product.eq(total)
+    return product
+
+
+def _saturate(value, width):
+    """A signed value limited to ``width`` bits: a test of its top bits, no comparator."""
+    top = value[width - 1:]
+    fits = top.all() | ~top.any()
+    return Mux(fits, value[:width].as_signed(),
+               Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
+
+
 def _check_table(name, values, low, high, count):
     values = [int(v) for v in values]
     if len(values) != count:
@@ -131,12 +163,14 @@ class PerChannelRequantizer(wiring.Component):
     1. the channel's M0 and shift are selected by the group count and registered with the
        accumulator (the double rounding's left shift ``acc << max(shift, 0)``, wrapped to
        32 bits as the C++ does, is applied here);
-    2. the 32 x 31-bit product, registered (a DSP block's input and product registers);
-    3. the rounding to the product's high part: ``single``: ``(p + 2**(30-shift)) >>
+    2. the 32 x 31-bit product as four registered partial products (DSP blocks with their
+       product registers), 3. then their sum, registered;
+    4. the rounding to the product's high part: ``single``: ``(p + 2**(30-shift)) >>
        (31-shift)``; ``double``: the high multiply's nudge and truncating division by
        2**31, registered, then
-    4. (``double`` only) ``RoundingDivideByPOT`` by ``max(-shift, 0)``;
-    5. ``+ zp_out`` and the clamp, registered into the output.
+    5. (``double`` only) ``RoundingDivideByPOT`` by ``max(-shift, 0)``: its floor and
+       rounding bit (values past 12 bits saturate: they clamp to the same int8);
+    6. ``+ zp_out`` and the clamp, registered into the output.
 
     The double form's saturating corner (both factors -2**31) cannot occur: M0 >= 0.
 
@@ -185,7 +219,7 @@ class PerChannelRequantizer(wiring.Component):
         self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
         self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
         self.rounding = rounding
-        self.latency = 5 if rounding == "double" else 4
+        self.latency = 6 if rounding == "double" else 5
         self._MustUse__silence = False
         super().__init__({"i": In(stream.Signature(int8_beat(acc_width, lanes))),
                           "o": Out(stream.Signature(int8_beat(8, lanes)))})
@@ -225,49 +259,50 @@ class PerChannelRequantizer(wiring.Component):
             operand = shifted
         else:
             operand = acc32
-        # stage 2: the registered product
-        product = reg(signed(64), "product")
+        # stages 2 and 3: the product, as registered partial products and their sum
+        product = _split_product(m, advance, a, b, f"l{lane}")
+        s1b = reg(signed(6), "shift1b")
         s2 = reg(signed(6), "shift2")
         with m.If(advance):
-            m.d.sync += [a.eq(operand), b.eq(m0), s1.eq(shift),
-                         product.eq(a * b), s2.eq(s1)]
+            m.d.sync += [a.eq(operand), b.eq(m0), s1.eq(shift), s1b.eq(s1), s2.eq(s1b)]
 
         if self.rounding == "single":
-            # stage 3: (p + 2**(30 - shift)) >> (31 - shift), total shift 1 .. 62
-            total = Signal(range(64))
-            half = Signal(range(63))
-            m.d.comb += [total.eq(31 - s2), half.eq(30 - s2)]
-            # not narrowed: with shift 30 the quotient of an int32 can reach 2**61 (TFLite
-            # leaves that undefined; the golden model and this stage clamp the exact value)
-            rounded = Signal(signed(65))
-            m.d.comb += rounded.eq((product + (Const(1, 1) << half)) >> total)
-            high = reg(signed(64), "high")
+            # stage 4: (p + 2**(30 - shift)) >> (31 - shift) is ((p >> (30 - shift)) + 1) >> 1
+            # (the half is added after the shift): the barrel shift, saturated to 12 bits
+            # (any value past them clamps to the same int8 after the zero point)
+            half = Signal(range(63), name=f"l{lane}_half")
+            m.d.comb += half.eq(30 - s2)
+            shifted = Signal(signed(64), name=f"l{lane}_shifted")
+            m.d.comb += shifted.eq(product >> half)
+            q = reg(signed(12), "q")
             with m.If(advance):
-                m.d.sync += high.eq(rounded)
-            value = high
+                m.d.sync += q.eq(_saturate(shifted, 12))
+            # the output stage adds the half
+            value = (q + 1) >> 1
         else:
-            # stage 3: SaturatingRoundingDoublingHighMul's nudge, truncating / 2**31
-            nudged = Signal(signed(65))
-            m.d.comb += nudged.eq(product + Mux(product[-1], 1 - (1 << 30), 1 << 30))
-            floor = Signal(signed(34))
-            m.d.comb += floor.eq(Mux(nudged[-1], nudged + ((1 << 31) - 1), nudged) >> 31)
+            # stage 4: SaturatingRoundingDoublingHighMul, trunc((p + nudge) / 2**31) with the
+            # nudge 2**30 or 1 - 2**30 by the sign of p, is ceil((p >> 30) / 2) for both signs
+            # (the nudge's corner, both factors -2**31, cannot occur: M0 >= 0)
             high = reg(signed(32), "high")
             s3 = reg(signed(6), "shift3")
             with m.If(advance):
-                m.d.sync += [high.eq(floor), s3.eq(s2)]
-            # stage 4: RoundingDivideByPOT by max(-shift, 0): halves away from zero
-            right = Signal(range(32))
+                m.d.sync += [high.eq(((product >> 30) + 1) >> 1), s3.eq(s2)]
+            # stage 5: RoundingDivideByPOT by max(-shift, 0), halves away from zero: the floor
+            # (saturated as above) and whether the remainder rounds it up
+            right = Signal(range(32), name=f"l{lane}_right")
             m.d.comb += right.eq(Mux(s3[-1], -s3, 0))
-            mask = Signal(unsigned(32))
+            mask = Signal(unsigned(32), name=f"l{lane}_mask")
             m.d.comb += mask.eq((Const(1, unsigned(33)) << right) - 1)
-            remainder = Signal(unsigned(32))
+            remainder = Signal(unsigned(32), name=f"l{lane}_remainder")
             m.d.comb += remainder.eq(high.as_unsigned() & mask)
-            threshold = Signal(unsigned(32))
+            threshold = Signal(unsigned(32), name=f"l{lane}_threshold")
             m.d.comb += threshold.eq((mask >> 1) + high[-1])
-            divided = reg(signed(33), "divided")
+            floor = reg(signed(12), "floor")
+            up = reg(1, "up")
             with m.If(advance):
-                m.d.sync += divided.eq((high >> right) + (remainder > threshold))
-            value = divided
+                m.d.sync += [floor.eq(_saturate(high >> right, 12)),
+                             up.eq(remainder > threshold)]
+            value = floor + up
         # last stage: output zero point and clamp
         out = Signal(signed(len(value) + 2))
         m.d.comb += out.eq(value + self.output_zero_point)
@@ -326,8 +361,9 @@ class Fp32Requantizer(wiring.Component):
     to even) and the result that value rounded to an integer, ties to even, with the sign
     of acc.  Magnitudes of 512 and above are saturated there: after the zero point the int8
     clamp gives the same.  Pipeline, one register each: magnitude and the channel's
-    constants; float32 of the accumulator; the 33 x 24-bit product (DSP); its float32
-    rounding; the shift to an integer; sign, zero point and clamp into the output.
+    constants; float32 of the accumulator; the 33 x 24-bit product as four partial products
+    (DSP blocks), then their sum; its float32 rounding; the shift to an integer; sign, zero
+    point and clamp into the output.
 
     Parameters
     ----------
@@ -342,7 +378,7 @@ class Fp32Requantizer(wiring.Component):
     o : Out(stream.Signature(int8_beat(8, lanes)))
     """
 
-    latency = 6
+    latency = 7
     rounding = "fp32"
     SATURATED = 511
 
@@ -388,18 +424,18 @@ class Fp32Requantizer(wiring.Component):
             acc = self.i.payload.data[lane]
             acc32 = Signal(signed(32), name=f"l{lane}_acc32")
             m.d.comb += acc32.eq(acc[:32] if self.acc_width >= 32 else acc)
-            sign = [reg(1, f"sign{k}") for k in range(5)]
-            right = [reg(range(64), f"right{k}") for k in range(4)]
-            huge = [reg(1, f"huge{k}") for k in range(4)]
+            sign = [reg(1, f"sign{k}") for k in range(6)]
+            right = [reg(range(64), f"right{k}") for k in range(5)]
+            huge = [reg(1, f"huge{k}") for k in range(5)]
             magnitude = reg(unsigned(32), "magnitude")
             mantissa = [reg(unsigned(24), f"mantissa{k}") for k in range(2)]
             a = reg(unsigned(33), "a")
-            product = reg(unsigned(57), "product")
+            product = _split_product(m, advance, a, mantissa[1], f"l{lane}")
             rounded = reg(unsigned(58), "rounded")
             q = reg(unsigned(10), "q")
             a_next = _to_float32(m, magnitude, f"l{lane}_a")
             rounded_next = _to_float32(m, product, f"l{lane}_p")
-            integer = _round_even(m, rounded, right[3], f"l{lane}_int")
+            integer = _round_even(m, rounded, right[4], f"l{lane}_int")
             with m.If(advance):
                 m.d.sync += [
                     # 1: magnitude, sign and the channel's constants
@@ -409,21 +445,19 @@ class Fp32Requantizer(wiring.Component):
                     huge[0].eq(table(self.huge, 1)),
                     # 2: float32(|acc|)
                     a.eq(a_next), mantissa[1].eq(mantissa[0]),
-                    # 3: the exact product
-                    product.eq(a * mantissa[1]),
                     # 4: rounded to float32
                     rounded.eq(rounded_next),
                     # 5: to an integer, ties to even, saturated
-                    q.eq(Mux(huge[3] & rounded.any(), self.SATURATED,
+                    q.eq(Mux(huge[4] & rounded.any(), self.SATURATED,
                              Mux(integer > self.SATURATED, self.SATURATED, integer))),
                 ]
-                for k in range(1, 5):
+                for k in range(1, 6):
                     m.d.sync += sign[k].eq(sign[k - 1])
-                for k in range(1, 4):
+                for k in range(1, 5):
                     m.d.sync += [right[k].eq(right[k - 1]), huge[k].eq(huge[k - 1])]
                 # 6: sign, zero point, clamp
                 value = Signal(signed(12), name=f"l{lane}_value")
-                m.d.comb += value.eq(Mux(sign[4], -q, q) + self.output_zero_point)
+                m.d.comb += value.eq(Mux(sign[5], -q, q) + self.output_zero_point)
                 m.d.sync += self.o.payload.data[lane].eq(
                     Mux(value > self.act_max, self.act_max,
                         Mux(value < self.act_min, self.act_min, value)))
