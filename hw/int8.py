@@ -13,7 +13,7 @@ first beat modulo the number of groups.
 """
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -310,67 +310,68 @@ class PerChannelRequantizer(wiring.Component):
 
 
 def _float32_parts(scale):
-    """A float32 scale as (integer mantissa, exponent): scale == mantissa * 2**exponent."""
+    """A float32 scale as (24-bit integer mantissa, exponent): scale == mantissa * 2**exp."""
     value = np.float32(scale)
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"scales must be finite and not negative, not {scale!r}")
+    if value == 0:
+        return 0, 0
     bits = int(value.view(np.uint32))
     exponent, fraction = (bits >> 23) & 0xFF, bits & 0x7FFFFF
     if exponent == 0:
-        return fraction, -149
+        raise ValueError(f"scale {scale!r} is a float32 subnormal (below 2**-126); "
+                         f"such scales are not supported")
     return fraction | 1 << 23, exponent - 150
 
 
 def _leading_one(m, value, name):
-    """The index of the highest set bit of an unsigned value (0 when it is 0)."""
-    index = Signal(range(len(value)), name=name)
-    for bit in range(len(value)):
-        with m.If(value[bit]):          # later statements win: the highest bit is kept
-            m.d.comb += index.eq(bit)
-    return index
+    """The index of the highest set bit of an unsigned 32-bit value (0 when it is 0), as a
+    tree: each level halves the window by whether its upper half has a bit set."""
+    index = []
+    window = value
+    for level in reversed(range(5)):
+        half = 1 << level
+        upper = Signal(name=f"{name}_b{level}")
+        m.d.comb += upper.eq(window[half:2 * half].any())
+        narrowed = Signal(half, name=f"{name}_w{level}")
+        m.d.comb += narrowed.eq(Mux(upper, window[half:2 * half], window[:half]))
+        index.append(upper)
+        window = narrowed
+    return Cat(*reversed(index))
 
 
-def _round_even(m, value, drop, name):
-    """``value / 2**drop`` rounded to the nearest integer, ties to even (unsigned)."""
-    floor = Signal(len(value), name=f"{name}_floor")
-    remainder = Signal(len(value), name=f"{name}_rem")
-    half = Signal(len(value) + 1, name=f"{name}_half")
-    m.d.comb += [floor.eq(value >> drop),
-                 remainder.eq(value & ((Const(1, 1) << drop) - 1)[:len(value)]),
-                 half.eq(Mux(drop == 0, 0, (Const(1, 1) << drop) >> 1))]
-    up = (drop != 0) & ((remainder > half) | ((remainder == half) & floor[0]))
-    return floor + up
-
-
-def _to_float32(m, value, name):
-    """An unsigned integer rounded to 24 significant bits, ties to even (as float32)."""
-    top = _leading_one(m, value, f"{name}_top")
-    drop = Signal(range(len(value)), name=f"{name}_drop")
-    m.d.comb += drop.eq(Mux(top > 23, top - 23, 0))
-    rounded = Signal(len(value) + 1, name=f"{name}_rounded")
-    m.d.comb += rounded.eq(_round_even(m, value, drop, name) << drop)
-    return rounded
+def _round_even_at(value, drop):
+    """``value >> drop`` rounded to nearest, ties to even, for an unsigned ``value`` and a
+    small variable ``drop`` >= 1: the round bit, the OR of the bits below it (each under
+    its own mask bit, no comparator) and the parity of the result."""
+    floor = value >> drop
+    round_bit = (Cat(0, value) >> drop)[0]            # bit drop - 1 of value
+    below = Cat(*[value[k] & (k + 1 < drop) for k in range(len(value))]).any()
+    return floor + (round_bit & (below | floor[0]))
 
 
 class Fp32Requantizer(wiring.Component):
     """int32 accumulators to int8 as LiteRT's default interpreter (XNNPACK's fp32 form).
 
     ``out = clamp(rint(float32(float32(acc) * scale[o])) + zp_out, act_min, act_max)``, ties
-    to even, in integer logic: ``scale = S * 2**e`` with a 24-bit mantissa S, so the float32
-    product is ``round24(round24(|acc|) * S) * 2**e`` (round24: to 24 significant bits, ties
-    to even) and the result that value rounded to an integer, ties to even, with the sign
-    of acc.  Magnitudes of 512 and above are saturated there: after the zero point the int8
-    clamp gives the same.  Pipeline, one register each: magnitude and the channel's
-    constants; float32 of the accumulator; the 33 x 24-bit product as four partial products
-    (DSP blocks), then their sum; its float32 rounding; the shift to an integer; sign, zero
-    point and clamp into the output.
+    to even, in integer logic.  ``float32(|acc|)`` is ``A * 2**k`` with A normalized to
+    [2**23, 2**24] (rounded to 24 bits, ties to even, when |acc| >= 2**24); the scale is
+    ``S * 2**e`` (S in [2**23, 2**24)), so ``A * S`` lies in [2**46, 2**48) and its float32
+    rounding drops 23 or 24 bits, by its top bit: ``R * 2**E``.  The result is R shifted
+    right by -E, rounded to nearest, ties to even, with the sign of acc; a shift below 15
+    leaves at least 512 (saturated: after the zero point the int8 clamp gives the same), one
+    above 25 leaves 0.  Pipeline, one register each: magnitude, sign and the channel's
+    constants; the magnitude's top bit; A and k; the 25 x 24-bit product as four partial
+    products (DSP blocks), then their sum; R and the shift; the integer; sign, zero point
+    and clamp into the output.
 
     Parameters
     ----------
     acc_width, lanes, groups, output_zero_point, act_min, act_max
         As PerChannelRequantizer's (accumulators are taken modulo 2**32).
     scales : sequence of float
-        float32 scale per output channel, ``(in_scale * w_scale[o]) / out_scale``.
+        float32 scale per output channel, ``(in_scale * w_scale[o]) / out_scale``; 0 or
+        normal (subnormal scales, below 2**-126, are refused).
 
     Members
     -------
@@ -378,7 +379,7 @@ class Fp32Requantizer(wiring.Component):
     o : Out(stream.Signature(int8_beat(8, lanes)))
     """
 
-    latency = 7
+    latency = 8
     rounding = "fp32"
     SATURATED = 511
 
@@ -400,11 +401,9 @@ class Fp32Requantizer(wiring.Component):
             raise ValueError(f"the clamp [{act_min}, {act_max}] must be a range in int8")
         parts = [_float32_parts(s) for s in scales]
         self.mantissas = [p[0] for p in parts]
-        # the rounded product is below 2**58: a right shift by 59 leaves 0 (its half is
-        # above it), as any larger one; exponents >= 0 only occur with scales >= 2**23,
-        # which saturate every nonzero product
-        self.right_shifts = [min(-e, 59) if e < 0 else 0 for _, e in parts]
-        self.huge = [int(e >= 0) for _, e in parts]
+        # the shift of R is -(k + 23 + top + e) = offset - k - top, offset = -(23 + e),
+        # limited to what a 10-bit signed shift holds (past +-300 the answer is the same)
+        self.offsets = [max(-300, min(300, -(23 + e))) for _, e in parts]
         self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
         self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
         self._MustUse__silence = False
@@ -415,53 +414,81 @@ class Fp32Requantizer(wiring.Component):
         m = Module()
         advance, here = _pipeline_control(m, self)
         for lane in range(self.lanes):
-            def table(values, shape):
-                return _table(values, shape, here, self.lanes, self.groups, lane)
-
-            def reg(shape, name):
-                return Signal(shape, name=f"l{lane}_{name}", reset_less=True)
-
-            acc = self.i.payload.data[lane]
-            acc32 = Signal(signed(32), name=f"l{lane}_acc32")
-            m.d.comb += acc32.eq(acc[:32] if self.acc_width >= 32 else acc)
-            sign = [reg(1, f"sign{k}") for k in range(6)]
-            right = [reg(range(64), f"right{k}") for k in range(5)]
-            huge = [reg(1, f"huge{k}") for k in range(5)]
-            magnitude = reg(unsigned(32), "magnitude")
-            mantissa = [reg(unsigned(24), f"mantissa{k}") for k in range(2)]
-            a = reg(unsigned(33), "a")
-            product = _split_product(m, advance, a, mantissa[1], f"l{lane}")
-            rounded = reg(unsigned(58), "rounded")
-            q = reg(unsigned(10), "q")
-            a_next = _to_float32(m, magnitude, f"l{lane}_a")
-            rounded_next = _to_float32(m, product, f"l{lane}_p")
-            integer = _round_even(m, rounded, right[4], f"l{lane}_int")
-            with m.If(advance):
-                m.d.sync += [
-                    # 1: magnitude, sign and the channel's constants
-                    magnitude.eq(Mux(acc32[-1], -acc32, acc32)), sign[0].eq(acc32[-1]),
-                    mantissa[0].eq(table(self.mantissas, unsigned(24))),
-                    right[0].eq(table(self.right_shifts, range(64))),
-                    huge[0].eq(table(self.huge, 1)),
-                    # 2: float32(|acc|)
-                    a.eq(a_next), mantissa[1].eq(mantissa[0]),
-                    # 4: rounded to float32
-                    rounded.eq(rounded_next),
-                    # 5: to an integer, ties to even, saturated
-                    q.eq(Mux(huge[4] & rounded.any(), self.SATURATED,
-                             Mux(integer > self.SATURATED, self.SATURATED, integer))),
-                ]
-                for k in range(1, 6):
-                    m.d.sync += sign[k].eq(sign[k - 1])
-                for k in range(1, 5):
-                    m.d.sync += [right[k].eq(right[k - 1]), huge[k].eq(huge[k - 1])]
-                # 6: sign, zero point, clamp
-                value = Signal(signed(12), name=f"l{lane}_value")
-                m.d.comb += value.eq(Mux(sign[5], -q, q) + self.output_zero_point)
-                m.d.sync += self.o.payload.data[lane].eq(
-                    Mux(value > self.act_max, self.act_max,
-                        Mux(value < self.act_min, self.act_min, value)))
+            self._lane(m, advance, here, lane)
         return m
+
+    def _lane(self, m, advance, here, lane):
+        def reg(shape, name):
+            return Signal(shape, name=f"l{lane}_{name}", reset_less=True)
+
+        def delayed(value, shape, name, stages):
+            chain = [reg(shape, f"{name}{k}") for k in range(stages)]
+            with m.If(advance):
+                m.d.sync += chain[0].eq(value)
+                m.d.sync += [chain[k].eq(chain[k - 1]) for k in range(1, stages)]
+            return chain
+
+        acc = self.i.payload.data[lane]
+        acc32 = Signal(signed(32), name=f"l{lane}_acc32")
+        m.d.comb += acc32.eq(acc[:32] if self.acc_width >= 32 else acc)
+        # 1: magnitude, sign and the channel's constants
+        magnitude = reg(unsigned(32), "magnitude")
+        with m.If(advance):
+            m.d.sync += magnitude.eq(Mux(acc32[-1], -acc32, acc32))
+        sign = delayed(acc32[-1], 1, "sign", 7)
+        mantissa = delayed(_table(self.mantissas, unsigned(24), here, self.lanes, self.groups,
+                                  lane), unsigned(24), "mantissa", 3)
+        offset = delayed(_table(self.offsets, signed(10), here, self.lanes, self.groups,
+                                lane), signed(10), "offset", 5)
+        # 2: the magnitude's top bit
+        top = reg(range(32), "top")
+        magnitude2 = reg(unsigned(32), "magnitude2")
+        with m.If(advance):
+            m.d.sync += [top.eq(_leading_one(m, magnitude, f"l{lane}_lz")),
+                         magnitude2.eq(magnitude)]
+        # 3: float32(|acc|) = A * 2**k, A normalized to [2**23, 2**24]
+        a = reg(unsigned(25), "a")
+        k = reg(signed(6), "k")
+        drop = Signal(range(9), name=f"l{lane}_drop")
+        lift = Signal(range(24), name=f"l{lane}_lift")
+        m.d.comb += [drop.eq(Mux(top > 23, top - 23, 0)), lift.eq(Mux(top < 23, 23 - top, 0))]
+        with m.If(advance):
+            m.d.sync += [a.eq(Mux(top > 23, _round_even_at(magnitude2, drop),
+                                  magnitude2 << lift)),
+                         k.eq(Cat(top, Const(0, 1)).as_signed() - 23)]
+        k5 = delayed(k, signed(6), "k", 2)
+        # 4, 5: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
+        product = _split_product(m, advance, a, mantissa[2], f"l{lane}")
+        # 6: its float32 rounding R (24 bits kept: 23 or 24 dropped), the shift of R
+        r = reg(unsigned(25), "r")
+        shift = reg(signed(11), "shift")
+        high = product[47]
+        with m.If(advance):
+            m.d.sync += [r.eq(Mux(high, _round_even_at(product[:48], 24),
+                                  _round_even_at(product[:48], 23))),
+                         shift.eq(offset[4] - k5[1] - high)]
+        # 7: R >> shift to the nearest integer, ties to even; saturated or 0 outside 15..25
+        q = reg(unsigned(10), "q")
+        amount = Signal(range(26), name=f"l{lane}_amount")
+        m.d.comb += amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift)))
+        integer = Signal(unsigned(11), name=f"l{lane}_integer")
+        m.d.comb += integer.eq(_round_even_at(r, amount))
+        with m.If(advance):
+            with m.If(r == 0):
+                m.d.sync += q.eq(0)
+            with m.Elif((shift < 15) | (integer > self.SATURATED)):
+                m.d.sync += q.eq(self.SATURATED)
+            with m.Elif(shift > 25):
+                m.d.sync += q.eq(0)
+            with m.Else():
+                m.d.sync += q.eq(integer)
+        # 8: sign, zero point, clamp
+        value = Signal(signed(12), name=f"l{lane}_value")
+        m.d.comb += value.eq(Mux(sign[6], -q, q) + self.output_zero_point)
+        with m.If(advance):
+            m.d.sync += self.o.payload.data[lane].eq(
+                Mux(value > self.act_max, self.act_max,
+                    Mux(value < self.act_min, self.act_min, value)))
 
 
 class Int8Engine(wiring.Component):
