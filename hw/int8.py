@@ -4,9 +4,11 @@
 so that the MACs see ``x - zp_in`` and padded taps, which the engine masks to 0, add
 nothing.  ``PerChannelRequantizer`` turns each int32 accumulator into an int8 output with
 its output channel's multiplier and shift (TFLite's ``MultiplyByQuantizedMultiplier``, the
-double or the single rounding), the output zero point and the activation clamp.
+double or the single rounding), the output zero point and the activation clamp;
+``Fp32Requantizer`` does the same with the float32 scale as XNNPACK, which runs the op in
+LiteRT's default interpreter.  ``Int8Engine`` puts them around a DepthwiseEngine.
 
-Both are stream stages on beats of ``data`` (an ArrayLayout of lanes), ``first`` (start of
+All are stream stages on beats of ``data`` (an ArrayLayout of lanes), ``first`` (start of
 frame) and ``last`` (end of row).  A beat for channel group g carries channels
 g*L .. g*L + L - 1 (L lanes); the requantizer knows g by counting beats from each frame's
 first beat modulo the number of groups.
@@ -459,27 +461,29 @@ class Fp32Requantizer(wiring.Component):
         k5 = delayed(k, signed(6), "k", 2)
         # 4, 5: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
         product = _split_product(m, advance, a, mantissa[2], f"l{lane}")
-        # 6: its float32 rounding R (24 bits kept: 23 or 24 dropped), the shift of R
+        # 6: its float32 rounding R (24 bits kept: 23 or 24 dropped), and the shift of R
+        # clamped to 15..25 with flags for beyond (the compares stay out of stage 7)
         r = reg(unsigned(25), "r")
-        shift = reg(signed(11), "shift")
         high = product[47]
+        shift = Signal(signed(11), name=f"l{lane}_shift")
+        m.d.comb += shift.eq(offset[4] - k5[1] - high)
+        amount = reg(range(26), "amount")
+        few = reg(1, "few")          # shift below 15: R >> shift is at least 512
+        many = reg(1, "many")        # shift above 25: R >> shift rounds to 0
         with m.If(advance):
             m.d.sync += [r.eq(Mux(high, _round_even_at(product[:48], 24),
                                   _round_even_at(product[:48], 23))),
-                         shift.eq(offset[4] - k5[1] - high)]
-        # 7: R >> shift to the nearest integer, ties to even; saturated or 0 outside 15..25
+                         amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift))),
+                         few.eq(shift < 15), many.eq(shift > 25)]
+        # 7: R >> shift to the nearest integer, ties to even; saturated at 512 and above
         q = reg(unsigned(10), "q")
-        amount = Signal(range(26), name=f"l{lane}_amount")
-        m.d.comb += amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift)))
         integer = Signal(unsigned(11), name=f"l{lane}_integer")
         m.d.comb += integer.eq(_round_even_at(r, amount))
         with m.If(advance):
-            with m.If(r == 0):
+            with m.If((r == 0) | many):
                 m.d.sync += q.eq(0)
-            with m.Elif((shift < 15) | (integer > self.SATURATED)):
+            with m.Elif(few | integer[9:].any()):
                 m.d.sync += q.eq(self.SATURATED)
-            with m.Elif(shift > 25):
-                m.d.sync += q.eq(0)
             with m.Else():
                 m.d.sync += q.eq(integer)
         # 8: sign, zero point, clamp
