@@ -442,23 +442,25 @@ class Fp32Requantizer(wiring.Component):
                                   lane), unsigned(24), "mantissa", 3)
         offset = delayed(_table(self.offsets, signed(10), here, self.lanes, self.groups,
                                 lane), signed(10), "offset", 5)
-        # 2: the magnitude's top bit
-        top = reg(range(32), "top")
+        # 2: the magnitude's top bit, and from it the shift that normalizes the magnitude
+        # (down by drop with rounding, or up by lift) and the exponent k
+        top = Signal(range(32), name=f"l{lane}_top")
+        m.d.comb += top.eq(_leading_one(m, magnitude, f"l{lane}_lz"))
         magnitude2 = reg(unsigned(32), "magnitude2")
+        big = reg(1, "big")
+        drop = reg(range(9), "drop")
+        lift = reg(range(24), "lift")
+        k = reg(signed(6), "k")
         with m.If(advance):
-            m.d.sync += [top.eq(_leading_one(m, magnitude, f"l{lane}_lz")),
-                         magnitude2.eq(magnitude)]
+            m.d.sync += [magnitude2.eq(magnitude), big.eq(top > 23),
+                         drop.eq(Mux(top > 23, top - 23, 0)),
+                         lift.eq(Mux(top < 23, 23 - top, 0)),
+                         k.eq(Cat(top, Const(0, 1)).as_signed() - 23)]
         # 3: float32(|acc|) = A * 2**k, A normalized to [2**23, 2**24]
         a = reg(unsigned(25), "a")
-        k = reg(signed(6), "k")
-        drop = Signal(range(9), name=f"l{lane}_drop")
-        lift = Signal(range(24), name=f"l{lane}_lift")
-        m.d.comb += [drop.eq(Mux(top > 23, top - 23, 0)), lift.eq(Mux(top < 23, 23 - top, 0))]
         with m.If(advance):
-            m.d.sync += [a.eq(Mux(top > 23, _round_even_at(magnitude2, drop),
-                                  magnitude2 << lift)),
-                         k.eq(Cat(top, Const(0, 1)).as_signed() - 23)]
-        k5 = delayed(k, signed(6), "k", 2)
+            m.d.sync += a.eq(Mux(big, _round_even_at(magnitude2, drop), magnitude2 << lift))
+        k5 = delayed(k, signed(6), "k", 3)
         # 4, 5: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
         product = _split_product(m, advance, a, mantissa[2], f"l{lane}")
         # 6: its float32 rounding R (24 bits kept: 23 or 24 dropped), and the shift of R
@@ -466,7 +468,7 @@ class Fp32Requantizer(wiring.Component):
         r = reg(unsigned(25), "r")
         high = product[47]
         shift = Signal(signed(11), name=f"l{lane}_shift")
-        m.d.comb += shift.eq(offset[4] - k5[1] - high)
+        m.d.comb += shift.eq(offset[4] - k5[2] - high)
         amount = reg(range(26), "amount")
         few = reg(1, "few")          # shift below 15: R >> shift is at least 512
         many = reg(1, "many")        # shift above 25: R >> shift rounds to 0
