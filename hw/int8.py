@@ -364,8 +364,8 @@ class Fp32Requantizer(wiring.Component):
     leaves at least 512 (saturated: after the zero point the int8 clamp gives the same), one
     above 25 leaves 0.  Pipeline, one register each: magnitude, sign and the channel's
     constants; the magnitude's top bit; A and k; the 25 x 24-bit product as four partial
-    products (DSP blocks), then their sum; R and the shift; the integer; sign, zero point
-    and clamp into the output.
+    products (DSP blocks), then their sum; R and the shift; R's shifted floor with its round
+    and sticky bits; the integer; sign, zero point and clamp into the output.
 
     Parameters
     ----------
@@ -381,7 +381,7 @@ class Fp32Requantizer(wiring.Component):
     o : Out(stream.Signature(int8_beat(8, lanes)))
     """
 
-    latency = 8
+    latency = 9
     rounding = "fp32"
     SATURATED = 511
 
@@ -437,7 +437,7 @@ class Fp32Requantizer(wiring.Component):
         magnitude = reg(unsigned(32), "magnitude")
         with m.If(advance):
             m.d.sync += magnitude.eq(Mux(acc32[-1], -acc32, acc32))
-        sign = delayed(acc32[-1], 1, "sign", 7)
+        sign = delayed(acc32[-1], 1, "sign", 8)
         mantissa = delayed(_table(self.mantissas, unsigned(24), here, self.lanes, self.groups,
                                   lane), unsigned(24), "mantissa", 3)
         offset = delayed(_table(self.offsets, signed(10), here, self.lanes, self.groups,
@@ -477,20 +477,31 @@ class Fp32Requantizer(wiring.Component):
                                   _round_even_at(product[:48], 23))),
                          amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift))),
                          few.eq(shift < 15), many.eq(shift > 25)]
-        # 7: R >> shift to the nearest integer, ties to even; saturated at 512 and above
+        # 7: R >> shift: its floor, round bit and sticky bit (the OR of the bits below)
+        floor = reg(unsigned(11), "floor")
+        round_bit = reg(1, "round_bit")
+        sticky = reg(1, "sticky")
+        zero = reg(1, "zero")
+        few7 = reg(1, "few7")
+        with m.If(advance):
+            m.d.sync += [floor.eq(r >> amount), round_bit.eq((Cat(0, r) >> amount)[0]),
+                         sticky.eq(Cat(*[r[k] & (k + 1 < amount)
+                                         for k in range(len(r))]).any()),
+                         zero.eq((r == 0) | many), few7.eq(few & (r != 0))]
+        # 8: to the nearest integer, ties to even; saturated at 512 and above
         q = reg(unsigned(10), "q")
         integer = Signal(unsigned(11), name=f"l{lane}_integer")
-        m.d.comb += integer.eq(_round_even_at(r, amount))
+        m.d.comb += integer.eq(floor + (round_bit & (sticky | floor[0])))
         with m.If(advance):
-            with m.If((r == 0) | many):
+            with m.If(zero):
                 m.d.sync += q.eq(0)
-            with m.Elif(few | integer[9:].any()):
+            with m.Elif(few7 | integer[9:].any()):
                 m.d.sync += q.eq(self.SATURATED)
             with m.Else():
                 m.d.sync += q.eq(integer)
-        # 8: sign, zero point, clamp
+        # 9: sign, zero point, clamp
         value = Signal(signed(12), name=f"l{lane}_value")
-        m.d.comb += value.eq(Mux(sign[6], -q, q) + self.output_zero_point)
+        m.d.comb += value.eq(Mux(sign[7], -q, q) + self.output_zero_point)
         with m.If(advance):
             m.d.sync += self.o.payload.data[lane].eq(
                 Mux(value > self.act_max, self.act_max,
