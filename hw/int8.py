@@ -363,9 +363,10 @@ class Fp32Requantizer(wiring.Component):
     right by -E, rounded to nearest, ties to even, with the sign of acc; a shift below 15
     leaves at least 512 (saturated: after the zero point the int8 clamp gives the same), one
     above 25 leaves 0.  Pipeline, one register each: magnitude, sign and the channel's
-    constants; the magnitude's top bit; A and k; the 25 x 24-bit product as four partial
-    products (DSP blocks), then their sum; R and the shift; R's shifted floor with its round
-    and sticky bits; the integer; sign, zero point and clamp into the output.
+    constants; the magnitude's top bit; the normalizing shift; A and k; the 25 x 24-bit
+    product as four partial products (DSP blocks), then their sum; R and the shift; R's
+    shifted floor with its round and sticky bits; the integer; sign, zero point and clamp
+    into the output.
 
     Parameters
     ----------
@@ -381,7 +382,7 @@ class Fp32Requantizer(wiring.Component):
     o : Out(stream.Signature(int8_beat(8, lanes)))
     """
 
-    latency = 9
+    latency = 10
     rounding = "fp32"
     SATURATED = 511
 
@@ -437,38 +438,42 @@ class Fp32Requantizer(wiring.Component):
         magnitude = reg(unsigned(32), "magnitude")
         with m.If(advance):
             m.d.sync += magnitude.eq(Mux(acc32[-1], -acc32, acc32))
-        sign = delayed(acc32[-1], 1, "sign", 8)
+        sign = delayed(acc32[-1], 1, "sign", 9)
         mantissa = delayed(_table(self.mantissas, unsigned(24), here, self.lanes, self.groups,
-                                  lane), unsigned(24), "mantissa", 3)
+                                  lane), unsigned(24), "mantissa", 4)
         offset = delayed(_table(self.offsets, signed(10), here, self.lanes, self.groups,
-                                lane), signed(10), "offset", 5)
-        # 2: the magnitude's top bit, and from it the shift that normalizes the magnitude
-        # (down by drop with rounding, or up by lift) and the exponent k
-        top = Signal(range(32), name=f"l{lane}_top")
-        m.d.comb += top.eq(_leading_one(m, magnitude, f"l{lane}_lz"))
+                                lane), signed(10), "offset", 6)
+        # 2: the magnitude's top bit
+        top = reg(range(32), "top")
         magnitude2 = reg(unsigned(32), "magnitude2")
+        with m.If(advance):
+            m.d.sync += [top.eq(_leading_one(m, magnitude, f"l{lane}_lz")),
+                         magnitude2.eq(magnitude)]
+        # 3: from it the shift that normalizes the magnitude (down by drop with rounding,
+        # or up by lift) and the exponent k
+        magnitude3 = reg(unsigned(32), "magnitude3")
         big = reg(1, "big")
         drop = reg(range(9), "drop")
         lift = reg(range(24), "lift")
         k = reg(signed(6), "k")
         with m.If(advance):
-            m.d.sync += [magnitude2.eq(magnitude), big.eq(top > 23),
+            m.d.sync += [magnitude3.eq(magnitude2), big.eq(top > 23),
                          drop.eq(Mux(top > 23, top - 23, 0)),
                          lift.eq(Mux(top < 23, 23 - top, 0)),
                          k.eq(Cat(top, Const(0, 1)).as_signed() - 23)]
-        # 3: float32(|acc|) = A * 2**k, A normalized to [2**23, 2**24]
+        # 4: float32(|acc|) = A * 2**k, A normalized to [2**23, 2**24]
         a = reg(unsigned(25), "a")
         with m.If(advance):
-            m.d.sync += a.eq(Mux(big, _round_even_at(magnitude2, drop), magnitude2 << lift))
+            m.d.sync += a.eq(Mux(big, _round_even_at(magnitude3, drop), magnitude3 << lift))
         k5 = delayed(k, signed(6), "k", 3)
-        # 4, 5: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
-        product = _split_product(m, advance, a, mantissa[2], f"l{lane}")
-        # 6: its float32 rounding R (24 bits kept: 23 or 24 dropped), and the shift of R
+        # 5, 6: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
+        product = _split_product(m, advance, a, mantissa[3], f"l{lane}")
+        # 7: its float32 rounding R (24 bits kept: 23 or 24 dropped), and the shift of R
         # clamped to 15..25 with flags for beyond (the compares stay out of stage 7)
         r = reg(unsigned(25), "r")
         high = product[47]
         shift = Signal(signed(11), name=f"l{lane}_shift")
-        m.d.comb += shift.eq(offset[4] - k5[2] - high)
+        m.d.comb += shift.eq(offset[5] - k5[2] - high)
         amount = reg(range(26), "amount")
         few = reg(1, "few")          # shift below 15: R >> shift is at least 512
         many = reg(1, "many")        # shift above 25: R >> shift rounds to 0
@@ -477,7 +482,7 @@ class Fp32Requantizer(wiring.Component):
                                   _round_even_at(product[:48], 23))),
                          amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift))),
                          few.eq(shift < 15), many.eq(shift > 25)]
-        # 7: R >> shift: its floor, round bit and sticky bit (the OR of the bits below)
+        # 8: R >> shift: its floor, round bit and sticky bit (the OR of the bits below)
         floor = reg(unsigned(11), "floor")
         round_bit = reg(1, "round_bit")
         sticky = reg(1, "sticky")
@@ -488,7 +493,7 @@ class Fp32Requantizer(wiring.Component):
                          sticky.eq(Cat(*[r[k] & (k + 1 < amount)
                                          for k in range(len(r))]).any()),
                          zero.eq((r == 0) | many), few7.eq(few & (r != 0))]
-        # 8: to the nearest integer, ties to even; saturated at 512 and above
+        # 9: to the nearest integer, ties to even; saturated at 512 and above
         q = reg(unsigned(10), "q")
         integer = Signal(unsigned(11), name=f"l{lane}_integer")
         m.d.comb += integer.eq(floor + (round_bit & (sticky | floor[0])))
@@ -499,9 +504,9 @@ class Fp32Requantizer(wiring.Component):
                 m.d.sync += q.eq(self.SATURATED)
             with m.Else():
                 m.d.sync += q.eq(integer)
-        # 9: sign, zero point, clamp
+        # 10: sign, zero point, clamp
         value = Signal(signed(12), name=f"l{lane}_value")
-        m.d.comb += value.eq(Mux(sign[7], -q, q) + self.output_zero_point)
+        m.d.comb += value.eq(Mux(sign[8], -q, q) + self.output_zero_point)
         with m.If(advance):
             m.d.sync += self.o.payload.data[lane].eq(
                 Mux(value > self.act_max, self.act_max,
