@@ -566,6 +566,8 @@ class Int8Engine(wiring.Component):
         from .engine import DepthwiseEngine
 
         spec.check_lanes(lanes)
+        if rounding not in ("fp32",) + ROUNDINGS:
+            raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
         self.spec, self.lanes, self.rounding = spec, lanes, rounding
         self.groups = spec.channels // lanes
         self.out_lanes = lanes * spec.depth_multiplier
@@ -604,6 +606,8 @@ class Int8Engine(wiring.Component):
     def from_layer(cls, layer, lanes=1, rounding="fp32", **kwargs):
         """From a ``golden.int8_ref.Int8Layer``: its float32 scales, or M0/shift for the
         double and single roundings."""
+        if rounding not in ("fp32",) + ROUNDINGS:
+            raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
         if rounding == "fp32":
             factors = {"scales": [float(s) for s in layer.float_scales()]}
         else:

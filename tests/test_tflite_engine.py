@@ -94,3 +94,15 @@ def test_verilog_has_the_axi_ports(rounding):
         assert port in text
     assert "input [15:0] s_axis_tdata" in text.replace("wire ", "")
     assert "output [47:0] m_axis_tdata" in text.replace("wire ", "")
+
+
+def test_engine_checks():
+    layer = load_tflite_layer(DATA / "dw3x3_same.tflite")
+    with pytest.raises(ValueError, match="rounding must be fp32, double or single"):
+        Int8Engine.from_layer(layer, 2, "nearest")
+    with pytest.raises(ValueError, match="the fp32 rounding needs the float32 scales"):
+        Int8Engine(layer.spec, 2, layer.kernel, layer.bias, input_zero_point=0,
+                   output_zero_point=0)
+    from dwconv.golden.spec import LayerError
+    with pytest.raises(LayerError, match="lanes must divide"):
+        Int8Engine.from_layer(layer, 3)
