@@ -1,0 +1,208 @@
+"""The separable block: the depthwise engine feeding the pointwise stage, one AXI4-Stream top."""
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.spec import LayerError
+from .engine import DepthwiseEngine
+from .pointwise import PointwiseStage
+
+__all__ = ["SeparableEngine", "BlockShape", "default_out_lanes"]
+
+
+def default_out_lanes(filters, beats_per_pixel):
+    """The fewest output lanes Q (a divisor of F) whose F/Q output beats per pixel fit in
+    the ``beats_per_pixel`` cycles a pixel's input takes: the block keeps its input rate."""
+    return min(q for q in range(1, filters + 1)
+               if filters % q == 0 and filters // q <= beats_per_pixel)
+
+
+class BlockShape:
+    """The depthwise part's LayerSpec as the block's streams see it: ``output_shape`` and
+    ``out_channels`` are the pointwise stage's (F filters), every other field is the
+    depthwise part's (input shape, kernel, strides, padding...)."""
+
+    def __init__(self, spec, filters):
+        self.depthwise = spec
+        self.output_shape = tuple(spec.output_shape[:2]) + (filters,)
+        self.out_channels = filters
+        self.out_height, self.out_width = self.output_shape[:2]
+
+    def __getattr__(self, name):
+        return getattr(self.depthwise, name)
+
+
+class SeparableEngine(wiring.Component):
+    """A separable block (SeparableConv2D/1D, or a DepthwiseConv2D joined with a 1x1
+    Conv2D): ``DepthwiseEngine`` -> ``PointwiseStage``, with the depthwise engine's ports.
+
+    ::
+
+        s_axis -> DepthwiseEngine (output format: mid) -> PointwiseStage -> m_axis
+
+    The depthwise engine computes the depthwise sum (exact, plus its own bias and
+    activation where the block has them) and converts it to the **mid** format; its output
+    beats (P*M lanes, G = C/P per pixel) feed the pointwise stage, which gives F/Q beats of
+    Q filters per pixel in the output format.  Both parts stall on ready/valid: the block
+    takes one input beat per cycle (every R cycles with ``reuse`` R) as long as the
+    pointwise stage keeps up, i.e. its ``cycles_per_pixel`` max(G*Rp, F/Q) is at most G*R.
+
+    Parameters
+    ----------
+    spec : LayerSpec
+        The depthwise part (for Keras' separable layers: no bias, linear activation).
+    formats : LayerFormats
+        ``input``, ``weight`` (depthwise kernel), ``bias`` (both biases), ``accum`` (of the
+        pointwise sum), ``output``; ``mid`` and ``pointwise`` from the arguments below, or
+        from ``formats`` when it has them.
+    lanes : int
+        P, input channels per beat; must divide C.
+    kernel_raw, bias_raw : ndarray of int
+        The depthwise kernel (kh, kw, C, M) and bias (C*M,) (zeros without one).
+    pointwise_raw, pointwise_bias_raw : ndarray of int
+        The pointwise kernel (C*M, F) and bias (F,) (zeros without one).
+    activation : "linear", "relu" or "relu6"
+        After the pointwise sum.
+    mid, pointwise : QFormat, optional
+    out_lanes : int, optional
+        Q, filters per output beat (must divide F); default ``default_out_lanes``.
+    reuse : int
+        R of the depthwise engine.
+    pointwise_reuse : int, optional
+        Rp of the pointwise stage, 1 to P*M; default min(R, P*M).
+    weights : "const"
+        Built-in constant weights.
+    target : None, "ecp5" or "ice40"
+
+    Members
+    -------
+    s_axis_tdata, s_axis_tvalid, s_axis_tuser, s_axis_tlast : In; s_axis_tready : Out
+        As ``DepthwiseEngine``'s: P lanes of the input format.
+    m_axis_tdata, m_axis_tvalid, m_axis_tuser, m_axis_tlast : Out; m_axis_tready : In
+        Q lanes of the output format; lane q of the pixel's beat j is filter j*Q + q.
+        ``tuser`` on a frame's first beat, ``tlast`` on the last beat of each row.
+    error : Out
+        Sticky until reset: a malformed input frame was seen (by either part).
+    """
+
+    _MustUse__silence = True
+
+    def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, pointwise_raw,
+                 pointwise_bias_raw, *, activation="linear", mid=None, pointwise=None,
+                 out_lanes=None, reuse=1, pointwise_reuse=None, weights="const", target=None):
+        if weights != "const":
+            raise LayerError(f"separable blocks have constant weights only, not {weights!r}")
+        mid = mid if mid is not None else getattr(formats, "mid", None)
+        pointwise = pointwise if pointwise is not None else getattr(formats, "pointwise", None)
+        if mid is None or pointwise is None:
+            raise LayerError("a separable block needs its mid and pointwise formats")
+        pointwise_raw = np.asarray(pointwise_raw)
+        if pointwise_raw.ndim != 2 or pointwise_raw.shape[0] != spec.out_channels:
+            raise LayerError(f"the pointwise kernel has shape {list(pointwise_raw.shape)}, "
+                             f"but the block needs [{spec.out_channels}, F] (C*M, filters)")
+        filters = pointwise_raw.shape[1]
+        self.depthwise_formats = dataclasses.replace(formats, accum=None, output=mid)
+        self.depthwise = DepthwiseEngine(spec, self.depthwise_formats, lanes, kernel_raw,
+                                         bias_raw, weights=weights, reuse=reuse, target=target)
+        self.groups = spec.channels // lanes
+        if pointwise_reuse is None:
+            pointwise_reuse = min(reuse, self.depthwise.out_lanes)
+        if out_lanes is None:
+            out_lanes = default_out_lanes(filters, self.groups * reuse)
+        self.pointwise = PointwiseStage(
+            channels=spec.out_channels, filters=filters, in_lanes=self.depthwise.out_lanes,
+            out_lanes=out_lanes, mid=mid, pointwise=pointwise, bias=formats.bias,
+            accum=formats.accum, output=formats.output, activation=activation,
+            kernel_raw=pointwise_raw, bias_raw=pointwise_bias_raw, reuse=pointwise_reuse,
+            target=target)
+        # what the simulators and reports read of an engine
+        self.depthwise_spec, self.formats, self.lanes = spec, formats, lanes
+        self.spec = BlockShape(spec, filters)
+        self.filters, self.out_lanes, self.out_groups = filters, out_lanes, filters // out_lanes
+        self.mid, self.pointwise_format, self.activation = mid, pointwise, activation
+        self.reuse, self.pointwise_reuse = reuse, pointwise_reuse
+        self.weights, self.target = weights, target
+        self.store = self.depthwise.store
+        self.in_width = formats.input.width
+        super().__init__({
+            "s_axis_tdata": In(lanes * formats.input.width),
+            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(out_lanes * formats.output.width),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
+            "error": Out(1),
+        })
+
+    # -- figures (no hardware built) -------------------------------------------------------
+
+    @property
+    def latency(self):
+        """Cycles from a window's outputs being scheduled in the depthwise engine to the
+        block's first output beat for that pixel, with the sink ready and the queues
+        empty: the depthwise engine's latency, its output queue and skid (3 cycles), then
+        the pointwise stage's latency from the pixel's last beat."""
+        return self.depthwise.latency + 3 + self.pointwise.latency
+
+    @property
+    def multipliers(self):
+        return self.depthwise.multipliers + self.pointwise.multipliers
+
+    @property
+    def real_multipliers(self):
+        return self.depthwise.real_multipliers + self.pointwise.real_multipliers
+
+    @property
+    def line_buffer_words(self):
+        return self.depthwise.line_buffer_words
+
+    @property
+    def cycles_per_input_beat(self):
+        """Sustained cycles per input beat: R, or the pointwise stage's pace if slower
+        (stride s has 1/s**2 outputs per input pixel, so it keeps up more easily)."""
+        spec = self.depthwise_spec
+        per_pixel = self.pointwise.cycles_per_pixel
+        outputs = spec.out_height * spec.out_width
+        inputs = spec.height * spec.width
+        return max(self.reuse, per_pixel * outputs / (inputs * self.groups))
+
+    def ideal_cycles(self, frames=1):
+        """frames * H*W*C/P * R: the input's pace, the report's ``ideal_cycles``."""
+        spec = self.depthwise_spec
+        return frames * spec.height * spec.width * self.groups * self.reuse
+
+    # -- hardware ---------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.depthwise = depthwise = self.depthwise
+        m.submodules.pointwise = pointwise = self.pointwise
+        for name in ("tdata", "tvalid", "tuser", "tlast"):
+            m.d.comb += getattr(depthwise, f"s_axis_{name}").eq(getattr(self, f"s_axis_{name}"))
+        m.d.comb += self.s_axis_tready.eq(depthwise.s_axis_tready)
+        self._feed(m, depthwise, pointwise)
+        m.d.comb += [
+            self.m_axis_tvalid.eq(pointwise.o.valid), pointwise.o.ready.eq(self.m_axis_tready),
+            self.m_axis_tdata.eq(pointwise.o.payload.data),
+            self.m_axis_tuser.eq(pointwise.o.payload.first),
+            self.m_axis_tlast.eq(pointwise.o.payload.last),
+            # both flags are sticky
+            self.error.eq(depthwise.error | pointwise.error),
+        ]
+        return m
+
+    @staticmethod
+    def _feed(m, depthwise, pointwise):
+        """The depthwise engine's output stream into the pointwise stage (the same payload:
+        P*M lanes of the mid format, start of frame, end of row)."""
+        m.d.comb += [
+            pointwise.i.valid.eq(depthwise.m_axis_tvalid),
+            depthwise.m_axis_tready.eq(pointwise.i.ready),
+            pointwise.i.payload.data.eq(depthwise.m_axis_tdata),
+            pointwise.i.payload.first.eq(depthwise.m_axis_tuser),
+            pointwise.i.payload.last.eq(depthwise.m_axis_tlast),
+        ]

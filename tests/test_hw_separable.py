@@ -1,0 +1,127 @@
+"""The separable block (depthwise engine -> pointwise stage) in Amaranth's simulator: exact
+against the depthwise golden model (mid as its output format) and the pointwise reference,
+with stalls, back-to-back frames, folding and malformed input."""
+
+import numpy as np
+import pytest
+
+from dwconv.golden.spec import LayerError
+from dwconv.hw.separable import SeparableEngine, default_out_lanes
+from dwconv.sim.amaranth_sim import run_amaranth
+
+from separable_cases import make_block
+from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
+
+
+def run_block(case, frames, *, stall=0.0, seed=0, beats=None, out_frames=None):
+    block = case.block
+    if beats is None:
+        beats = frame_beats(frames, block.lanes, case.formats.input.width)
+    n = len(frames) if out_frames is None else out_frames
+    oh, ow, _ = case.spec.output_shape
+    out_count = n * oh * ow * block.out_groups
+    run = run_stream(block, axi_ports(block), beats, out_count, stall=stall, seed=seed)
+    assert len(run.taken) == out_count, f"{len(run.taken)} of {out_count} output beats"
+    outputs = beats_to_frames(run.data(), (n, oh, ow, block.filters), block.out_lanes,
+                              case.formats.output)
+    return run, outputs
+
+
+def check_block(case, frames, *, stall, seed=0):
+    run, outputs = run_block(case, frames, stall=stall, seed=seed)
+    oh, ow, _ = case.spec.output_shape
+    np.testing.assert_array_equal(outputs, case.expected(frames))
+    assert run.flags() == expected_flags(len(frames), oh, ow, case.block.out_groups)
+    assert run.held and not run.error
+    return run
+
+
+SWEEP = [
+    dict(shape=(5, 6, 2), kernel=(3, 3), filters=3),
+    dict(shape=(4, 5, 4), kernel=(3, 3), filters=4, lanes=2, formats="trn_wrap",
+         activation="relu"),
+    dict(shape=(5, 5, 2), kernel=(3, 2), filters=5, multiplier=2, lanes=1, formats="accum",
+         activation="relu6"),
+    dict(shape=(6, 7, 3), kernel=(3, 3), filters=2, strides=2, padding="valid"),
+    dict(shape=(5, 6, 2), kernel=(3, 3), filters=4, dilation=2, reuse=3, formats="accum"),
+    dict(shape=(4, 4, 4), kernel=(2, 2), filters=6, lanes=4, out_lanes=2, reuse=2,
+         pointwise_reuse=3),
+    # a joined DepthwiseConv2D+Conv2D pair: the depthwise part has its own bias and relu
+    dict(shape=(5, 5, 2), kernel=(3, 3), filters=3, depthwise_bias=True,
+         depthwise_activation="relu", activation="relu6", formats="trn_wrap"),
+    dict(shape=(1, 9, 4), kernel=(1, 3), filters=4, lanes=2, pointwise_bias=False),  # 1D
+]
+
+
+def _id(params):
+    return "-".join(f"{k}={v}" for k, v in params.items()).replace(" ", "")
+
+
+@pytest.mark.parametrize("params", SWEEP, ids=[_id(p) for p in SWEEP])
+def test_block_bit_exact_with_stalls(params):
+    case = make_block(**params, seed=len(_id(params)))
+    check_block(case, case.frames(3, np.random.default_rng(1)), stall=0.25, seed=2)
+
+
+def test_full_rate_block_keeps_one_beat_per_cycle():
+    """P = 2 of C = 4 (two beats per pixel), F = 4 in two beats of two: back-to-back
+    frames at one input beat per cycle, as fast as the depthwise engine alone, and the
+    first output comes the pointwise stage's latency after the depthwise engine's."""
+    case = make_block(shape=(8, 8, 4), kernel=(3, 3), filters=4, lanes=2)
+    block = case.block
+    assert block.out_lanes == 2 and block.cycles_per_input_beat == 1
+    frames = case.frames(3, np.random.default_rng(3))
+    run = check_block(case, frames, stall=0.0)
+    alone = run_amaranth(block.depthwise, frames)
+    np.testing.assert_array_equal(alone.outputs, case.mid_values(frames))
+    groups = block.groups
+    # the pointwise stage takes the depthwise engine's beats as they come: its first output
+    # follows the depthwise engine's first pixel (G beats) by the stage's latency
+    assert run.first_out - run.first_in + 1 == (alone.latency_cycles + groups - 1
+                                                + block.pointwise.latency)
+    # the last output likewise; the stream in between runs at the depthwise engine's pace
+    assert run.cycles == alone.cycles + block.pointwise.latency + block.out_groups - 1
+    # the input never paused: one beat per cycle over the three frames
+    assert run.last_in - run.first_in + 1 == block.ideal_cycles(3)
+
+
+def test_default_out_lanes_keep_the_input_rate():
+    assert default_out_lanes(16, 1) == 16
+    assert default_out_lanes(16, 4) == 4
+    assert default_out_lanes(6, 4) == 2       # 3 beats of 2 fit in 4 cycles
+    assert default_out_lanes(7, 3) == 7
+
+
+def test_figures_without_hardware():
+    case = make_block(shape=(32, 32, 8), kernel=(3, 3), filters=16, formats="int8")
+    block = case.block
+    assert (block.filters, block.out_lanes, block.out_groups) == (16, 16, 1)
+    assert block.multipliers == 9 * 8 + 8 * 16
+    assert block.real_multipliers == 0       # one channel group: all constant products
+    assert block.ideal_cycles(2) == 2 * 32 * 32
+    assert block.spec.output_shape == (32, 32, 16)
+
+
+def test_malformed_input_resynchronizes():
+    """A start of frame in the middle of the second frame: the depthwise engine completes
+    the cut frame, so the block still gives three frames; the first and the third are
+    exact, and the error flag is set."""
+    case = make_block(shape=(4, 5, 2), kernel=(3, 3), filters=2, lanes=1)
+    frames = case.frames(3, np.random.default_rng(8))
+    beats = [frame_beats(f[None], 1, case.formats.input.width) for f in frames]
+    cut = beats[0] + beats[1][:len(beats[1]) // 2] + beats[2]
+    run, outputs = run_block(case, frames, stall=0.2, seed=4, beats=cut, out_frames=3)
+    expected = case.expected(frames)
+    np.testing.assert_array_equal(outputs[0], expected[0])
+    np.testing.assert_array_equal(outputs[2], expected[2])
+    oh, ow, _ = case.spec.output_shape
+    assert run.flags() == expected_flags(3, oh, ow, case.block.out_groups)
+    assert run.error
+
+
+def test_port_weights_are_refused_for_now():
+    with pytest.raises(LayerError, match="constant weights only"):
+        case = make_block(shape=(3, 3, 1), kernel=(1, 1), filters=1)
+        SeparableEngine(case.spec, case.formats, 1, case.kernel_raw, case.bias_raw,
+                        case.pw_raw, case.pw_bias_raw, mid=case.mid, pointwise=case.pointwise,
+                        weights="port")
