@@ -181,13 +181,15 @@ def _hex_lines(words):
 def _parameters(engine):
     spec, lanes = engine.spec, engine.lanes
     groups = spec.channels // lanes
+    # output beats per pixel: C/P, or a separable block's F/Q
+    out_groups = getattr(engine, "out_groups", groups)
     parameters = {
         "IN_BITS": lanes * engine.formats.input.width,
         "OUT_BITS": engine.out_lanes * engine.formats.output.width,
         "IN_ROW_BEATS": spec.width * groups,
         "IN_FRAME_BEATS": spec.height * spec.width * groups,
-        "OUT_ROW_BEATS": spec.out_width * groups,
-        "OUT_FRAME_BEATS": spec.out_height * spec.out_width * groups,
+        "OUT_ROW_BEATS": spec.out_width * out_groups,
+        "OUT_FRAME_BEATS": spec.out_height * spec.out_width * out_groups,
     }
     if engine.weights == "port":
         parameters["WEIGHT_BITS"] = engine.store.load_width
