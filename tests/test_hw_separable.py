@@ -4,6 +4,8 @@ with stalls, back-to-back frames, folding and malformed input."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dwconv.golden.spec import LayerError
 from dwconv.hw.separable import SeparableEngine, default_out_lanes
@@ -125,6 +127,30 @@ def test_port_weights_are_refused_for_now():
         SeparableEngine(case.spec, case.formats, 1, case.kernel_raw, case.bias_raw,
                         case.pw_raw, case.pw_bias_raw, mid=case.mid, pointwise=case.pointwise,
                         weights="port")
+
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), formats=st.sampled_from(["rnd_sat", "trn_wrap", "accum"]),
+       channels=st.sampled_from([1, 2, 4]), multiplier=st.integers(1, 2),
+       filters=st.integers(1, 5), kernel=st.sampled_from([(1, 1), (2, 2), (3, 3), (3, 2)]),
+       strides=st.integers(1, 2), padding=st.sampled_from(["same", "valid"]),
+       activation=st.sampled_from(["linear", "relu", "relu6"]),
+       stall=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2 ** 16))
+def test_hypothesis_blocks(data, formats, channels, multiplier, filters, kernel, strides,
+                           padding, activation, stall, seed):
+    lanes = data.draw(st.sampled_from([p for p in (1, 2, 4) if channels % p == 0]))
+    out_lanes = data.draw(st.sampled_from([q for q in range(1, filters + 1)
+                                           if filters % q == 0]))
+    taps = kernel[0] * kernel[1]
+    reuse = data.draw(st.integers(1, min(taps, 3)))
+    pointwise_reuse = data.draw(st.integers(1, lanes * multiplier))
+    case = make_block(shape=(4, 4, channels), kernel=kernel, filters=filters,
+                      strides=strides, padding=padding, multiplier=multiplier, lanes=lanes,
+                      out_lanes=out_lanes, reuse=reuse, pointwise_reuse=pointwise_reuse,
+                      formats=formats, activation=activation, seed=seed,
+                      depthwise_bias=data.draw(st.booleans()))
+    check_block(case, case.frames(2, np.random.default_rng(seed)), stall=stall, seed=seed)
 
 
 # -- the block's Verilog, compiled (tb_stream.v under Verilator and Icarus) ---------------
