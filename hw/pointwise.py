@@ -1,8 +1,9 @@
 """The pointwise stage: a 1x1 convolution (C*M -> F filters) on a stream of pixel beats."""
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..golden.fixed import accumulator_format
@@ -111,7 +112,8 @@ class PointwiseStage(wiring.Component):
     _MustUse__silence = True
 
     def __init__(self, *, channels, filters, in_lanes, out_lanes, mid, pointwise, bias,
-                 accum, output, activation, kernel_raw, bias_raw, reuse=1, target=None):
+                 accum, output, activation, kernel_raw, bias_raw, reuse=1, weights="const",
+                 use_bias=True, target=None):
         channels = _whole("channels", channels)
         filters = _whole("filters", filters)
         in_lanes = _whole("the pointwise stage's input lanes", in_lanes)
@@ -128,6 +130,8 @@ class PointwiseStage(wiring.Component):
                              f"lanes), not {reuse}")
         if activation not in ("linear", "relu", "relu6"):
             raise LayerError(f"activation must be linear, relu or relu6, not {activation!r}")
+        if weights not in ("const", "port"):
+            raise LayerError(f"weights must be 'const' or 'port', not {weights!r}")
         kernel_raw = np.asarray(kernel_raw)
         bias_raw = np.asarray(bias_raw)
         if kernel_raw.shape != (channels, filters) or bias_raw.shape != (filters,):
@@ -138,11 +142,14 @@ class PointwiseStage(wiring.Component):
             if not np.issubdtype(array.dtype, np.integer) or (
                     array.size and (array.min() < fmt.raw_min or array.max() > fmt.raw_max)):
                 raise LayerError(f"raw pointwise {what} values must be integers of {fmt}")
+        if not use_bias and np.any(bias_raw != 0):
+            raise LayerError("a pointwise stage without bias needs a zero bias")
         self.channels, self.filters = channels, filters
         self.in_lanes, self.out_lanes, self.reuse = in_lanes, out_lanes, reuse
         self.mid, self.pointwise, self.bias, self.accum, self.output = (
             mid, pointwise, bias, accum, output)
         self.activation, self.target = activation, target
+        self.weights, self.use_bias = weights, bool(use_bias)
         self.kernel_raw = kernel_raw.astype(np.int64)
         self.bias_raw = bias_raw.astype(np.int64)
         self.groups = channels // in_lanes
@@ -150,11 +157,19 @@ class PointwiseStage(wiring.Component):
         self.slots = -(-in_lanes // reuse)      # multipliers per filter
         self.out_beats = filters // out_lanes
         self.accumulator = accumulator_format(mid, pointwise, bias, channels)
-        super().__init__({
+        self.load_width = max(pointwise.width, bias.width if self.use_bias else 0)
+        #: values in one weight load: the kernel, then the bias (with ``use_bias``)
+        self.load_values = channels * filters + (filters if self.use_bias else 0)
+        members = {
             "i": In(stream.Signature(pixel_beat(format_shape(mid), in_lanes))),
             "o": Out(stream.Signature(pixel_beat(format_shape(output), out_lanes))),
             "error": Out(1),
-        })
+        }
+        if weights == "port":
+            members["load"] = In(stream.Signature(data.StructLayout(
+                {"value": self.load_width, "last": 1})))
+            members["pending"] = Out(1)
+        super().__init__(members)
         # pixels whose results may be on their way to the queue when a credit is checked
         in_flight = -(-(self.pixel_latency + 6) // self.phases) + 2
         self.queue_depth = max(2, 1 << (in_flight - 1).bit_length())
@@ -164,7 +179,7 @@ class PointwiseStage(wiring.Component):
     @property
     def constant_products(self):
         """Each multiplier has one constant weight: products become shift-and-add logic."""
-        return self.phases == 1
+        return self.phases == 1 and self.weights == "const"
 
     def _slot_weights(self, f):
         """Constant weights of filter f's MAC (one phase only), or None."""
@@ -266,6 +281,11 @@ class PointwiseStage(wiring.Component):
         ]
         m.d.sync += credits.eq(credits - (take & eff_last) + pop)
 
+        # port weights: the bank of each held beat (a start of frame takes a pending load)
+        held_bank = Signal()
+        port = self._port_weights(m, take, starts, held_bank) if self.weights == "port" \
+            else None
+
         with m.If(take):
             m.d.sync += [held.eq(self.i.payload.data), active.eq(1), phase_r.eq(0),
                          held_group.eq(eff_group), held_first.eq(starts),
@@ -302,19 +322,21 @@ class PointwiseStage(wiring.Component):
             m.submodules[f"mac{f}"] = mac
             for s in range(self.slots):
                 m.d.comb += mac.x[s].eq(lanes_of[s])
-                if not self.constant_products:
+                if port is not None:
+                    m.d.comb += mac.w[s].eq(port.kernel(s, f))
+                elif not self.constant_products:
                     m.d.comb += mac.w[s].eq(self._weight_table(f, s, held_group, phase_r,
                                                                g_bits, r_bits, w_shape))
             m.d.comb += mac.b.eq(0)
             macs.append(mac)
 
-        flags = [ph_valid, ph_first, ph_last, ph_frame_first, ph_row_last]
+        flags = [ph_valid, ph_first, ph_last, ph_frame_first, ph_row_last, held_bank]
         for stage in range(self.mac_latency):
             delayed = [Signal(name=f"{n}_{stage}") for n in
-                       ("valid", "first", "last", "frame_first", "row_last")]
+                       ("valid", "first", "last", "frame_first", "row_last", "bank")]
             m.d.sync += [d.eq(v) for d, v in zip(delayed, flags)]
             flags = delayed
-        valid, first, last, frame_first, row_last = flags
+        valid, first, last, frame_first, row_last, bank = flags
 
         # -- accumulator over the phases of a pixel; ``done`` marks a complete sum
         done = Signal()
@@ -327,8 +349,9 @@ class PointwiseStage(wiring.Component):
         bias_shift = acc_fmt.frac - self.bias.frac
         for f, mac in enumerate(macs):
             total = Signal(mac.acc.shape(), name=f"sum{f}", reset_less=True)
-            base = Mux(first, Const(int(self.bias_raw[f]) << bias_shift, mac.acc.shape()),
-                       total)
+            bias = (Const(int(self.bias_raw[f]), format_shape(self.bias)) if port is None
+                    else port.bias(f, bank))
+            base = Mux(first, bias << bias_shift, total)
             with m.If(valid):
                 m.d.sync += total.eq(base + mac.acc)
             outputs.append(self._convert(m, f, total, acc_fmt.frac))
@@ -349,6 +372,11 @@ class PointwiseStage(wiring.Component):
         self._serialize(m, queue.o, skid.i)
         wiring.connect(m, skid.o, wiring.flipped(self.o))
         return m
+
+    def _port_weights(self, m, take, starts, held_bank):
+        """Weights loaded through ``load``: two banks of kernel memories (one per multiplier
+        slot, a word of F weights per phase) and bias registers.  Returns the reads."""
+        return _PortWeights(self, m, take, starts, held_bank)
 
     @staticmethod
     def _lane_select(held, slot, R, phase_r, r_bits):
@@ -403,3 +431,154 @@ class PointwiseStage(wiring.Component):
             m.d.comb += sink.payload.data[q].eq(_by_index(
                 index, [source.payload.data[j * Q + q] for j in range(beats)],
                 len(index)))
+
+
+class _PortWeights:
+    """The pointwise stage's run-time weights (``weights="port"``).
+
+    A load is the kernel (C*M, F) in Keras order (row k = g*L + l holds the F filters'
+    weights of value k), then the F biases (with ``use_bias``), one raw value per beat,
+    ``last`` on the final one.  Each row goes to the memory of multiplier slot l // R at
+    phase g*R + l % R of the inactive bank, the biases to the inactive bank's registers.  A
+    complete load is ``pending`` until the next beat with ``first`` (a frame start) is
+    taken: that beat and all after it use the new bank.  A load whose ``last`` is misplaced
+    is discarded (``error``).  A new load waits while one is pending and for the pipeline's
+    length after a swap (the previous frame's last pixels still read the old bank's bias).
+
+    The kernel memories are read a cycle ahead (the address is the next held phase), so
+    their read registers give the weights of the phase in the held register.
+    """
+
+    def __init__(self, stage, m, take, starts, held_bank):
+        self.stage = stage
+        G, R, L, F = stage.groups, stage.reuse, stage.in_lanes, stage.filters
+        GR = stage.phases
+        w_shape, b_shape = format_shape(stage.pointwise), format_shape(stage.bias)
+        index_bits = max(GR - 1, 0).bit_length()
+        depth = 2 << index_bits                 # address: Cat(phase, bank)
+
+        bank = Signal(name="weight_bank")
+        pending = stage.pending
+        swap = take & starts & pending
+        with m.If(take):
+            m.d.sync += held_bank.eq(bank ^ swap)
+        with m.If(swap):
+            m.d.sync += [bank.eq(~bank), pending.eq(0)]
+
+        # the held phase g*R + r, and g*R of the next beat (no multiplier: counted in R's)
+        phase = Signal(range(max(GR, 2)), name="weight_phase")
+        group_base = Signal(range(max(GR, 2)), name="group_base")
+        next_base = Mux(starts, 0, group_base)
+        ends_pixel = Signal()
+        m.d.comb += ends_pixel.eq(next_base == GR - R)
+        with m.If(take):
+            m.d.sync += [phase.eq(next_base),
+                         group_base.eq(Mux(ends_pixel, 0, next_base + R))]
+        with m.Else():
+            m.d.sync += phase.eq(phase + 1)
+        read_phase = Mux(take, next_base, phase + 1)
+        read_bank = Mux(take, bank ^ swap, held_bank)
+        init = self._initial_words(stage, index_bits)
+        self.reads = []
+        memories = []
+        for s in range(stage.slots):
+            mem = Memory(shape=data.ArrayLayout(w_shape, F), depth=depth, init=init[s])
+            m.submodules[f"kernel{s}"] = mem
+            read = mem.read_port()
+            m.d.comb += read.addr.eq(Cat(read_phase[:index_bits], read_bank)
+                                     if index_bits else read_bank)
+            self.reads.append(read)
+            memories.append(mem)
+        self.bias_banks = [Signal(data.ArrayLayout(b_shape, F), name=f"bias_bank{n}",
+                                  init=[int(v) for v in stage.bias_raw] if n == 0 else [],
+                                  reset_less=True) for n in range(2)]
+        self._loader(m, memories, bank, index_bits)
+
+    @staticmethod
+    def _initial_words(stage, index_bits):
+        """Bank 0's words: per slot, per phase g*R + r, the F weights of row g*L + s*R + r."""
+        G, R, L = stage.groups, stage.reuse, stage.in_lanes
+        words = []
+        for s in range(stage.slots):
+            slot = [[0] * stage.filters for _ in range(2 << index_bits)]
+            for g in range(G):
+                for r in range(R):
+                    lane = s * R + r
+                    if lane < L:
+                        slot[g * R + r] = [int(v) for v in stage.kernel_raw[g * L + lane]]
+            words.append(slot)
+        return words
+
+    def kernel(self, slot, f):
+        return self.reads[slot].data[f]
+
+    def bias(self, f, bank):
+        return Mux(bank, self.bias_banks[1][f], self.bias_banks[0][f])
+
+    def _loader(self, m, memories, bank, index_bits):
+        stage = self.stage
+        R, L, F = stage.reuse, stage.in_lanes, stage.filters
+        load = stage.load
+        width = stage.load_width
+        accept = load.valid & load.ready
+        value, last = load.payload.value, load.payload.last
+        # the values of one row (or of the bias), value j at position j
+        word = Signal(F * width, name="load_word", reset_less=True)
+        with m.If(accept):
+            m.d.sync += word.eq(Cat(word[width:], value))
+
+        _, final = position_counter(m, stage.load_values, accept, "load_value",
+                                    accept & last)
+        ends = accept & (final | last)             # a load ends, complete or not
+        _, row_end = position_counter(m, F, accept, "load_filter", ends)
+        _, lane_end = position_counter(m, L, accept & row_end, "load_lane", ends)
+        _, kernel_end = position_counter(m, stage.channels, accept & row_end, "load_row",
+                                         ends)
+        in_bias = Signal(name="load_in_bias")
+        r = Signal(range(max(R, 2)), name="load_r")
+        slot = Signal(range(max(stage.slots, 2)), name="load_slot")
+        base = Signal(range(max(stage.phases, 2)), name="load_base")
+        with m.If(accept & row_end):
+            with m.If(kernel_end):
+                m.d.sync += [in_bias.eq(1), r.eq(0), slot.eq(0), base.eq(0)]
+            with m.Elif(lane_end):
+                m.d.sync += [r.eq(0), slot.eq(0), base.eq(base + R)]
+            with m.Elif(r == R - 1):
+                m.d.sync += [r.eq(0), slot.eq(slot + 1)]
+            with m.Else():
+                m.d.sync += r.eq(r + 1)
+        with m.If(ends):
+            m.d.sync += [in_bias.eq(0), r.eq(0), slot.eq(0), base.eq(0)]
+
+        # writes a cycle after a row's last value, from registers, into the inactive bank
+        write_row, write_bias = Signal(), Signal()
+        write_slot = Signal.like(slot, name="write_slot")
+        write_phase = Signal.like(base, name="write_phase")
+        m.d.sync += [write_row.eq(accept & row_end & ~in_bias),
+                     write_bias.eq(accept & row_end & in_bias),
+                     write_slot.eq(slot), write_phase.eq(base + r)]
+        for s, mem in enumerate(memories):
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(Cat(write_phase[:index_bits], ~bank) if index_bits
+                                      else ~bank),
+                         port.data.eq(Cat(word[f * width:f * width + stage.pointwise.width]
+                                          for f in range(F))),
+                         port.en.eq(write_row & (write_slot == s))]
+        with m.If(write_bias):
+            for n in range(2):
+                with m.If(bank != n):
+                    m.d.sync += self.bias_banks[n].eq(
+                        Cat(word[f * width:f * width + stage.bias.width] for f in range(F)))
+
+        # complete: the final value carries ``last``; otherwise discarded, with an error
+        with m.If(accept & final & last):
+            m.d.sync += stage.pending.eq(1)
+        with m.If(accept & (final ^ last)):
+            m.d.sync += stage.error.eq(1)
+        # no new load while one is pending, nor for the pipeline's length after a swap
+        quiet = Signal(range(stage.mac_latency + 4), name="load_quiet")
+        with m.If(stage.pending):
+            m.d.sync += quiet.eq(stage.mac_latency + 3)
+        with m.Elif(quiet != 0):
+            m.d.sync += quiet.eq(quiet - 1)
+        m.d.comb += load.ready.eq(~stage.pending & (quiet == 0))

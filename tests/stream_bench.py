@@ -21,18 +21,26 @@ class Ports:
     out_first: object
     out_last: object
     error: object
+    # the weight port, if any: valid, ready, value, last
+    load: tuple = None
 
 
 def stream_ports(dut):
+    load = None
+    if getattr(dut, "weights", "const") == "port":
+        load = (dut.load.valid, dut.load.ready, dut.load.payload.value, dut.load.payload.last)
     return Ports(dut.i.valid, dut.i.ready, dut.i.payload.data.as_value(), dut.i.payload.first,
                  dut.i.payload.last, dut.o.valid, dut.o.ready, dut.o.payload.data.as_value(),
-                 dut.o.payload.first, dut.o.payload.last, dut.error)
+                 dut.o.payload.first, dut.o.payload.last, dut.error, load)
 
 
 def axi_ports(dut):
+    load = None
+    if getattr(dut, "weights", "const") == "port":
+        load = (dut.w_axis_tvalid, dut.w_axis_tready, dut.w_axis_tdata, dut.w_axis_tlast)
     return Ports(dut.s_axis_tvalid, dut.s_axis_tready, dut.s_axis_tdata, dut.s_axis_tuser,
                  dut.s_axis_tlast, dut.m_axis_tvalid, dut.m_axis_tready, dut.m_axis_tdata,
-                 dut.m_axis_tuser, dut.m_axis_tlast, dut.error)
+                 dut.m_axis_tuser, dut.m_axis_tlast, dut.error, load)
 
 
 @dataclass
@@ -58,18 +66,29 @@ class Run:
 
 
 def run_stream(dut, ports, beats, out_count, *, stall=0.0, seed=0, max_cycles=None,
-               extra_cycles=0):
+               extra_cycles=0, loads=None):
     """Offer ``beats`` ((data, first, last) ints) in order; take beats until ``out_count``
-    are taken (then ``extra_cycles`` more) or ``max_cycles`` pass."""
+    are taken (then ``extra_cycles`` more) or ``max_cycles`` pass.  ``loads`` maps an input
+    beat index to weight port beats ((value, last) ints), all sent before that beat."""
     rng = np.random.default_rng(seed)
     run = Run()
+    loads = {k: list(v) for k, v in (loads or {}).items()}
     if max_cycles is None:
-        max_cycles = int((len(beats) + out_count) * 8 / (1 - stall) ** 2) + 500
+        max_cycles = int((len(beats) + out_count + sum(map(len, loads.values()))) * 8
+                         / (1 - stall) ** 2) + 500
 
     async def bench(ctx):
-        sent, cycle, shown, after = 0, 0, None, 0
+        sent, cycle, shown, after, loaded = 0, 0, None, 0, 0
         while cycle < max_cycles and after <= extra_cycles:
-            offer = sent < len(beats) and rng.random() >= stall
+            pending = loads.get(sent, [])
+            loading = loaded < len(pending)
+            offer = sent < len(beats) and not loading and rng.random() >= stall
+            offer_w = loading and rng.random() >= stall
+            if ports.load is not None:
+                if offer_w:
+                    ctx.set(ports.load[2], pending[loaded][0])
+                    ctx.set(ports.load[3], pending[loaded][1])
+                ctx.set(ports.load[0], offer_w)
             ready = rng.random() >= stall
             if offer:
                 data, first, last = beats[sent]
@@ -78,16 +97,19 @@ def run_stream(dut, ports, beats, out_count, *, stall=0.0, seed=0, max_cycles=No
                 ctx.set(ports.in_last, last)
             ctx.set(ports.in_valid, offer)
             ctx.set(ports.out_ready, ready)
-            _, _, in_ready, valid, data, first, last = await ctx.tick().sample(
+            w_ready = [] if ports.load is None else [ports.load[1]]
+            _, _, in_ready, valid, data, first, last, *w_taken = await ctx.tick().sample(
                 ports.in_ready, ports.out_valid, ports.out_data, ports.out_first,
-                ports.out_last)
+                ports.out_last, *w_ready)
+            if offer_w and w_taken[0]:
+                loaded += 1
             if shown is not None and (not valid or (data, first, last) != shown):
                 run.held = False
             shown = (data, first, last) if valid and not ready else None
             if offer and in_ready:
                 run.first_in = cycle if run.first_in is None else run.first_in
                 run.last_in = cycle
-                sent += 1
+                sent, loaded = sent + 1, 0
             if valid and ready:
                 run.first_out = cycle if run.first_out is None else run.first_out
                 run.last_out = cycle

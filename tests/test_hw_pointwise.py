@@ -229,6 +229,14 @@ def test_bad_parameters_are_layer_errors(kwargs, message):
         make_stage(**params)
 
 
+def test_bias_without_use_bias_is_refused():
+    with pytest.raises(LayerError, match="without bias needs a zero bias"):
+        case = make_stage(channels=2, filters=2, in_lanes=2)
+        PointwiseStage(channels=2, filters=2, in_lanes=2, out_lanes=2, activation="linear",
+                       kernel_raw=case.kernel, bias_raw=np.ones(2, dtype=int), use_bias=False,
+                       **case.formats)
+
+
 def test_kernel_outside_its_format_is_refused():
     with pytest.raises(LayerError, match="raw pointwise kernel values"):
         make_stage(channels=2, filters=2, in_lanes=2, kernel=np.full((2, 2), 99))
@@ -248,3 +256,100 @@ def test_hypothesis_sweep(data, formats, activation, groups, lanes, filters, sta
                       activation=activation, seed=seed)
     frames = case.frames(2, 2, 2, np.random.default_rng(seed))
     check(case, frames, stall=stall, seed=seed)
+
+
+# -- weights loaded through the port ---------------------------------------------------------
+
+def load_beats(kernel, bias, width, use_bias=True):
+    """A load's beats: the kernel (C*M, F) in Keras order, then the bias."""
+    values = list(np.asarray(kernel).reshape(-1)) + (list(bias) if use_bias else [])
+    mask = (1 << width) - 1
+    return [(int(v) & mask, int(n == len(values) - 1)) for n, v in enumerate(values)]
+
+
+def port_stage(seed=0, use_bias=True, **params):
+    case = make_stage(seed=seed, **params)
+    if not use_bias:
+        case.bias = np.zeros_like(case.bias)
+    stage = case.stage
+    port = PointwiseStage(channels=stage.channels, filters=stage.filters,
+                          in_lanes=stage.in_lanes, out_lanes=stage.out_lanes,
+                          reuse=stage.reuse, activation=case.activation,
+                          kernel_raw=case.kernel, bias_raw=case.bias, weights="port",
+                          use_bias=use_bias, **case.formats)
+    case.stage = port
+    return case
+
+
+def other_weights(case, rng):
+    pw, b = case.formats["pointwise"], case.formats["bias"]
+    return (rng.integers(pw.raw_min, pw.raw_max + 1, size=case.kernel.shape),
+            rng.integers(b.raw_min, b.raw_max + 1, size=case.bias.shape))
+
+
+def run_loads(case, frames, loads, *, stall, seed, expected_error=False, extra=None):
+    """Frames with weight loads before some of them (frame index -> beats); returns the
+    outputs."""
+    stage = case.stage
+    beats = frame_beats(frames, stage.in_lanes, case.formats["mid"].width)
+    n, h, w, _ = frames.shape
+    per_frame = h * w * stage.groups
+    out_count = n * h * w * stage.out_beats
+    run = run_stream(stage, stream_ports(stage), beats, out_count, stall=stall, seed=seed,
+                     loads={k * per_frame: v for k, v in loads.items()})
+    assert len(run.taken) == out_count
+    assert run.flags() == expected_flags(n, h, w, stage.out_beats)
+    assert run.error == expected_error
+    return beats_to_frames(run.data(), (n, h, w, stage.filters), stage.out_lanes,
+                           case.formats["output"])
+
+
+def _expected_with(case, frames, kernel, bias):
+    return pointwise_reference(frames, kernel, bias, activation=case.activation,
+                               **case.formats)
+
+
+@pytest.mark.parametrize("params", [
+    dict(channels=4, filters=3, in_lanes=4),                         # one phase: real MACs
+    dict(channels=6, filters=4, in_lanes=2, out_lanes=2),            # three groups
+    dict(channels=8, filters=2, in_lanes=4, out_lanes=1, reuse=3,    # folded, R not
+         formats="accum", activation="relu"),                        # dividing L
+    dict(channels=3, filters=5, in_lanes=3, reuse=3, formats="fine_bias", use_bias=False),
+])
+def test_port_weights_swap_at_frame_starts(params):
+    case = port_stage(**params)
+    stage = case.stage
+    assert stage.real_multipliers == stage.multipliers
+    rng = np.random.default_rng(3)
+    frames = case.frames(4, 2, 3, rng)
+    width = stage.load_width
+    kernel1, bias1 = other_weights(case, rng)
+    kernel2, bias2 = other_weights(case, rng)
+    if not stage.use_bias:
+        bias1 = bias2 = case.bias        # zeros: a load has no bias values
+    loads = {1: load_beats(kernel1, bias1, width, stage.use_bias),
+             2: load_beats(kernel2, bias2, width, stage.use_bias)}
+    outputs = run_loads(case, frames, loads, stall=0.25, seed=5)
+    np.testing.assert_array_equal(outputs[0], case.expected(frames[:1])[0])
+    np.testing.assert_array_equal(outputs[1], _expected_with(case, frames[1], kernel1, bias1))
+    np.testing.assert_array_equal(outputs[2:], _expected_with(case, frames[2:], kernel2, bias2))
+
+
+@pytest.mark.parametrize("damage", ["early_last", "missing_last"])
+def test_malformed_load_is_discarded(damage):
+    case = port_stage(channels=4, filters=2, in_lanes=2, out_lanes=1)
+    stage = case.stage
+    rng = np.random.default_rng(4)
+    frames = case.frames(3, 2, 2, rng)
+    kernel1, bias1 = other_weights(case, rng)
+    kernel2, bias2 = other_weights(case, rng)
+    bad = load_beats(kernel1, bias1, stage.load_width)
+    if damage == "early_last":
+        bad = bad[:5] + [(bad[5][0], 1)]
+    else:
+        bad = bad[:-1] + [(bad[-1][0], 0)]
+    # frame 1 keeps the first weights; the good load after the bad one is frame 2's
+    loads = {1: bad, 2: load_beats(kernel2, bias2, stage.load_width)}
+    outputs = run_loads(case, frames, loads, stall=0.2, seed=6, expected_error=True)
+    np.testing.assert_array_equal(outputs[:2], case.expected(frames[:2]))
+    np.testing.assert_array_equal(outputs[2], _expected_with(case, frames[2], kernel2, bias2))
