@@ -201,9 +201,9 @@ class PointwiseStage(wiring.Component):
     @property
     def pixel_latency(self):
         """Cycles from a pixel's last input beat taken to its result entering the queue:
-        the beat register, the MACs, the accumulator, the requantizers and activation (and
+        the input skid buffer, the beat register, the MACs, the accumulator, the requantizers and activation (and
         R-1 phases after the first of the last beat)."""
-        return 1 + (self.reuse - 1) + self.mac_latency + 1 + self._post_latency
+        return 2 + (self.reuse - 1) + self.mac_latency + 1 + self._post_latency
 
     #: cycles from a queue write to the output beat on ``o`` (queue read, serializer or
     #: pass-through, skid buffer), with ``o.ready`` high
@@ -246,6 +246,11 @@ class PointwiseStage(wiring.Component):
             data.StructLayout({"data": data.ArrayLayout(format_shape(self.output),
                                                         self.filters),
                                "first": 1, "last": 1}), self.queue_depth)
+        # a skid buffer at the input: ``i.ready`` is a flip-flop, and the accept logic
+        # below (behind the held register's enables) stays next to the stage
+        m.submodules.in_skid = in_skid = SkidBuffer(self.i.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i), in_skid.i)
+        source = in_skid.o
         held = Signal.like(self.i.payload.data, name="held", reset_less=True)
         active = Signal()                       # a beat is held
         phase_r = Signal(range(max(R, 2)))      # its phase
@@ -258,7 +263,7 @@ class PointwiseStage(wiring.Component):
         # the group of the next beat; a start of frame is group 0 whatever the count says
         group = Signal(range(max(G, 2)), name="group")
         at_last_group = Signal(init=G == 1, name="at_last_group")   # group == G-1
-        starts = self.i.payload.first
+        starts = source.payload.first
         eff_group = Mux(starts, 0, group)
         eff_last = Mux(starts, G == 1, at_last_group)
         with m.If(take):
@@ -276,8 +281,8 @@ class PointwiseStage(wiring.Component):
         has_credit = credits.any()
         open_ = ~active | (phase_r == R - 1)
         m.d.comb += [
-            self.i.ready.eq(open_ & (~at_last_group | has_credit)),
-            take.eq(self.i.valid & self.i.ready),
+            source.ready.eq(open_ & (~at_last_group | has_credit)),
+            take.eq(source.valid & source.ready),
         ]
         m.d.sync += credits.eq(credits - (take & eff_last) + pop)
 
@@ -286,17 +291,21 @@ class PointwiseStage(wiring.Component):
         port = self._port_weights(m, take, starts, held_bank) if self.weights == "port" \
             else None
 
+        # the held value loads whenever a beat may be taken, taken or not (``active`` says
+        # whether it is one): its wide enable is a gate on flip-flops, not the handshake
+        with m.If(open_):
+            m.d.sync += held.eq(source.payload.data)
         with m.If(take):
-            m.d.sync += [held.eq(self.i.payload.data), active.eq(1), phase_r.eq(0),
+            m.d.sync += [active.eq(1), phase_r.eq(0),
                          held_group.eq(eff_group), held_first.eq(starts),
-                         held_last.eq(self.i.payload.last & eff_last), held_ends.eq(eff_last)]
+                         held_last.eq(source.payload.last & eff_last), held_ends.eq(eff_last)]
         with m.Elif(active & (phase_r != R - 1)):
             m.d.sync += phase_r.eq(phase_r + 1)
         with m.Elif(active):
             m.d.sync += active.eq(0)
         # a start of frame inside a pixel, or an end of row on a beat that does not end its
         # pixel: the stream is malformed
-        with m.If(take & ((starts & (group != 0)) | (self.i.payload.last & ~eff_last))):
+        with m.If(take & ((starts & (group != 0)) | (source.payload.last & ~eff_last))):
             m.d.sync += self.error.eq(1)
 
         # -- phase flags: this cycle's phase is the first or the last of a pixel

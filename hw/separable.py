@@ -3,11 +3,12 @@
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Module
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.spec import LayerError
+from .counter import position_counter
 from .engine import DepthwiseEngine
 from .pointwise import PointwiseStage
 
@@ -74,8 +75,13 @@ class SeparableEngine(wiring.Component):
         R of the depthwise engine.
     pointwise_reuse : int, optional
         Rp of the pointwise stage, 1 to P*M; default min(R, P*M).
-    weights : "const"
-        Built-in constant weights.
+    use_bias : bool
+        The pointwise stage has a bias (else ``pointwise_bias_raw`` is zeros).
+    weights : "const" or "port"
+        Built-in constants, or run-time loads through ``w_axis_*``: one load holds every
+        weight of the block (``load_values``), one raw value per beat, sign-extended to
+        ``load_width``; ``tlast`` on the last.  A load is taken by the next frame that
+        starts after it (frame starts wait while a load is under way).
     target : None, "ecp5" or "ice40"
 
     Members
@@ -85,17 +91,22 @@ class SeparableEngine(wiring.Component):
     m_axis_tdata, m_axis_tvalid, m_axis_tuser, m_axis_tlast : Out; m_axis_tready : In
         Q lanes of the output format; lane q of the pixel's beat j is filter j*Q + q.
         ``tuser`` on a frame's first beat, ``tlast`` on the last beat of each row.
+    w_axis_tdata, w_axis_tvalid, w_axis_tlast : In; w_axis_tready : Out
+        Weight loads, with ``weights="port"`` only.
     error : Out
-        Sticky until reset: a malformed input frame was seen (by either part).
+        Sticky until reset: a malformed input frame or weight load was seen.  A load with
+        ``tlast`` early or missing is discarded, except one that ends exactly where its
+        depthwise part ends: that part is taken, the pointwise stage keeps its weights.
     """
 
     _MustUse__silence = True
 
     def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, pointwise_raw,
                  pointwise_bias_raw, *, activation="linear", mid=None, pointwise=None,
-                 out_lanes=None, reuse=1, pointwise_reuse=None, weights="const", target=None):
-        if weights != "const":
-            raise LayerError(f"separable blocks have constant weights only, not {weights!r}")
+                 out_lanes=None, reuse=1, pointwise_reuse=None, use_bias=True, weights="const",
+                 target=None):
+        if weights not in ("const", "port"):
+            raise LayerError(f"weights must be 'const' or 'port', not {weights!r}")
         mid = mid if mid is not None else getattr(formats, "mid", None)
         pointwise = pointwise if pointwise is not None else getattr(formats, "pointwise", None)
         if mid is None or pointwise is None:
@@ -118,7 +129,7 @@ class SeparableEngine(wiring.Component):
             out_lanes=out_lanes, mid=mid, pointwise=pointwise, bias=formats.bias,
             accum=formats.accum, output=formats.output, activation=activation,
             kernel_raw=pointwise_raw, bias_raw=pointwise_bias_raw, reuse=pointwise_reuse,
-            target=target)
+            weights=weights, use_bias=use_bias, target=target)
         # what the simulators and reports read of an engine
         self.depthwise_spec, self.formats, self.lanes = spec, formats, lanes
         self.spec = BlockShape(spec, filters)
@@ -128,7 +139,12 @@ class SeparableEngine(wiring.Component):
         self.weights, self.target = weights, target
         self.store = self.depthwise.store
         self.in_width = formats.input.width
-        super().__init__({
+        self.depthwise_values = (spec.taps * spec.out_channels
+                                 + (spec.out_channels if spec.use_bias else 0))
+        #: values in one weight load (``weights="port"``), see ``load_values``
+        self.load_words = self.depthwise_values + self.pointwise.load_values
+        self.load_width = max(self.store.load_width, self.pointwise.load_width)
+        members = {
             "s_axis_tdata": In(lanes * formats.input.width),
             "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tuser": In(1), "s_axis_tlast": In(1),
@@ -136,7 +152,28 @@ class SeparableEngine(wiring.Component):
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
             "error": Out(1),
-        })
+        }
+        if weights == "port":
+            members.update({
+                "w_axis_tdata": In(self.load_width),
+                "w_axis_tvalid": In(1), "w_axis_tready": Out(1), "w_axis_tlast": In(1),
+            })
+        super().__init__(members)
+
+    def load_values(self, kernel_raw, bias_raw, pointwise_raw, pointwise_bias_raw):
+        """The raw values of one weight load, in order: the depthwise kernel (kh, kw, C, M)
+        in Keras order, its bias (C*M,) if the depthwise part has one, the pointwise kernel
+        (C*M, F) in Keras order, its bias (F,) with ``use_bias``."""
+        parts = [np.asarray(kernel_raw).reshape(-1)]
+        if self.depthwise_spec.use_bias:
+            parts.append(np.asarray(bias_raw).reshape(-1))
+        parts.append(np.asarray(pointwise_raw).reshape(-1))
+        if self.pointwise.use_bias:
+            parts.append(np.asarray(pointwise_bias_raw).reshape(-1))
+        values = np.concatenate(parts).astype(np.int64)
+        if len(values) != self.load_words:
+            raise LayerError(f"a weight load holds {self.load_words} values, not {len(values)}")
+        return values
 
     # -- figures (no hardware built) -------------------------------------------------------
 
@@ -181,19 +218,62 @@ class SeparableEngine(wiring.Component):
         m = Module()
         m.submodules.depthwise = depthwise = self.depthwise
         m.submodules.pointwise = pointwise = self.pointwise
-        for name in ("tdata", "tvalid", "tuser", "tlast"):
+        for name in ("tdata", "tuser", "tlast"):
             m.d.comb += getattr(depthwise, f"s_axis_{name}").eq(getattr(self, f"s_axis_{name}"))
-        m.d.comb += self.s_axis_tready.eq(depthwise.s_axis_tready)
+        hold = (self._weight_port(m, depthwise, pointwise) if self.weights == "port"
+                else Const(0, 1))
+        m.d.comb += [depthwise.s_axis_tvalid.eq(self.s_axis_tvalid & ~hold),
+                     self.s_axis_tready.eq(depthwise.s_axis_tready & ~hold)]
         self._feed(m, depthwise, pointwise)
         m.d.comb += [
             self.m_axis_tvalid.eq(pointwise.o.valid), pointwise.o.ready.eq(self.m_axis_tready),
             self.m_axis_tdata.eq(pointwise.o.payload.data),
             self.m_axis_tuser.eq(pointwise.o.payload.first),
             self.m_axis_tlast.eq(pointwise.o.payload.last),
-            # both flags are sticky
-            self.error.eq(depthwise.error | pointwise.error),
         ]
+        split_error = Signal()      # a load's last value where the depthwise part ends
+        if self.weights == "port":
+            with m.If(self._split_end):
+                m.d.sync += split_error.eq(1)
+        # every flag is sticky
+        m.d.comb += self.error.eq(depthwise.error | pointwise.error | split_error)
         return m
+
+    def _weight_port(self, m, depthwise, pointwise):
+        """Splits each load: its first values (the depthwise kernel and bias) go to the
+        depthwise engine's port, with a ``last`` of their own, the rest to the pointwise
+        stage's.  Both parts must reach the same frame: the pointwise part waits until
+        every frame started has reached the pointwise stage (a start of frame passes it
+        before the load is complete there), and frame starts wait while a load is under
+        way (so the depthwise engine's next frame is the one the pointwise part goes to).
+        Returns the "hold a start of frame" flag."""
+        in_pointwise = Signal()       # the load's values now go to the pointwise stage
+        take_dw = self.w_axis_tvalid & ~in_pointwise & depthwise.w_axis_tready
+        count, dw_end = position_counter(m, self.depthwise_values, take_dw, "split_value",
+                                         take_dw & self.w_axis_tlast)
+        # frames started at the input, frames whose first beat reached the pointwise stage
+        started, arrived = Signal(4), Signal(4)
+        with m.If(self.s_axis_tvalid & self.s_axis_tready & self.s_axis_tuser):
+            m.d.sync += started.eq(started + 1)
+        with m.If(pointwise.i.valid & pointwise.i.ready & pointwise.i.payload.first):
+            m.d.sync += arrived.eq(arrived + 1)
+        caught_up = started == arrived
+        m.d.comb += [
+            depthwise.w_axis_tvalid.eq(self.w_axis_tvalid & ~in_pointwise),
+            depthwise.w_axis_tdata.eq(self.w_axis_tdata[:self.store.load_width]),
+            depthwise.w_axis_tlast.eq(self.w_axis_tlast | dw_end),
+            pointwise.load.valid.eq(self.w_axis_tvalid & in_pointwise & caught_up),
+            pointwise.load.payload.value.eq(self.w_axis_tdata[:self.pointwise.load_width]),
+            pointwise.load.payload.last.eq(self.w_axis_tlast),
+            self.w_axis_tready.eq(Mux(in_pointwise, pointwise.load.ready & caught_up,
+                                      depthwise.w_axis_tready)),
+        ]
+        with m.If(take_dw & dw_end):
+            m.d.sync += in_pointwise.eq(~self.w_axis_tlast)
+        with m.If(pointwise.load.valid & pointwise.load.ready & self.w_axis_tlast):
+            m.d.sync += in_pointwise.eq(0)
+        self._split_end = take_dw & dw_end & self.w_axis_tlast
+        return self.s_axis_tuser & (in_pointwise | count.any())
 
     @staticmethod
     def _feed(m, depthwise, pointwise):
