@@ -94,9 +94,11 @@ class SeparableEngine(wiring.Component):
     w_axis_tdata, w_axis_tvalid, w_axis_tlast : In; w_axis_tready : Out
         Weight loads, with ``weights="port"`` only.
     error : Out
-        Sticky until reset: a malformed input frame or weight load was seen.  A load with
-        ``tlast`` early or missing is discarded, except one that ends exactly where its
-        depthwise part ends: that part is taken, the pointwise stage keeps its weights.
+        Sticky until reset: a malformed input frame or weight load was seen.  A load's
+        depthwise part goes to the depthwise engine with a ``tlast`` of its own: a
+        ``tlast`` inside it discards the load; one misplaced in the pointwise part (or
+        right at the depthwise part's end) discards only that part, so the next frame
+        has the new depthwise and the old pointwise weights.
     """
 
     _MustUse__silence = True
@@ -270,7 +272,12 @@ class SeparableEngine(wiring.Component):
         ]
         with m.If(take_dw & dw_end):
             m.d.sync += in_pointwise.eq(~self.w_axis_tlast)
-        with m.If(pointwise.load.valid & pointwise.load.ready & self.w_axis_tlast):
+        # the pointwise part ends at ``tlast`` or at the load's final value, whichever comes
+        # first (a missing ``tlast`` must not hold frame starts forever)
+        take_pw = pointwise.load.valid & pointwise.load.ready
+        _, pw_final = position_counter(m, self.pointwise.load_values, take_pw, "split_pw",
+                                       take_pw & self.w_axis_tlast)
+        with m.If(take_pw & (self.w_axis_tlast | pw_final)):
             m.d.sync += in_pointwise.eq(0)
         self._split_end = take_dw & dw_end & self.w_axis_tlast
         return self.s_axis_tuser & (in_pointwise | count.any())

@@ -193,8 +193,9 @@ def _parameters(engine):
     }
     if engine.weights == "port":
         parameters["WEIGHT_BITS"] = engine.store.load_width
-        parameters["WEIGHT_WORDS"] = (spec.taps * spec.channels * spec.depth_multiplier
-                                      + (spec.out_channels if spec.use_bias else 0))
+        parameters["WEIGHT_WORDS"] = getattr(engine, "load_words", (
+            spec.taps * spec.channels * spec.depth_multiplier
+            + (spec.out_channels if spec.use_bias else 0)))
     return parameters
 
 

@@ -59,17 +59,37 @@ class BlockCase:
     def mid_values(self, frames):
         return fixed_forward_raw(self.layer, self.depthwise_formats, frames)
 
-    def expected(self, frames):
+    def expected(self, frames, weights=None):
+        """The block's raw output; ``weights`` (layer, pointwise raw, pointwise bias raw)
+        replace the case's own."""
+        layer, pw_raw, pw_bias_raw = weights or (self.layer, self.pw_raw, self.pw_bias_raw)
         f = self.formats
-        return pointwise_reference(self.mid_values(frames), self.pw_raw, self.pw_bias_raw,
-                                   mid=self.mid, pointwise=self.pointwise, bias=f.bias,
-                                   accum=f.accum, output=f.output, activation=self.activation)
+        mid = fixed_forward_raw(layer, self.depthwise_formats, frames)
+        return pointwise_reference(mid, pw_raw, pw_bias_raw, mid=self.mid,
+                                   pointwise=self.pointwise, bias=f.bias, accum=f.accum,
+                                   output=f.output, activation=self.activation)
+
+    def other_weights(self, rng):
+        """Random weights for a load: (layer, pointwise raw, pointwise bias raw)."""
+        spec = self.spec
+        bias = rng.normal(size=spec.out_channels).astype(np.float32) if spec.use_bias else None
+        layer = Layer(spec, rng.normal(size=spec.kernel_shape).astype(np.float32), bias)
+        pw_raw = self.pointwise.quantize(rng.normal(size=self.pw_raw.shape))
+        pw_bias_raw = (self.formats.bias.quantize(rng.normal(size=self.pw_bias_raw.shape))
+                       if self.block.pointwise.use_bias else np.zeros_like(self.pw_bias_raw))
+        return layer, pw_raw, pw_bias_raw
+
+    def load_values(self, weights):
+        """The weight port's raw values for (layer, pointwise raw, pointwise bias raw)."""
+        layer, pw_raw, pw_bias_raw = weights
+        kernel_raw, bias_raw = quantize_weights(layer, self.depthwise_formats)
+        return self.block.load_values(kernel_raw, bias_raw, pw_raw, pw_bias_raw)
 
 
 def make_block(*, shape, kernel, filters, strides=1, dilation=1, padding="same", multiplier=1,
                lanes=None, out_lanes=None, reuse=1, pointwise_reuse=None, formats="rnd_sat",
                activation="linear", depthwise_bias=False, depthwise_activation="linear",
-               pointwise_bias=True, target=None, seed=0):
+               pointwise_bias=True, weights="const", target=None, seed=0):
     rng = np.random.default_rng(seed)
     spec = LayerSpec(input_shape=shape, kernel_size=kernel, strides=strides,
                      dilation_rate=dilation, padding=padding, depth_multiplier=multiplier,
@@ -88,6 +108,6 @@ def make_block(*, shape, kernel, filters, strides=1, dilation=1, padding="same",
     block = SeparableEngine(spec, fmts, lanes or spec.channels, kernel_raw, bias_raw, pw_raw,
                             pw_bias_raw, activation=activation, mid=mid, pointwise=pointwise,
                             out_lanes=out_lanes, reuse=reuse, pointwise_reuse=pointwise_reuse,
-                            target=target)
+                            use_bias=pointwise_bias, weights=weights, target=target)
     return BlockCase(spec, fmts, mid, pointwise, layer, kernel_raw, bias_raw, pw_raw,
                      pw_bias_raw, activation, block)

@@ -121,13 +121,116 @@ def test_malformed_input_resynchronizes():
     assert run.error
 
 
-def test_port_weights_are_refused_for_now():
-    with pytest.raises(LayerError, match="constant weights only"):
-        case = make_block(shape=(3, 3, 1), kernel=(1, 1), filters=1)
+def _load_beats(case, weights, width):
+    values = case.load_values(weights)
+    return [(int(v) & ((1 << width) - 1), int(n == len(values) - 1))
+            for n, v in enumerate(values)]
+
+
+PORT_CASES = [
+    dict(shape=(4, 5, 2), kernel=(3, 3), filters=3),
+    dict(shape=(4, 4, 4), kernel=(2, 2), filters=4, lanes=2, out_lanes=2, reuse=2,
+         formats="accum", activation="relu"),
+    dict(shape=(3, 5, 2), kernel=(3, 3), filters=2, multiplier=2, lanes=1,
+         depthwise_bias=True, depthwise_activation="relu", pointwise_bias=False),
+]
+
+
+@pytest.mark.parametrize("params", PORT_CASES, ids=[_id(p) for p in PORT_CASES])
+def test_port_weights_one_load_for_both_parts(params):
+    """Loads between back-to-back frames change the depthwise and the pointwise weights of
+    the same frame."""
+    case = make_block(**params, weights="port", seed=3)
+    block = case.block
+    rng = np.random.default_rng(4)
+    frames = case.frames(4, rng)
+    first, second = case.other_weights(rng), case.other_weights(rng)
+    per_frame = case.spec.height * case.spec.width * block.groups
+    loads = {per_frame: _load_beats(case, first, block.load_width),
+             2 * per_frame: _load_beats(case, second, block.load_width)}
+    oh, ow, _ = case.spec.output_shape
+    out_count = 4 * oh * ow * block.out_groups
+    run = run_stream(block, axi_ports(block), frame_beats(frames, block.lanes,
+                                                          case.formats.input.width),
+                     out_count, stall=0.2, seed=5, loads=loads)
+    assert len(run.taken) == out_count and not run.error
+    assert run.flags() == expected_flags(4, oh, ow, block.out_groups)
+    outputs = beats_to_frames(run.data(), (4, oh, ow, block.filters), block.out_lanes,
+                              case.formats.output)
+    np.testing.assert_array_equal(outputs[:1], case.expected(frames[:1]))
+    np.testing.assert_array_equal(outputs[1:2], case.expected(frames[1:2], first))
+    np.testing.assert_array_equal(outputs[2:], case.expected(frames[2:], second))
+
+
+@pytest.mark.parametrize("shape,kernel,stall", [((2, 3, 1), (1, 1), 0.7),
+                                                 ((3, 2, 2), (3, 3), 0.6)])
+def test_port_loads_before_every_frame_under_backpressure(shape, kernel, stall):
+    """Tiny frames, a load before each, a sink that stalls most cycles: a frame's first
+    pixel may still wait in the depthwise engine when the next load comes, and every frame
+    still gets its own weights in both parts (a 1x1 kernel on one channel: the depthwise
+    part is a single value)."""
+    case = make_block(shape=shape, kernel=kernel, filters=2, weights="port", seed=6)
+    block = case.block
+    rng = np.random.default_rng(7)
+    count = 5
+    frames = case.frames(count, rng)
+    weights = [None] + [case.other_weights(rng) for _ in range(count - 1)]
+    per_frame = case.spec.height * case.spec.width * block.groups
+    loads = {k * per_frame: _load_beats(case, weights[k], block.load_width)
+             for k in range(1, count)}
+    oh, ow, _ = case.spec.output_shape
+    out_count = count * oh * ow * block.out_groups
+    run = run_stream(block, axi_ports(block), frame_beats(frames, block.lanes,
+                                                          case.formats.input.width),
+                     out_count, stall=stall, seed=8, loads=loads)
+    assert len(run.taken) == out_count and not run.error
+    outputs = beats_to_frames(run.data(), (count, oh, ow, block.filters), block.out_lanes,
+                              case.formats.output)
+    for k in range(count):
+        np.testing.assert_array_equal(outputs[k:k + 1], case.expected(frames[k:k + 1],
+                                                                      weights[k]))
+
+
+@pytest.mark.parametrize("damage", ["early_last", "missing_last", "last_at_depthwise_end"])
+def test_malformed_block_load(damage):
+    """A load with tlast misplaced sets the error flag; one inside the depthwise part is
+    discarded whole (misplaced later, only the pointwise part is); the next good load is
+    taken whole by the frame after it, and nothing hangs."""
+    case = make_block(shape=(3, 3, 2), kernel=(2, 2), filters=2, weights="port", seed=9)
+    block = case.block
+    rng = np.random.default_rng(10)
+    frames = case.frames(3, rng)
+    bad_weights, good = case.other_weights(rng), case.other_weights(rng)
+    bad = _load_beats(case, bad_weights, block.load_width)
+    if damage == "early_last":
+        bad = bad[:3] + [(bad[3][0], 1)]
+    elif damage == "missing_last":
+        bad = bad[:-1] + [(bad[-1][0], 0)]
+    else:
+        cut = block.depthwise_values
+        bad = bad[:cut - 1] + [(bad[cut - 1][0], 1)]
+    per_frame = case.spec.height * case.spec.width * block.groups
+    loads = {per_frame: bad, 2 * per_frame: _load_beats(case, good, block.load_width)}
+    oh, ow, _ = case.spec.output_shape
+    out_count = 3 * oh * ow * block.out_groups
+    run = run_stream(block, axi_ports(block), frame_beats(frames, block.lanes,
+                                                          case.formats.input.width),
+                     out_count, stall=0.2, seed=11, loads=loads)
+    assert len(run.taken) == out_count and run.error
+    outputs = beats_to_frames(run.data(), (3, oh, ow, block.filters), block.out_lanes,
+                              case.formats.output)
+    np.testing.assert_array_equal(outputs[:1], case.expected(frames[:1]))
+    if damage == "early_last":
+        np.testing.assert_array_equal(outputs[1:2], case.expected(frames[1:2]))
+    np.testing.assert_array_equal(outputs[2:], case.expected(frames[2:], good))
+
+
+def test_bad_weights_mode_is_refused():
+    case = make_block(shape=(3, 3, 1), kernel=(1, 1), filters=1)
+    with pytest.raises(LayerError, match="weights must be 'const' or 'port'"):
         SeparableEngine(case.spec, case.formats, 1, case.kernel_raw, case.bias_raw,
                         case.pw_raw, case.pw_bias_raw, mid=case.mid, pointwise=case.pointwise,
-                        weights="port")
-
+                        weights="rom")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -202,3 +305,19 @@ def test_block_verilog_has_the_engine_ports():
             f" {port};" in verilog, port
     assert "output [19:0] m_axis_tdata;" in verilog     # Q = 2 lanes of fixed<10,5>
     assert "module dwconv(" in verilog
+
+
+@pytest.mark.parametrize("simulator", ["verilator", pytest.param("icarus", marks=ICARUS)])
+def test_block_verilog_native_port_weights(simulator):
+    case = make_block(shape=(4, 5, 2), kernel=(3, 3), filters=4, out_lanes=2,
+                      weights="port", depthwise_bias=True, formats="accum", seed=12)
+    block = case.block
+    rng = np.random.default_rng(13)
+    frames = case.frames(3, rng)
+    other = case.other_weights(rng)
+    loads = {1: (case.load_values(other), np.zeros(0, dtype=np.int64))}
+    result, _ = run_native_timed(block, frames, simulator=simulator, stall=0.3, seed=14,
+                                 loads=loads, build_dir=native_build_root())
+    assert result.framing == [] and not result.error
+    np.testing.assert_array_equal(result.outputs[:1], case.expected(frames[:1]))
+    np.testing.assert_array_equal(result.outputs[1:], case.expected(frames[1:], other))
