@@ -53,7 +53,7 @@ class PointwiseStage(wiring.Component):
 
     ::
 
-        i -> beat register -> (R phases) -> MacArray x F -> accumulator over the G*R
+        i -> skid -> beat register (R phases) -> MacArray x F -> accumulator over the G*R
              phases of a pixel -> [Requantizer (accum)] -> Activation -> Requantizer
              (output) -> output queue (one entry per pixel) -> F/Q beats -> skid -> o
 
@@ -64,13 +64,15 @@ class PointwiseStage(wiring.Component):
     partial sum per phase; the MAC pipeline never stalls.  A pixel's result leaves as F/Q
     beats of Q lanes (lane q of beat j is filter j*Q + q).  Credits (one output queue entry
     per pixel) let the last beat of a pixel in only when its entry has a place, so
-    ``o.ready`` reaches only the skid buffer and the serializer, and ``i.ready`` is a gate on
-    flip-flops.
+    ``o.ready`` reaches only the output skid buffer and the serializer, and ``i.ready`` is
+    a flip-flop of the input skid buffer.
 
-    Sustained rate: ``cycles_per_pixel`` = max(G*R, F/Q) cycles per pixel (one input beat per
-    cycle for R = 1 and F/Q <= G).  Constant weights with G*R = 1 are shift-and-add logic (no
-    multipliers); otherwise each multiplier's weight is a table of G*R constants selected by
-    the phase.
+    Cycles: ``cycles_per_pixel`` = max(G*R, F/Q) per pixel sustained (one input beat per
+    cycle for R = 1 and F/Q <= G), so N pixels back to back take N*max(G*R, F/Q) cycles
+    plus ``latency`` (a pixel's last beat taken to its first output beat) and F/Q - 1.
+    Constant weights with G*R = 1 are shift-and-add logic (no multipliers); otherwise each
+    multiplier's weight is a table of G*R constants selected by the phase, or with
+    ``weights="port"`` a memory word (see ``_PortWeights`` for the load's order).
 
     Framing: ``first`` (start of frame) belongs on a pixel's first beat and ``last`` (end of
     row) on its last; an output pixel's first beat carries the ``first`` of its input pixel,
@@ -97,6 +99,11 @@ class PointwiseStage(wiring.Component):
     bias_raw : ndarray of int, (filters,)
     reuse : int
         R, 1 to L.
+    weights : "const" or "port"
+        Built in, or loaded at run time through ``load`` (``kernel_raw``/``bias_raw`` are
+        then bank 0's initial contents).
+    use_bias : bool
+        Without a bias, ``bias_raw`` must be zeros and a load holds the kernel only.
     target : None, "ecp5" or "ice40"
         The multipliers' form (``hw.multiplier``); results and cycles do not depend on it.
 
@@ -105,7 +112,12 @@ class PointwiseStage(wiring.Component):
     i : In(stream.Signature(pixel_beat(format_shape(mid), in_lanes)))
     o : Out(stream.Signature(pixel_beat(format_shape(output), out_lanes)))
     error : Out(1)
-        Sticky until reset: a malformed input stream was seen.
+        Sticky until reset: a malformed input stream or weight load was seen.
+    load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
+        ``weights="port"`` only: ``load_values`` raw values per load, the kernel (C*M, F)
+        in Keras order then the bias, ``last`` on the final one.
+    pending : Out(1)
+        ``weights="port"`` only: a complete load waits for the next start of frame.
     """
 
     # Reports build stages just to read their figures.
