@@ -254,7 +254,12 @@ class SeparableEngine(wiring.Component):
         count, dw_end = position_counter(m, self.depthwise_values, take_dw, "split_value",
                                          take_dw & self.w_axis_tlast)
         # frames started at the input, frames whose first beat reached the pointwise stage
-        started, arrived = Signal(4), Signal(4)
+        # (at most the frames whose outputs fit in the depthwise engine's output queue, plus
+        # those it is working on, are between the two: the counters never wrap onto each
+        # other)
+        width = (depthwise.queue_depth + depthwise.frames_in_flight + 8).bit_length() + 1
+        started, arrived = Signal(width, name="frames_started"), Signal(width,
+                                                                        name="frames_arrived")
         with m.If(self.s_axis_tvalid & self.s_axis_tready & self.s_axis_tuser):
             m.d.sync += started.eq(started + 1)
         with m.If(pointwise.i.valid & pointwise.i.ready & pointwise.i.payload.first):
