@@ -290,13 +290,19 @@ class PointwiseStage(wiring.Component):
         credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
         pop = Signal()
         m.d.sync += pop.eq(queue.o.valid & queue.o.ready)
-        has_credit = credits.any()
+        # "credits >= 1" a cycle ahead, registered (so the ready is a gate on flip-flops):
+        # at least 2 now, or 1 and none taken now, or a place coming back now that covers
+        # this cycle's take (a lower bound: it may say no where a place is free)
+        has_credit = Signal(init=self.queue_depth > 0)
+        taken = take & eff_last
+        m.d.sync += has_credit.eq(credits[1:].any() | (credits[0] & ~taken)
+                                  | (pop & (~taken | credits.any())))
         open_ = ~active | (phase_r == R - 1)
         m.d.comb += [
             source.ready.eq(open_ & (~at_last_group | has_credit)),
             take.eq(source.valid & source.ready),
         ]
-        m.d.sync += credits.eq(credits - (take & eff_last) + pop)
+        m.d.sync += credits.eq(credits - taken + pop)
 
         # port weights: the bank of each held beat (a start of frame takes a pending load)
         held_bank = Signal()
@@ -372,9 +378,13 @@ class PointwiseStage(wiring.Component):
             total = Signal(mac.acc.shape(), name=f"sum{f}", reset_less=True)
             bias = (Const(int(self.bias_raw[f]), format_shape(self.bias)) if port is None
                     else port.bias(f, bank))
-            base = Mux(first, bias << bias_shift, total)
-            with m.If(valid):
-                m.d.sync += total.eq(base + mac.acc)
+            if self.phases == 1:
+                # every phase is a whole pixel: no select and no enable (``first`` and
+                # ``valid`` would reach every bit of every sum)
+                m.d.sync += total.eq((bias << bias_shift) + mac.acc)
+            else:
+                with m.If(valid):
+                    m.d.sync += total.eq(Mux(first, bias << bias_shift, total) + mac.acc)
             outputs.append(self._convert(m, f, total, acc_fmt.frac))
 
         flags = [done, done_first, done_last]
