@@ -66,16 +66,19 @@ class Run:
 
 
 def run_stream(dut, ports, beats, out_count, *, stall=0.0, seed=0, max_cycles=None,
-               extra_cycles=0, loads=None):
+               extra_cycles=0, loads=None, sink_stall=None):
     """Offer ``beats`` ((data, first, last) ints) in order; take beats until ``out_count``
     are taken (then ``extra_cycles`` more) or ``max_cycles`` pass.  ``loads`` maps an input
-    beat index to weight port beats ((value, last) ints), all sent before that beat."""
+    beat index to weight port beats ((value, last) ints), all sent before that beat.
+    ``stall`` is the chance of a source pause per cycle, ``sink_stall`` (default the same)
+    that of the sink holding ready low."""
     rng = np.random.default_rng(seed)
+    sink_stall = stall if sink_stall is None else sink_stall
     run = Run()
     loads = {k: list(v) for k, v in (loads or {}).items()}
     if max_cycles is None:
         max_cycles = int((len(beats) + out_count + sum(map(len, loads.values()))) * 8
-                         / (1 - stall) ** 2) + 500
+                         / (1 - max(stall, sink_stall)) ** 2) + 500
 
     async def bench(ctx):
         sent, cycle, shown, after, loaded = 0, 0, None, 0, 0
@@ -89,7 +92,7 @@ def run_stream(dut, ports, beats, out_count, *, stall=0.0, seed=0, max_cycles=No
                     ctx.set(ports.load[2], pending[loaded][0])
                     ctx.set(ports.load[3], pending[loaded][1])
                 ctx.set(ports.load[0], offer_w)
-            ready = rng.random() >= stall
+            ready = rng.random() >= sink_stall
             if offer:
                 data, first, last = beats[sent]
                 ctx.set(ports.in_data, data)

@@ -73,20 +73,21 @@ def make_stage(*, channels, filters, in_lanes, out_lanes=None, reuse=1, formats=
     return StageCase(stage, fmts, kernel, bias, activation)
 
 
-def run_case(case, frames, *, stall=0.0, seed=0):
+def run_case(case, frames, *, stall=0.0, seed=0, sink_stall=None):
     stage = case.stage
     beats = frame_beats(frames, stage.in_lanes, case.formats["mid"].width)
     n, h, w, _ = frames.shape
     out_count = n * h * w * stage.out_beats
-    run = run_stream(stage, stream_ports(stage), beats, out_count, stall=stall, seed=seed)
+    run = run_stream(stage, stream_ports(stage), beats, out_count, stall=stall, seed=seed,
+                     sink_stall=sink_stall)
     assert len(run.taken) == out_count, f"{len(run.taken)} of {out_count} output beats"
     outputs = beats_to_frames(run.data(), (n, h, w, stage.filters), stage.out_lanes,
                               case.formats["output"])
     return run, outputs
 
 
-def check(case, frames, *, stall, seed=0):
-    run, outputs = run_case(case, frames, stall=stall, seed=seed)
+def check(case, frames, *, stall, seed=0, sink_stall=None):
+    run, outputs = run_case(case, frames, stall=stall, seed=seed, sink_stall=sink_stall)
     n, h, w, _ = frames.shape
     np.testing.assert_array_equal(outputs, case.expected(frames))
     assert run.flags() == expected_flags(n, h, w, case.stage.out_beats)
@@ -159,11 +160,15 @@ def test_figures_without_hardware():
 
 
 def test_long_backpressure_loses_nothing():
-    """The sink holds ready low for long stretches (stall 0.85): the queue and credits
-    hold the input back, nothing is lost or reordered."""
-    case = make_stage(channels=4, filters=4, in_lanes=2, out_lanes=2, formats="accum",
-                      activation="relu")
-    check(case, case.frames(2, 3, 3, np.random.default_rng(5)), stall=0.85, seed=3)
+    """A source that never pauses, a sink that holds ready low 85% of the cycles: the
+    queue fills, the credits hold the input back, nothing is lost or reordered."""
+    for params in (dict(channels=4, filters=4, in_lanes=2, out_lanes=2),
+                   dict(channels=4, filters=4, in_lanes=4)):
+        case = make_stage(**params, formats="accum", activation="relu")
+        frames = case.frames(3, 5, 6, np.random.default_rng(5))
+        # more pixels than the queue holds: the credits must hold the input back
+        assert 3 * 5 * 6 > 2 * case.stage.queue_depth
+        check(case, frames, stall=0.0, sink_stall=0.85, seed=3)
 
 
 def _framed_pixels(beats, lanes, groups):
