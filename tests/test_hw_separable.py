@@ -15,22 +15,24 @@ from separable_cases import make_block
 from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
 
 
-def run_block(case, frames, *, stall=0.0, seed=0, beats=None, out_frames=None):
+def run_block(case, frames, *, stall=0.0, seed=0, beats=None, out_frames=None,
+              sink_stall=None):
     block = case.block
     if beats is None:
         beats = frame_beats(frames, block.lanes, case.formats.input.width)
     n = len(frames) if out_frames is None else out_frames
     oh, ow, _ = case.spec.output_shape
     out_count = n * oh * ow * block.out_groups
-    run = run_stream(block, axi_ports(block), beats, out_count, stall=stall, seed=seed)
+    run = run_stream(block, axi_ports(block), beats, out_count, stall=stall, seed=seed,
+                     sink_stall=sink_stall)
     assert len(run.taken) == out_count, f"{len(run.taken)} of {out_count} output beats"
     outputs = beats_to_frames(run.data(), (n, oh, ow, block.filters), block.out_lanes,
                               case.formats.output)
     return run, outputs
 
 
-def check_block(case, frames, *, stall, seed=0):
-    run, outputs = run_block(case, frames, stall=stall, seed=seed)
+def check_block(case, frames, *, stall, seed=0, sink_stall=None):
+    run, outputs = run_block(case, frames, stall=stall, seed=seed, sink_stall=sink_stall)
     oh, ow, _ = case.spec.output_shape
     np.testing.assert_array_equal(outputs, case.expected(frames))
     assert run.flags() == expected_flags(len(frames), oh, ow, case.block.out_groups)
@@ -85,6 +87,16 @@ def test_full_rate_block_keeps_one_beat_per_cycle():
     assert run.cycles == alone.cycles + block.pointwise.latency + block.out_groups - 1
     # the input never paused: one beat per cycle over the three frames
     assert run.last_in - run.first_in + 1 == block.ideal_cycles(3)
+
+
+def test_slow_sink_holds_both_parts_back():
+    """A source that never pauses, a sink ready 15% of the cycles: more pixels than the
+    pointwise stage's queue holds, so its credits stop the depthwise engine's output,
+    whose credits stop the input."""
+    case = make_block(shape=(5, 6, 2), kernel=(3, 3), filters=4, out_lanes=2)
+    frames = case.frames(3, np.random.default_rng(12))
+    assert 3 * 5 * 6 > 2 * case.block.pointwise.queue_depth
+    check_block(case, frames, stall=0.0, sink_stall=0.85, seed=13)
 
 
 def test_default_out_lanes_keep_the_input_rate():
