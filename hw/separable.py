@@ -181,11 +181,11 @@ class SeparableEngine(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from a window's outputs being scheduled in the depthwise engine to the
-        block's first output beat for that pixel, with the sink ready and the queues
-        empty: the depthwise engine's latency, its output queue and skid (3 cycles), then
-        the pointwise stage's latency from the pixel's last beat."""
-        return self.depthwise.latency + 3 + self.pointwise.latency
+        """Cycles from a pixel's first window being scheduled in the depthwise engine to
+        the block's first output beat for that pixel, with the sink ready, the queues empty
+        and the pixel's G beats back to back: the depthwise engine's latency, its output
+        queue and skid (3 cycles), G - 1 beats, the pointwise stage's latency."""
+        return self.depthwise.latency + 3 + self.groups - 1 + self.pointwise.latency
 
     @property
     def multipliers(self):
