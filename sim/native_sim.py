@@ -192,7 +192,7 @@ def _parameters(engine):
         "OUT_FRAME_BEATS": spec.out_height * spec.out_width * out_groups,
     }
     if engine.weights == "port":
-        parameters["WEIGHT_BITS"] = engine.store.load_width
+        parameters["WEIGHT_BITS"] = getattr(engine, "load_width", engine.store.load_width)
         parameters["WEIGHT_WORDS"] = getattr(engine, "load_words", (
             spec.taps * spec.channels * spec.depth_multiplier
             + (spec.out_channels if spec.use_bias else 0)))
@@ -358,7 +358,8 @@ def run_native_timed(engine, frames_raw, *, simulator="verilator", stall=0.0, se
     from .beats import weight_load_values
     load_text = "".join(
         f"{int(k):x}\n" + _hex_lines(weight_load_values(spec, kernel, bias,
-                                                        engine.store.load_width))
+                                                        getattr(engine, "load_width",
+                                                                engine.store.load_width)))
         for k, (kernel, bias) in loads.items())
     load_words = len(loads) * parameters.get("WEIGHT_WORDS", 0)
     if max_cycles is None:

@@ -27,6 +27,10 @@ FORMAT_SETS = {
                                bias="fixed<8,4,RND,SAT>", accum="fixed<16,8,RND_ZERO,SAT_SYM>",
                                output="ufixed<8,4,RND_CONV,SAT>"),
                   mid="ufixed<8,4,RND_CONV,SAT>", pointwise="fixed<6,2,RND>"),
+    # pointwise weights wider than the depthwise weights and bias (the load's width)
+    "wide_pw": dict(formats=dict(input="fixed<8,3>", weight="fixed<6,1>", bias="fixed<8,3>",
+                                 output="fixed<12,6,RND,SAT>"),
+                    mid="fixed<8,4,RND,SAT>", pointwise="fixed<12,2>"),
     # the 8-bit block of the synthesis runs
     "int8": dict(formats=dict(input="fixed<8,3>", weight="fixed<8,1>", bias="fixed<8,3>",
                               output="fixed<8,4,RND,SAT>"),

@@ -319,11 +319,14 @@ def test_block_verilog_has_the_engine_ports():
     assert "module dwconv(" in verilog
 
 
-@pytest.mark.parametrize("simulator", ["verilator", pytest.param("icarus", marks=ICARUS)])
-def test_block_verilog_native_port_weights(simulator):
+@pytest.mark.parametrize("simulator,formats", [
+    ("verilator", "wide_pw"), pytest.param("icarus", "accum", marks=ICARUS)])
+def test_block_verilog_native_port_weights(simulator, formats):
     case = make_block(shape=(4, 5, 2), kernel=(3, 3), filters=4, out_lanes=2,
-                      weights="port", depthwise_bias=True, formats="accum", seed=12)
+                      weights="port", depthwise_bias=True, formats=formats, seed=12)
     block = case.block
+    if formats == "wide_pw":     # the load is as wide as the widest part needs
+        assert block.load_width == 12 > block.store.load_width
     rng = np.random.default_rng(13)
     frames = case.frames(3, rng)
     other = case.other_weights(rng)
