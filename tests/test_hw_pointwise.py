@@ -250,7 +250,7 @@ def test_kernel_outside_its_format_is_refused():
         make_stage(channels=2, filters=2, in_lanes=2, kernel=np.full((2, 2), 99))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), formats=st.sampled_from(sorted(FORMAT_SETS)),
        activation=st.sampled_from(["linear", "relu", "relu6"]),
        groups=st.integers(1, 3), lanes=st.integers(1, 4), filters=st.integers(1, 6),
@@ -259,11 +259,23 @@ def test_hypothesis_sweep(data, formats, activation, groups, lanes, filters, sta
     out_lanes = data.draw(st.sampled_from([q for q in range(1, filters + 1)
                                            if filters % q == 0]), label="out_lanes")
     reuse = data.draw(st.integers(1, lanes), label="reuse")
-    case = make_stage(channels=groups * lanes, filters=filters, in_lanes=lanes,
-                      out_lanes=out_lanes, reuse=reuse, formats=formats,
-                      activation=activation, seed=seed)
-    frames = case.frames(2, 2, 2, np.random.default_rng(seed))
-    check(case, frames, stall=stall, seed=seed)
+    params = dict(channels=groups * lanes, filters=filters, in_lanes=lanes,
+                  out_lanes=out_lanes, reuse=reuse, formats=formats, activation=activation,
+                  seed=seed)
+    rng = np.random.default_rng(seed)
+    if not data.draw(st.booleans(), label="port weights"):
+        case = make_stage(**params)
+        check(case, case.frames(2, 2, 2, rng), stall=stall, seed=seed)
+        return
+    # port weights: the second frame gets a load's weights (the address mapping of every
+    # group, phase and multiplier slot)
+    case = port_stage(**params)
+    frames = case.frames(2, 2, 2, rng)
+    kernel, bias = other_weights(case, rng)
+    outputs = run_loads(case, frames, {1: load_beats(kernel, bias, case.stage.load_width)},
+                        stall=stall, seed=seed)
+    np.testing.assert_array_equal(outputs[:1], case.expected(frames[:1]))
+    np.testing.assert_array_equal(outputs[1], _expected_with(case, frames[1], kernel, bias))
 
 
 # -- weights loaded through the port ---------------------------------------------------------
