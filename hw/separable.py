@@ -109,6 +109,11 @@ class SeparableEngine(wiring.Component):
                  target=None):
         if weights not in ("const", "port"):
             raise LayerError(f"weights must be 'const' or 'port', not {weights!r}")
+        self._arguments = (spec, formats, lanes, kernel_raw, bias_raw, pointwise_raw,
+                           pointwise_bias_raw)
+        self._options = dict(activation=activation, mid=mid, pointwise=pointwise,
+                             out_lanes=out_lanes, reuse=reuse, pointwise_reuse=pointwise_reuse,
+                             use_bias=use_bias, weights=weights)
         mid = mid if mid is not None else getattr(formats, "mid", None)
         pointwise = pointwise if pointwise is not None else getattr(formats, "pointwise", None)
         if mid is None or pointwise is None:
@@ -176,6 +181,12 @@ class SeparableEngine(wiring.Component):
         if len(values) != self.load_words:
             raise LayerError(f"a weight load holds {self.load_words} values, not {len(values)}")
         return values
+
+    def retargeted(self, target):
+        """The same block with its multipliers built for ``target``."""
+        if target == self.target:
+            return self
+        return SeparableEngine(*self._arguments, **self._options, target=target)
 
     # -- figures (no hardware built) -------------------------------------------------------
 

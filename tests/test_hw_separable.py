@@ -116,6 +116,17 @@ def test_figures_without_hardware():
     assert block.spec.output_shape == (32, 32, 16)
 
 
+def test_synthesis_rebuilds_the_block_for_its_target():
+    from dwconv.sim.synth import retarget
+    case = make_block(shape=(4, 4, 4), kernel=(3, 3), filters=4, lanes=2, reuse=2)
+    block = case.block
+    for target in ("ecp5", "ice40", None):
+        built = retarget(block, target)
+        assert isinstance(built, SeparableEngine) and built.target == target
+        assert (built.multipliers, built.out_lanes, built.spec.output_shape) == (
+            block.multipliers, block.out_lanes, block.spec.output_shape)
+
+
 def test_malformed_input_resynchronizes():
     """A start of frame in the middle of the second frame: the depthwise engine completes
     the cut frame, so the block still gives three frames; the first and the third are
