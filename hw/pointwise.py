@@ -213,8 +213,8 @@ class PointwiseStage(wiring.Component):
     @property
     def pixel_latency(self):
         """Cycles from a pixel's last input beat taken to its result entering the queue:
-        the input skid buffer, the beat register, the MACs, the accumulator, the requantizers and activation (and
-        R-1 phases after the first of the last beat)."""
+        the input skid buffer, the beat register, R-1 more phases of that beat, the MACs,
+        the accumulator, the requantizers and the activation."""
         return 2 + (self.reuse - 1) + self.mac_latency + 1 + self._post_latency
 
     #: cycles from a queue write to the output beat on ``o`` (queue read, serializer or

@@ -2,6 +2,8 @@
 against the depthwise golden model (mid as its output format) and the pointwise reference,
 with stalls, back-to-back frames, folding and malformed input."""
 
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,8 +12,11 @@ from hypothesis import strategies as st
 from dwconv.golden.spec import LayerError
 from dwconv.hw.separable import SeparableEngine, default_out_lanes
 from dwconv.sim.amaranth_sim import run_amaranth
+from dwconv.sim.native_sim import run_native_timed
+from dwconv.sim.verilog import engine_verilog
 
 from separable_cases import make_block
+from shared_build import native_build_root
 from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
 
 
@@ -280,13 +285,6 @@ def test_hypothesis_blocks(data, formats, channels, multiplier, filters, kernel,
 
 
 # -- the block's Verilog, compiled (tb_stream.v under Verilator and Icarus) ---------------
-
-import shutil                                       # noqa: E402
-
-from dwconv.sim.native_sim import run_native_timed  # noqa: E402
-from dwconv.sim.verilog import engine_verilog       # noqa: E402
-
-from shared_build import native_build_root          # noqa: E402
 
 ICARUS = pytest.mark.skipif(shutil.which("iverilog") is None,
                             reason="Icarus Verilog (iverilog) is not installed")
