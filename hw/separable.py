@@ -220,6 +220,13 @@ class SeparableEngine(wiring.Component):
         inputs = spec.height * spec.width
         return max(self.reuse, per_pixel * outputs / (inputs * self.groups))
 
+    @property
+    def cycles_per_frame(self):
+        """Sustained cycles per frame back to back: H*W*C/P input beats, each
+        ``cycles_per_input_beat``."""
+        spec = self.depthwise_spec
+        return spec.height * spec.width * self.groups * self.cycles_per_input_beat
+
     def ideal_cycles(self, frames=1):
         """frames * H*W*C/P * R: the input's pace, the report's ``ideal_cycles``."""
         spec = self.depthwise_spec

@@ -1,6 +1,7 @@
-"""The separable block (depthwise engine -> pointwise stage) in Amaranth's simulator: exact
-against the depthwise golden model (mid as its output format) and the pointwise reference,
-with stalls, back-to-back frames, folding and malformed input."""
+"""The separable block (depthwise engine -> pointwise stage), in Amaranth's simulator and
+as Verilog under Verilator and Icarus: exact against the depthwise golden model (mid as its
+output format) and the pointwise reference, with stalls, back-to-back frames, folding, port
+weights and malformed input."""
 
 import shutil
 
@@ -104,6 +105,17 @@ def test_slow_sink_holds_both_parts_back():
     check_block(case, frames, stall=0.0, sink_stall=0.85, seed=13)
 
 
+def test_output_bound_block_runs_at_its_figure():
+    """F/Q = 4 output beats per pixel, G = 2 input beats: the pointwise stage sets the
+    pace, one output beat every cycle from the first to the last, ``cycles_per_frame``
+    per frame."""
+    case = make_block(shape=(8, 8, 4), kernel=(3, 3), filters=8, lanes=2, out_lanes=2)
+    block = case.block
+    run = check_block(case, case.frames(2, np.random.default_rng(14)), stall=0.0)
+    assert run.last_out - run.first_out + 1 == 2 * 8 * 8 * block.out_groups
+    assert run.last_out - run.first_out + 1 == 2 * block.cycles_per_frame
+
+
 def test_default_out_lanes_keep_the_input_rate():
     assert default_out_lanes(16, 1) == 16
     assert default_out_lanes(16, 4) == 4
@@ -117,7 +129,10 @@ def test_figures_without_hardware():
     assert (block.filters, block.out_lanes, block.out_groups) == (16, 16, 1)
     assert block.multipliers == 9 * 8 + 8 * 16
     assert block.real_multipliers == 0       # one channel group: all constant products
-    assert block.ideal_cycles(2) == 2 * 32 * 32
+    assert block.ideal_cycles(2) == 2 * 32 * 32 == 2 * block.cycles_per_frame
+    # output bound: F/Q = 4 beats per pixel against G = 2 input beats
+    slow = make_block(shape=(8, 8, 4), kernel=(3, 3), filters=8, lanes=2, out_lanes=2).block
+    assert slow.cycles_per_input_beat == 2 and slow.cycles_per_frame == 8 * 8 * 2 * 2
     assert block.spec.output_shape == (32, 32, 16)
 
 
