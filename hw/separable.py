@@ -200,6 +200,13 @@ class SeparableEngine(wiring.Component):
         return self.depthwise.latency + 3 + self.groups - 1 + self.pointwise.latency
 
     @property
+    def queue_depth(self):
+        """Output beats the block's queues can hold: the depthwise engine's, and the
+        pointwise stage's (F/Q beats per entry)."""
+        return (self.depthwise.queue_depth
+                + self.pointwise.queue_depth * self.pointwise.out_beats)
+
+    @property
     def multipliers(self):
         return self.depthwise.multipliers + self.pointwise.multipliers
 

@@ -4,6 +4,7 @@ output format) and the pointwise reference, with stalls, back-to-back frames, fo
 weights and malformed input."""
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,9 +17,11 @@ from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.native_sim import run_native_timed
 from dwconv.sim.verilog import engine_verilog
 
+from malformed_streams import CASES as MALFORMED_CASES, build_case, check_answer
 from separable_cases import make_block
 from shared_build import native_build_root
 from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
+from test_hw_malformed import play
 
 
 def run_block(case, frames, *, stall=0.0, seed=0, beats=None, out_frames=None,
@@ -134,6 +137,22 @@ def test_figures_without_hardware():
     slow = make_block(shape=(8, 8, 4), kernel=(3, 3), filters=8, lanes=2, out_lanes=2).block
     assert slow.cycles_per_input_beat == 2 and slow.cycles_per_frame == 8 * 8 * 2 * 2
     assert block.spec.output_shape == (32, 32, 16)
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_CASES))
+def test_malformed_streams_of_the_engine_suite(name):
+    """The depthwise engine's malformed-stream cases (tlast early, late or missing, start
+    of frame missing or mid-frame, garbage between frames, reset mid-frame) played into
+    the block: flagged, never a hang, output framed, well-formed frames exact."""
+    case = make_block(shape=(4, 5, 2), kernel=(3, 3), filters=3, lanes=1, seed=15)
+    block = case.block
+    rng = np.random.default_rng(sorted(MALFORMED_CASES).index(name))
+    bad = build_case(name, block, rng)
+    outputs, error, accepted = play(block, bad.events, stall=0.3, seed=16)
+    # the checker counts output rows in beats of the block's output: F/Q per pixel
+    view = SimpleNamespace(spec=block.spec, groups=block.out_groups,
+                           out_lanes=block.out_lanes, formats=block.formats)
+    check_answer(bad, view, outputs, case.expected(bad.frames), error, accepted)
 
 
 def test_synthesis_rebuilds_the_block_for_its_target():
