@@ -181,18 +181,21 @@ def _hex_lines(words):
 def _parameters(engine):
     spec, lanes = engine.spec, engine.lanes
     groups = spec.channels // lanes
+    # output beats per pixel: C/P, or a separable block's F/Q
+    out_groups = getattr(engine, "out_groups", groups)
     parameters = {
         "IN_BITS": lanes * engine.formats.input.width,
         "OUT_BITS": engine.out_lanes * engine.formats.output.width,
         "IN_ROW_BEATS": spec.width * groups,
         "IN_FRAME_BEATS": spec.height * spec.width * groups,
-        "OUT_ROW_BEATS": spec.out_width * groups,
-        "OUT_FRAME_BEATS": spec.out_height * spec.out_width * groups,
+        "OUT_ROW_BEATS": spec.out_width * out_groups,
+        "OUT_FRAME_BEATS": spec.out_height * spec.out_width * out_groups,
     }
     if engine.weights == "port":
-        parameters["WEIGHT_BITS"] = engine.store.load_width
-        parameters["WEIGHT_WORDS"] = (spec.taps * spec.channels * spec.depth_multiplier
-                                      + (spec.out_channels if spec.use_bias else 0))
+        parameters["WEIGHT_BITS"] = getattr(engine, "load_width", engine.store.load_width)
+        parameters["WEIGHT_WORDS"] = getattr(engine, "load_words", (
+            spec.taps * spec.channels * spec.depth_multiplier
+            + (spec.out_channels if spec.use_bias else 0)))
     return parameters
 
 
@@ -355,7 +358,8 @@ def run_native_timed(engine, frames_raw, *, simulator="verilator", stall=0.0, se
     from .beats import weight_load_values
     load_text = "".join(
         f"{int(k):x}\n" + _hex_lines(weight_load_values(spec, kernel, bias,
-                                                        engine.store.load_width))
+                                                        getattr(engine, "load_width",
+                                                                engine.store.load_width)))
         for k, (kernel, bias) in loads.items())
     load_words = len(loads) * parameters.get("WEIGHT_WORDS", 0)
     if max_cycles is None:

@@ -276,6 +276,8 @@ def retarget(engine, target):
     """``engine`` built for ``target`` (None: portable multipliers), or itself if it is."""
     if getattr(engine, "target", None) == target:
         return engine
+    if hasattr(engine, "retargeted"):     # a separable block rebuilds itself
+        return engine.retargeted(target)
     from ..hw.engine import DepthwiseEngine
     store = engine.store
     extra = {"reuse": engine.reuse} if getattr(engine, "reuse", 1) != 1 else {}
