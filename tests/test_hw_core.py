@@ -82,8 +82,8 @@ def make_layer(shape, kernel, *, seed=0, **options):
 def run_core(plan, frames_raw, *, stall, seed, loads=None):
     """Frames through ``UserTop(plan)``, back to back, with random valid/ready stalls;
     ``loads`` maps a frame index to (kernel_raw, bias_raw) loaded through ``w`` before it.
-    Returns (outputs (N, oh, ow, C*M), (first, last) per output beat, error, cycles from
-    the first input beat taken to the last output beat taken)."""
+    Returns (outputs (N, oh, ow, C*M), (first, last) per output beat, error, cycle
+    numbers: ``first_in``, ``last_in`` (input beats taken), ``last_out``)."""
     spec, lanes, groups = plan.spec, plan.lanes, plan.groups
     dut = UserTop(plan)
     row_beats = spec.width * groups
@@ -112,6 +112,7 @@ def run_core(plan, frames_raw, *, stall, seed, loads=None):
                                               "last": (n + 1) % row_beats == 0},
                                  rng_in, stall)
                 seen.setdefault("first_in", now[0])
+                seen["last_in"] = now[0]
 
     async def sink(ctx):
         for _ in range(out_beats):
@@ -132,7 +133,7 @@ def run_core(plan, frames_raw, *, stall, seed, loads=None):
     outputs = values.reshape(len(frames_raw), spec.out_height, spec.out_width,
                              spec.out_channels)
     flags = [(int(first), int(last)) for _, first, last in taken]
-    return outputs, flags, seen["error"], seen["last_out"] - seen["first_in"]
+    return outputs, flags, seen["error"], seen
 
 
 def _expected_flags(plan, frames):
@@ -152,10 +153,11 @@ def check_core(layer, formats, lanes, *, stall=0.3, seed=0, frames=3, **plan_opt
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     plan = EnginePlan(layer.spec, formats, lanes, kernel_raw, bias_raw, **plan_options)
     x = raw_frames(formats, layer.spec, frames, np.random.default_rng(seed))
-    outputs, flags, error, _ = run_core(plan, x, stall=stall, seed=seed)
+    outputs, flags, error, cycles = run_core(plan, x, stall=stall, seed=seed)
     np.testing.assert_array_equal(outputs, fixed_forward_raw(layer, formats, x))
     assert flags == _expected_flags(plan, frames)
     assert not error
+    return cycles
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
@@ -200,8 +202,9 @@ def test_core_output_complete_before_the_input_frame_ends():
     """Valid padding with stride 2 on odd sizes: the last row and column are never used,
     so the last output beat leaves before the frame's last input beats are taken (found by
     the sweep below: the testbench then ended with its source still waiting)."""
-    layer = make_layer((5, 5, 2), (2, 2), strides=2, padding="valid", seed=13)
-    check_core(layer, "trn_wrap", 1, stall=0.3, seed=14, frames=2)
+    layer = make_layer((9, 30, 1), (2, 2), strides=6, padding="valid", seed=13)
+    cycles = check_core(layer, "trn_wrap", 1, stall=0.3, seed=14, frames=2)
+    assert cycles["last_out"] < cycles["last_in"]
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -231,11 +234,11 @@ def test_core_takes_as_many_cycles_as_the_engine():
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     plan = EnginePlan(layer.spec, formats, 1, kernel_raw, bias_raw)
     x = raw_frames(formats, layer.spec, 3, np.random.default_rng(12))
-    outputs, _, _, cycles = run_core(plan, x, stall=0.0, seed=0)
+    outputs, _, _, seen = run_core(plan, x, stall=0.0, seed=0)
     engine = DepthwiseEngine(layer.spec, formats, 1, kernel_raw, bias_raw)
     result = run_amaranth(engine, x)
     np.testing.assert_array_equal(outputs, result.outputs)
-    assert cycles + 1 == result.cycles
+    assert seen["last_out"] - seen["first_in"] + 1 == result.cycles
 
 
 def _built(elaboratable):
