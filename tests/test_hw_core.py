@@ -20,6 +20,7 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.hw.folded_mac import FoldedMacArray
 from dwconv.hw.mac import MacArray, mac_signature
 from dwconv.hw.multiplier import Multiplier
+from dwconv.hw.output_queue import OutputQueue
 from dwconv.hw.plan import EnginePlan
 from dwconv.hw.requantizer import Requantizer
 from dwconv.sim.amaranth_sim import run_amaranth
@@ -457,3 +458,20 @@ def test_every_stage_is_a_component():
     assert lane_beat(_FORMATS.input, 3).size == 3 * 8 + 2
     assert lane_beat(LayerFormats.from_strings(input="ufixed<6,2>").input, 2)["data"].shape \
         .elem_shape == unsigned(6)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: Activation("gelu", signed(8), 0), "activation must be linear, relu or relu6"),
+    (lambda: FoldedMacArray(9, 10, signed(8), signed(6), signed(10), 24), "reuse must be"),
+    (lambda: FoldedMacArray(9, 3, signed(8), signed(6), signed(10), 24, weights=[1, 2]),
+     "2 weights given for 9 taps"),
+    (lambda: OutputQueue(8, 6), "depth must be a power of 2"),
+    (lambda: Multiplier(signed(8), signed(8), target="xc7"), "target must be one of"),
+])
+def test_refused_components_leave_nothing_unused(build, match, monkeypatch):
+    """Each check runs before the component exists (a half-built one would warn, an error
+    under PYTHONWARNINGS=error)."""
+    made = _count_components(monkeypatch)
+    with pytest.raises(ValueError, match=match):
+        build()
+    assert made == []
