@@ -70,15 +70,19 @@ class FoldedMacArray(wiring.Component):
         Held for one cycle.  ``latency`` may be raised with ``pad_to``.
     """
 
+    def __new__(cls, taps, reuse, *args, weights=None, **kwargs):
+        # checked before the object exists, so a refused array is no unused elaboratable
+        check_reuse(reuse, taps)
+        if weights is not None and len(weights) != taps:
+            raise ValueError(f"{len(weights)} weights given for {taps} taps")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, taps, reuse, x_shape, w_shape, b_shape, acc_width, *, product_shift=0,
                  bias_shift=0, weights=None, target=None):
-        check_reuse(reuse, taps)
         self.taps, self.reuse, self.acc_width = taps, reuse, acc_width
         self.product_shift, self.bias_shift = product_shift, bias_shift
         self.weights = None if weights is None else [int(w) for w in weights]
         self.target = target
-        if self.weights is not None and len(self.weights) != taps:
-            raise ValueError(f"{len(self.weights)} weights given for {taps} taps")
         self.multipliers = self.multipliers_of(taps, reuse)
         self.x_shape, self.w_shape = Shape.cast(x_shape), Shape.cast(w_shape)
         super().__init__(mac_signature(taps, x_shape, w_shape, b_shape, acc_width,

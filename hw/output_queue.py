@@ -31,9 +31,13 @@ class OutputQueue(wiring.Component):
     o : Out(stream.Signature(shape))
     """
 
-    def __init__(self, shape, depth):
+    def __new__(cls, shape, depth):
+        # checked before the object exists, so a refused queue is no unused elaboratable
         if depth < 2 or depth & (depth - 1):
             raise ValueError(f"depth must be a power of 2 of at least 2, not {depth}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, shape, depth):
         self.depth = depth
         super().__init__({"i": In(stream.Signature(shape, always_ready=True)),
                           "o": Out(stream.Signature(shape))})

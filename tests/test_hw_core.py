@@ -20,6 +20,7 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.hw.folded_mac import FoldedMacArray
 from dwconv.hw.mac import MacArray, mac_signature
 from dwconv.hw.multiplier import Multiplier
+from dwconv.hw.output_queue import OutputQueue
 from dwconv.hw.plan import EnginePlan
 from dwconv.hw.requantizer import Requantizer
 from dwconv.sim.amaranth_sim import run_amaranth
@@ -82,8 +83,8 @@ def make_layer(shape, kernel, *, seed=0, **options):
 def run_core(plan, frames_raw, *, stall, seed, loads=None):
     """Frames through ``UserTop(plan)``, back to back, with random valid/ready stalls;
     ``loads`` maps a frame index to (kernel_raw, bias_raw) loaded through ``w`` before it.
-    Returns (outputs (N, oh, ow, C*M), (first, last) per output beat, error, cycles from
-    the first input beat taken to the last output beat taken)."""
+    Returns (outputs (N, oh, ow, C*M), (first, last) per output beat, error, cycle
+    numbers: ``first_in``, ``last_in`` (input beats taken), ``last_out``)."""
     spec, lanes, groups = plan.spec, plan.lanes, plan.groups
     dut = UserTop(plan)
     row_beats = spec.width * groups
@@ -93,7 +94,8 @@ def run_core(plan, frames_raw, *, stall, seed, loads=None):
     taken, seen = [], {}
 
     async def clock(ctx):
-        async for _ in ctx.tick():
+        while "last_out" not in seen:
+            await ctx.tick()
             now[0] += 1
 
     async def source(ctx):
@@ -111,6 +113,7 @@ def run_core(plan, frames_raw, *, stall, seed, loads=None):
                                               "last": (n + 1) % row_beats == 0},
                                  rng_in, stall)
                 seen.setdefault("first_in", now[0])
+                seen["last_in"] = now[0]
 
     async def sink(ctx):
         for _ in range(out_beats):
@@ -122,15 +125,16 @@ def run_core(plan, frames_raw, *, stall, seed, loads=None):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_process(clock)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
+    # all three run to their end: an output frame may be complete before the last input
+    # beats are taken (valid padding, strides), and a coroutine left waiting would warn
+    for bench in (clock, source, sink):
+        sim.add_testbench(bench)
     sim.run()
     values = np.array([lane_values for lane_values, _, _ in taken], dtype=np.int64)
     outputs = values.reshape(len(frames_raw), spec.out_height, spec.out_width,
                              spec.out_channels)
     flags = [(int(first), int(last)) for _, first, last in taken]
-    return outputs, flags, seen["error"], seen["last_out"] - seen["first_in"]
+    return outputs, flags, seen["error"], seen
 
 
 def _expected_flags(plan, frames):
@@ -150,10 +154,11 @@ def check_core(layer, formats, lanes, *, stall=0.3, seed=0, frames=3, **plan_opt
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     plan = EnginePlan(layer.spec, formats, lanes, kernel_raw, bias_raw, **plan_options)
     x = raw_frames(formats, layer.spec, frames, np.random.default_rng(seed))
-    outputs, flags, error, _ = run_core(plan, x, stall=stall, seed=seed)
+    outputs, flags, error, cycles = run_core(plan, x, stall=stall, seed=seed)
     np.testing.assert_array_equal(outputs, fixed_forward_raw(layer, formats, x))
     assert flags == _expected_flags(plan, frames)
     assert not error
+    return cycles
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
@@ -194,6 +199,15 @@ def test_core_weight_port_loads_through_w():
     assert not error
 
 
+def test_core_output_complete_before_the_input_frame_ends():
+    """Valid padding with stride 2 on odd sizes: the last row and column are never used,
+    so the last output beat leaves before the frame's last input beats are taken (found by
+    the sweep below: the testbench then ended with its source still waiting)."""
+    layer = make_layer((9, 30, 1), (2, 2), strides=6, padding="valid", seed=13)
+    cycles = check_core(layer, "trn_wrap", 1, stall=0.3, seed=14, frames=2)
+    assert cycles["last_out"] < cycles["last_in"]
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_core_random_configurations(data):
@@ -221,11 +235,11 @@ def test_core_takes_as_many_cycles_as_the_engine():
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     plan = EnginePlan(layer.spec, formats, 1, kernel_raw, bias_raw)
     x = raw_frames(formats, layer.spec, 3, np.random.default_rng(12))
-    outputs, _, _, cycles = run_core(plan, x, stall=0.0, seed=0)
+    outputs, _, _, seen = run_core(plan, x, stall=0.0, seed=0)
     engine = DepthwiseEngine(layer.spec, formats, 1, kernel_raw, bias_raw)
     result = run_amaranth(engine, x)
     np.testing.assert_array_equal(outputs, result.outputs)
-    assert cycles + 1 == result.cycles
+    assert seen["last_out"] - seen["first_in"] + 1 == result.cycles
 
 
 def _built(elaboratable):
@@ -444,3 +458,20 @@ def test_every_stage_is_a_component():
     assert lane_beat(_FORMATS.input, 3).size == 3 * 8 + 2
     assert lane_beat(LayerFormats.from_strings(input="ufixed<6,2>").input, 2)["data"].shape \
         .elem_shape == unsigned(6)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: Activation("gelu", signed(8), 0), "activation must be linear, relu or relu6"),
+    (lambda: FoldedMacArray(9, 10, signed(8), signed(6), signed(10), 24), "reuse must be"),
+    (lambda: FoldedMacArray(9, 3, signed(8), signed(6), signed(10), 24, weights=[1, 2]),
+     "2 weights given for 9 taps"),
+    (lambda: OutputQueue(8, 6), "depth must be a power of 2"),
+    (lambda: Multiplier(signed(8), signed(8), target="xc7"), "target must be one of"),
+])
+def test_refused_components_leave_nothing_unused(build, match, monkeypatch):
+    """Each check runs before the component exists (a half-built one would warn, an error
+    under PYTHONWARNINGS=error)."""
+    made = _count_components(monkeypatch)
+    with pytest.raises(ValueError, match=match):
+        build()
+    assert made == []
