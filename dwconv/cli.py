@@ -232,7 +232,8 @@ def load_design(args, *, quantized=True, target=True):
 
     config = _config(args)
     layer = load(args.layer, getattr(args, "layer_name", None), getattr(args, "fuse", False),
-                 config=None if config is None else _fuse_only(config))
+                 config=None if config is None else _fuse_only(config),
+                 pointwise=getattr(args, "pointwise", False))
     if not target:
         args = argparse.Namespace(**{**vars(args), "target": None})
     design = design_for(args, layer, config)
@@ -361,6 +362,13 @@ def run_export(args):
 
     if args.all:
         return _export_all(args)
+    from .golden.layer import SeparableLayer
+    from .loading import load
+
+    layer = load(args.layer, args.layer_name, args.fuse, config=_config(args),
+                 pointwise=args.pointwise)
+    if isinstance(layer, SeparableLayer):   # no Design yet: its engine is hw.separable's
+        return export_layer(args.output, layer, formats_from_args(args, layer.formats))
     design = load_design(args, quantized=False)
     export_layer(args.output, design.layer, design.formats)
 

@@ -64,7 +64,7 @@ def _config_formats(layer, config):
     return {**(layer.formats or {}), **chosen} or None
 
 
-def load(path, layer=None, fuse=False, *, config=None):
+def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
     """One depthwise layer from a ``.keras``/``.h5`` model, an export folder or tree.
 
     Parameters
@@ -77,6 +77,9 @@ def load(path, layer=None, fuse=False, *, config=None):
         fuses) into the layer.  A configuration made with ``--fuse`` sets it too.
     config : Config, dict or path, optional
         Its formats for this layer are stored on the returned layer.
+    pointwise : bool
+        With ``fuse``, join a DepthwiseConv2D and the 1x1 Conv2D after it into one separable
+        block (a ``SeparableLayer``).
 
     Returns
     -------
@@ -84,7 +87,7 @@ def load(path, layer=None, fuse=False, *, config=None):
     """
     config = read_config(config)
     fuse = fuse or bool(config is not None and config.fuse)
-    found, stored = load_layer(path, layer, fuse)
+    found, stored = load_layer(path, layer, fuse, pointwise)
     layer_id = layer if layer is not None and "/" in str(layer) else None
     loaded = with_formats(found, stored, layer_id or found.name)
     return with_formats(loaded, _config_formats(loaded, config)) if config else loaded
