@@ -69,3 +69,22 @@ def test_readme_commands_run(tmp_path, monkeypatch, capsys):
         assert code == 0, f"dwconv {shlex.join(argv)} exited {code}: {output.err}"
     if skipped:
         pytest.skip(f"Icarus Verilog (iverilog) is not installed: not run: {'; '.join(skipped)}")
+
+
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def test_readme_python_runs(tmp_path, monkeypatch):
+    """The README's Python blocks, in order, in one namespace, on the same files as the
+    commands: the API section's assertions (0 mismatches, the core equal to predict) hold."""
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    seed_keras_model(keras).save("model.keras")
+    np.save("x.npy", np.random.default_rng(5).normal(0, 1, (2, 16, 12, 6)).astype(np.float32))
+    blocks = PYTHON_BLOCK.findall(README.read_text())
+    assert len(blocks) >= 2
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["r"].mismatches == 0
