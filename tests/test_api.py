@@ -5,6 +5,7 @@ import importlib.metadata
 import inspect
 import io
 import json
+import pathlib
 import math
 
 import numpy as np
@@ -423,3 +424,17 @@ def test_long_amaranth_runs_are_announced(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "exp"), "-i", str(tmp_path / "x.npy"), "-o",
                  str(tmp_path / "y.npy")]) == 0
     assert "--sim verilator" not in capsys.readouterr().err      # a short run: no word
+
+
+def test_load_reads_tflite_int8_layers():
+    """dwconv.load on a .tflite gives its int8 layer; its golden model equals the stored
+    outputs of LiteRT's default (fp32) and reference (double) interpreters."""
+    from dwconv.golden import int8_ref
+
+    data = pathlib.Path(__file__).parent / "data" / "tflite"
+    layer = dwconv.load(data / "dscnn_25x5x64.tflite")
+    assert isinstance(layer, int8_ref.Int8Layer) and layer.spec.input_shape == (25, 5, 64)
+    with np.load(data / "dscnn_25x5x64.npz") as stored:
+        np.testing.assert_array_equal(int8_ref.predict(layer, stored["x"]), stored["auto"])
+        np.testing.assert_array_equal(int8_ref.predict(layer, stored["x"], "double"),
+                                      stored["ref"])
