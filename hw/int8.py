@@ -568,6 +568,11 @@ class Int8Engine(wiring.Component):
         spec.check_lanes(lanes)
         if rounding not in ("fp32",) + ROUNDINGS:
             raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
+        # checked before any part exists, so a refused engine leaves no unused component
+        if rounding == "fp32" and scales is None:
+            raise ValueError("the fp32 rounding needs the float32 scales")
+        if rounding != "fp32" and (multipliers is None or shifts is None):
+            raise ValueError(f"the {rounding} rounding needs multipliers and shifts")
         self.spec, self.lanes, self.rounding = spec, lanes, rounding
         self.groups = spec.channels // lanes
         self.out_lanes = lanes * spec.depth_multiplier
@@ -583,12 +588,8 @@ class Int8Engine(wiring.Component):
         common = dict(acc_width=inner.output.width, lanes=self.out_lanes, groups=self.groups,
                       output_zero_point=output_zero_point, act_min=act_min, act_max=act_max)
         if rounding == "fp32":
-            if scales is None:
-                raise ValueError("the fp32 rounding needs the float32 scales")
             self.requantizer = Fp32Requantizer(**common, scales=scales)
         else:
-            if multipliers is None or shifts is None:
-                raise ValueError(f"the {rounding} rounding needs multipliers and shifts")
             self.requantizer = PerChannelRequantizer(**common, multipliers=multipliers,
                                                      shifts=shifts, rounding=rounding)
         self.reuse = self.engine.reuse

@@ -18,7 +18,6 @@ import collections
 import json
 import os
 import pathlib
-import resource
 import signal
 import subprocess
 import sys
@@ -60,10 +59,11 @@ def campaign_figures():
               + ", ".join(f"{k} {v:.1f}" for k, v in TIMES.items()))
 
 
-def _limit_child():
-    size = int(GIGABYTES * (1 << 30))
-    resource.setrlimit(resource.RLIMIT_AS, (size, size))
-    os.setsid()          # its own group: a timeout stops yosys too
+#: The child limits its own address space, then runs the command line: no preexec_fn, so
+#: no fork handlers run in this (JAX-threaded) process.
+_LIMITED = ("import resource, runpy, sys; size = int(sys.argv.pop(1)); "
+            "resource.setrlimit(resource.RLIMIT_AS, (size, size)); "
+            "runpy.run_module('dwconv.cli', run_name='__main__', alter_sys=True)")
 
 
 def run_child(args, cwd):
@@ -73,8 +73,10 @@ def run_child(args, cwd):
     env.pop("DWCONV_DEBUG", None)
     start = time.monotonic()
     with out, err:
-        proc = subprocess.Popen([sys.executable, "-m", "dwconv.cli", *args], cwd=cwd,
-                                stdout=out, stderr=err, env=env, preexec_fn=_limit_child)
+        size = int(GIGABYTES * (1 << 30))
+        # its own session and group: a timeout stops yosys too
+        proc = subprocess.Popen([sys.executable, "-c", _LIMITED, str(size), *args], cwd=cwd,
+                                stdout=out, stderr=err, env=env, start_new_session=True)
         deadline = start + SECONDS
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

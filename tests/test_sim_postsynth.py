@@ -99,6 +99,6 @@ def test_block_ram_line_buffer_netlist(wide_vectors, tmp_path, target, memory):
     # one block per row gap (iCE40 also puts the output queue in one)
     blocks = re.findall(rf"^\s*{memory} #\(.*?^\s*\) (\S+)", netlist,
                         re.DOTALL | re.MULTILINE)
-    assert sum(name.startswith("\\line_buffer.") for name in blocks) == 2, blocks
+    assert sum(name.startswith("\\core.line_buffer.") for name in blocks) == 2, blocks
     if target == "ecp5":
         assert netlist.count('.REGMODE_A("OUTREG")') == 2
