@@ -716,20 +716,25 @@ def add_config_command_args(parser):
                              "(formats, lanes, reuse, weights, target)")
 
 
+def _chosen_layers(args, fuse, verb):
+    """``{id: layer}``: every layer with --all, else the one LAYER / --layer names."""
+    from .loading import load, load_all
+
+    if args.all:
+        if args.layer_name is not None:
+            raise UsageError(f"--all {verb} every layer: drop --layer NAME, or drop --all")
+        return load_all(args.layer, fuse)
+    layer = load(args.layer, args.layer_name, fuse)
+    return {layer.layer_id or layer.name: layer}
+
+
 def run_config(args):
     from .config import Config, config_for_layers
-    from .loading import load, load_all
 
     output = _output_path(args.output, ".json")
     base = _config(args)
     fuse = args.fuse or (base is not None and base.fuse)
-    if args.all:
-        if args.layer_name is not None:
-            raise UsageError("--all configures every layer: drop --layer NAME, or drop --all")
-        layers = load_all(args.layer, fuse)
-    else:
-        layer = load(args.layer, args.layer_name, fuse)
-        layers = {layer.layer_id or layer.name: layer}
+    layers = _chosen_layers(args, fuse, "configures")
     made = config_for_layers(layers, model=pathlib.Path(args.layer).name, fuse=fuse)
     if base is not None:
         # an existing file keeps its defaults and entries; new layers are added
@@ -764,7 +769,6 @@ def add_profile_args(parser):
 
 def run_profile(args):
     from .calibration import calibration_inputs
-    from .loading import load, load_all
     from .profile import profile_layer
 
     if args.output is None and args.config is None:
@@ -774,13 +778,7 @@ def run_profile(args):
         raise UsageError(f"--width {args.width} must be from 2 to 32 bits")
     config = _config(args)
     fuse = args.fuse or (config is not None and config.fuse)
-    if args.all:
-        if args.layer_name is not None:
-            raise UsageError("--all profiles every layer: drop --layer NAME, or drop --all")
-        layers = load_all(args.layer, fuse)
-    else:
-        layer = load(args.layer, args.layer_name, fuse)
-        layers = {layer.layer_id or layer.name: layer}
+    layers = _chosen_layers(args, fuse, "profiles")
     if config is not None:
         config.check_layers(layers)
     inputs = calibration_inputs(args.input, args.layer, layers)
