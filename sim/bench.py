@@ -91,7 +91,7 @@ def _int_bits(magnitude):
 
 
 def choose_formats(layer, input_max, bits):
-    """Formats by the README's rule: integer bits from the largest magnitude, the rest fraction.
+    """Formats by docs/formats.md's rule: integer bits from the largest magnitude, the rest fraction.
 
     Input: |x| <= input_max; weight and bias: their largest magnitude; output (16 bits): the
     largest sum of |w|*input_max + |b| over channels.  Round to nearest, saturate.
@@ -743,15 +743,8 @@ def main(argv=None):
                         help="redo only the board builds of the bench.json in --out")
     parser.add_argument("--speed-only", action="store_true",
                         help="redo only the simulator-speed figures of the bench.json in --out")
-    parser.add_argument("--readme", metavar="README.md",
-                        help="only rewrite that file's measured-figures section from the "
-                             "bench.json in --out")
     args = parser.parse_args(argv)
-    if args.readme:
-        from .bench_report import update_readme
-        update_readme(args.readme, json.loads((pathlib.Path(args.out) / "bench.json")
-                                              .read_text()))
-    elif args.synth_only:
+    if args.synth_only:
         synthesis_only(args.out, work=args.work)
     elif args.boards_only:
         boards_only(args.out, work=args.work)

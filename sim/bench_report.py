@@ -3,7 +3,7 @@
 import math
 import textwrap
 
-__all__ = ["render", "readme_section", "update_readme"]
+__all__ = ["render"]
 
 FINN_SOURCE = ("Xilinx/finn `src/finn/custom_op/fpgadataflow/`: `fmpadding.py`, "
                "`rtl/convolutioninputgenerator_rtl.py`, `vectorvectoractivation.py` "
@@ -195,12 +195,6 @@ def _fmax(r):
                if stopped else ""))
 
 
-def _seed_timeout(synthesis):
-    """The nextpnr seeds' time limit of the synthesis runs (the bench gives them all one)."""
-    return next((r["seed_timeout_s"] for r in synthesis.get("results", [])
-                 if r.get("seed_timeout_s")), None)
-
-
 def _signal_name(cell):
     """The engine signal a netlist cell was made from: "x$153[2]" is x, but an unnamed
     signal ("$signal$10") keeps its whole name."""
@@ -321,7 +315,7 @@ def render(data):
         "kh*kw*P*M, full rate; with constant weights synthesis shrinks them further.",
         _storage_table(layers),
         "## Quantization error against Keras (computed)",
-        "Float golden = Keras (float32) to rounding.  The fixed formats follow the README's "
+        "Float golden = Keras (float32) to rounding.  The fixed formats follow docs/formats.md's "
         "rule (integer bits from the largest magnitude, round to nearest, saturate; output "
         "16 bits); the seed layer's 8-bit column is the demo's formats.  Inputs are random: "
         "uniform [0, 6) for MobileNetV2 (its depthwise layers read ReLU6 outputs), uniform "
@@ -333,182 +327,3 @@ def render(data):
         "## Synthesis",
         _synthesis_section(data["synthesis"]),
     ]) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# The README's "Measured figures" section, from the same data
-
-README_SECTION = "## Measured figures"
-
-
-def _readme_throughput(layers):
-    picked = [r for r in layers if r["source"] in ("seed", "reference")]
-    picked += [r for r in layers if r["source"].startswith("MobileNetV2 alpha 1.0")
-               and "shared_with" not in r["simulation"]]
-    rows = []
-    for r in picked:
-        s, q = r["simulation"], r["ratio"]
-        name = (f"MobileNetV2 1.0 {r['layer']}" if r["source"].startswith("MobileNetV2")
-                else r["layer"])
-        rows.append([name, _shape(r["input_shape"]), _kernel(r), r["lanes"], s["frames"],
-                     s["cycles"], f"{s['efficiency']:.4f}", f"{q['input_bound']:.3f}",
-                     f"{q['hls4ml']:.3f}", f"{q['finn_matched']:.3f}",
-                     f"{r['line_buffer_words']} / {r['line_buffer_min_words']}"])
-    return _table(["layer", "input HxWxC", "kernel", "P", "frames", "cycles", "efficiency",
-                   "/ input bound", "/ hls4ml", "/ FINN", "line buffer / minimum words"], rows)
-
-
-def _readme_synthesis(synthesis):
-    if "skipped" in synthesis:
-        return f"Not measured in this run: {synthesis['skipped']}."
-    rows, failed = [], []
-    for r in synthesis["results"]:
-        if "error" in r:
-            failed.append(f"{r['configuration']} ({r.get('weights', 'const')} weights) on "
-                          f"{r['target']} {r['device']} at P={r['lanes']}, "
-                          f"R={r.get('reuse', 1)}")
-            continue
-        rows.append([r["configuration"], r["part"], r["lanes"], r.get("reuse", 1),
-                     r.get("weights", "const"), r["luts"],
-                     f"{r['ffs']} ({r.get('engine_ffs', '-')})", r["dsps"], r["brams"],
-                     r.get("lutram", "-"), _fmax(r), _path(r)])
-    return (_table(["configuration", "part", "P", "R", "weights", "LUTs", "FFs (engine)",
-                    "DSPs", "BRAMs", "LUT RAM", "Fmax MHz best / median", "critical path"],
-                   rows) +
-            (f"\n\nDid not fit, or place and route did not finish ([BENCH.md](BENCH.md) "
-             f"gives the reason): {'; '.join(failed)}." if failed else "") +
-            ("\n\nBoard builds of the seed layer:\n\n" + "\n".join(_boards(synthesis))
-             if synthesis.get("boards") else ""))
-
-
-def readme_section(data):
-    """The README's measured-figures section (markdown, heading included)."""
-    layers, speed = data["layers"], data["speed"]
-    mobilenet = {alpha: [r for r in layers if r["source"].startswith(f"MobileNetV2 alpha "
-                                                                     f"{alpha} ")]
-                 for alpha in ("1.0", "0.35")}
-    simulated = [r for r in layers if "shared_with" not in r["simulation"]]
-    big = [r for r in layers if r["input_shape"][0] >= 32 and r["input_shape"][1] >= 32]
-    low = [r for r in layers if r["simulation"]["efficiency"] < 0.98]
-    finn_default = [1 / r["ratio"]["finn_default"] for r in layers]
-    storage = [r["line_buffer_words"] / r["line_buffer_min_words"] for r in layers]
-    mob = mobilenet["1.0"] + mobilenet["0.35"]
-    seed_limit = _seed_timeout(data["synthesis"])
-
-    def worst(bits):
-        return max(r["quantization"]["fixed_vs_keras"][bits]["max_abs_error"] for r in mob)
-
-    def hls4ml(rows):
-        return f"{_geomean([r['ratio']['hls4ml'] for r in rows]):.2f}"
-
-    same = {r["layer"]: r["ratio"]["hls4ml"] for r in layers}
-    goal = ("holds on every such layer" if all(r["simulation"]["efficiency"] >= 0.98
-                                               for r in big) else "is missed on some")
-    seed = next(r for r in layers if r["layer"] == "seed_dw")
-    simulators = ", ".join(f"{name} {s['cycles_per_second']:,} cycles/s"
-                           + (f" ({s['cycles_per_cpu_second']:,} per CPU second)"
-                              if "cycles_per_cpu_second" in s else "")
-                           + (f" ({s['frames']} frames, stalls {s['stall']})"
-                              if s.get("stall") else "")
-                           for name, s in speed["simulators"].items() if "skipped" not in s)
-    e = speed.get("end_to_end")
-    timed = [r["simulation"] for r in layers if "stalled" in r["simulation"]]
-    cycles = sum(s["cycles"] + s["stalled"]["cycles"] for s in timed)
-    sim_seconds = sum(s["sim_seconds"] + s["stalled"]["sim_seconds"] for s in timed)
-    g = speed["golden"]
-    text = [
-        README_SECTION,
-        f"All from `make bench` ([BENCH.md](BENCH.md) has every layer and how each figure is "
-        f"made; bench.json has the numbers; `python -m dwconv.sim.bench --readme README.md` "
-        f"rewrites this section from them), on a shared {data['about']['cpus']}-core "
-        f"{data['about']['machine']} machine. Cycles are simulated in Verilator on the shipped "
-        f"Verilog, frames back to back, from the first input beat accepted to the last output "
-        f"beat taken; every simulated output equals the fixed golden model "
-        f"({sum(r['simulation']['mismatches'] for r in simulated)} mismatches; "
-        f"{len(layers)} layers, each simulated at full size with its own weights, "
-        f"{simulated[0]['simulation']['frames']} frames without and then with random stalls)."
-        f" P is the largest divisor of C not above 8.",
-        "**Throughput.** The engine takes one input beat per cycle: a burst of N frames costs "
-        "N*H*W*C/P cycles plus a fixed fill and flush (the pipeline, and the last frame's "
-        "bottom padded outputs), so efficiency rises with N and with the frame size.",
-        _readme_throughput(layers),
-        "Ratios are cycles per frame, ours over theirs, at matched parallelism (P lanes and "
-        "P*kh*kw multipliers for everyone); below 1 is fewer cycles. hls4ml io_stream and "
-        "FINN stream the padded frame, (H+pt+pb)*(W+pl+pr)*C/P beats per frame, so `same` "
-        "layers gain most"
-        + (f": {1 - same['ref_3x3_same']:.0%} fewer cycles on 32x32 3x3"
-           if "ref_3x3_same" in same else "")
-        + (f", {1 - same['block_14_depthwise']:.0%} on MobileNetV2's 7x7x960"
-           if mobilenet["1.0"] and "block_14_depthwise" in same else "")
-        + ". Valid layers (MobileNetV2's stride-2 layers after Keras' ZeroPadding2D) are "
-        "input-bound for everyone."
-        + (f" Over all {len(mobilenet['1.0'])} depthwise layers of MobileNetV2 the geometric "
-           f"mean ratio to hls4ml is {hls4ml(mobilenet['1.0'])} at alpha 1.0 / 224x224 and "
-           f"{hls4ml(mobilenet['0.35'])} at alpha 0.35 / 96x96." if mob else "")
-        + f" FINN's default folding (the window serialized tap by tap, P multipliers) takes "
-        f"{min(finn_default):.1f} to {max(finn_default):.0f} times our cycles (geometric mean "
-        f"{_geomean(finn_default):.1f})."
-        + (f" The efficiency >= 0.98 goal (32x32 and larger) {goal} (lowest "
-           f"{min(r['simulation']['efficiency'] for r in big):.4f})." if big else "")
-        + (f" Below 0.98 are {len(low)} layers of {min(r['input_shape'][0] for r in low)}x"
-           f"{min(r['input_shape'][1] for r in low)} to {max(r['input_shape'][0] for r in low)}x"
-           f"{max(r['input_shape'][1] for r in low)} pixels with "
-           f"{min(r['input_shape'][2] for r in low)} to {max(r['input_shape'][2] for r in low)} "
-           f"channels (efficiency {min(r['simulation']['efficiency'] for r in low):.3f} to "
-           f"{max(r['simulation']['efficiency'] for r in low):.3f}), where the last frame's "
-           f"flush is a large part of a short burst." if low else ""),
-        f"**Storage.** The line buffer holds ((kh-1)*dh*W + (kw-1)*dw)*C + 3P words, the "
-        f"window's span at beat granularity plus two beats of scan delay: {min(storage):.2f} "
-        f"to {max(storage):.2f} times the pixel-granular minimum ((kh-1)*dh*W + (kw-1)*dw + "
-        f"1)*C, in block RAM (or LUT RAM for short rows on ECP5). Products: kh*kw*P*M per "
-        f"cycle; with constant weights and P = C they are shift-and-add trees in logic (no "
-        f"DSP blocks), otherwise registered multipliers.",
-        "**Quantization error against Keras** (random inputs; formats chosen by the rule in "
-        "[Fixed-point formats](#fixed-point-formats)): float golden model against Keras at "
-        f"most {max(r['quantization']['float_vs_keras'] for r in layers):.1g}"
-        + (f"; fixed point with 8-bit input and weights, max |error| {worst('8'):.3f} on the "
-           f"MobileNetV2 layers (inputs in [0, 6)), with 16-bit input and weights "
-           f"{worst('16'):.5f}" if mob else "")
-        + f"; the seed layer (inputs in [-4, 4)): "
-        f"{seed['quantization']['fixed_vs_keras']['8']['max_abs_error']:.3f} with the demo's "
-        f"8-bit formats.",
-        f"**Simulation speed** ({speed['layer']}: {_shape(speed['input_shape'])}, "
-        f"{_shape(speed['kernel_size'])} {speed['padding']}, P={speed['lanes']}, "
-        f"{speed['frames']} frames unless said): {simulators} (verilator and icarus: the "
-        f"compiled testbench, no Python in the cycle loop; the cocotb runs are dominated by "
-        f"cocotb's Python AXI-Stream source, sink and monitor, not by the simulators)"
-        + (f"; {e['frames']} frames end to end (data, golden models, cached build, "
-           f"simulation with stalls {e['stall']}, comparison) in {e['seconds']} s" if e else "")
-        + (f"; all the layers above: {cycles:,} cycles in {sim_seconds:.0f} s inside Verilator"
-           if timed else "")
-        + f"; the golden "
-        f"models take {g['float_golden_seconds'] * 1e3:.1f} ms (float) and "
-        f"{g['fixed_golden_seconds'] * 1e3:.1f} ms (fixed) where Keras' compiled predict "
-        f"takes {g['keras_predict_seconds'] * 1e3:.1f} ms.",
-        "**Synthesis** (`dwconv synth --seeds N` for each run of the bench's `SYNTH_RUNS`, "
-        "N with each Fmax"
-        + (f", each seed stopped after {seed_limit} s if it had not finished"
-           if seed_limit else "") + ": "
-        "ECP5 LFE5U-85F and iCE40 UP5K, constant and port weights, several lane counts P "
-        "and reuse factors R, 8-bit operands, yosys + nextpnr from YoWASP, multipliers in "
-        "DSP blocks with their registers where they fit; LUTs, FFs with the engine's own "
-        "in brackets, the best seed's critical path; BENCH.md also lists each run's "
-        "multipliers and notes):",
-        _readme_synthesis(data["synthesis"]),
-    ]
-    return "\n\n".join(block if block.startswith("|") else textwrap.fill(
-        block, 92, break_long_words=False, break_on_hyphens=False) for block in text) + "\n"
-
-
-def update_readme(path, data):
-    """Replace the measured-figures section of the README at ``path``, up to its tests
-    paragraph (kept as written, since the bench does not run the suite)."""
-    import pathlib
-    import re
-
-    path = pathlib.Path(path)
-    text = path.read_text()
-    pattern = re.compile(rf"(?ms)^{re.escape(README_SECTION)}\n.*?(?=^\*\*Tests\.\*\*|^## )")
-    if not pattern.search(text):
-        raise ValueError(f"{path} has no '{README_SECTION}' section")
-    path.write_text(pattern.sub(lambda _: readme_section(data) + "\n", text, count=1))

@@ -9,7 +9,6 @@ import json
 
 from dwconv.golden.spec import LayerSpec
 from dwconv.sim.bench import peer_cycles, run_bench
-from dwconv.sim.bench_report import update_readme
 from shared_build import native_build_root
 
 
@@ -43,15 +42,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
                     "## Simulation speed", "## Synthesis"):
         assert heading in text
     assert "| seed | seed_dw | 16x12x6 | 3x5 valid | 6 |" in text
-
-    # the README's figures section is rewritten from the same data, the rest kept
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Measured figures\n\nstale figures\n\n**Tests.** kept\n\n## Next\n")
-    update_readme(readme, data)
-    text = readme.read_text()
-    assert "stale figures" not in text and "**Tests.** kept\n\n## Next\n" in text
-    assert f"| seed_dw | 16x12x6 | 3x5 valid | 6 | {simulation['frames']} | " \
-           f"{simulation['cycles']} |" in text
+    # BENCH.md is the one place for the figures: the bench writes nothing else (no README)
+    assert {p.name for p in tmp_path.iterdir()} == {"bench.json", "BENCH.md", "work"}
 
 
 def test_peer_formulas_on_hand_computed_layers():
@@ -71,7 +63,7 @@ def test_peer_formulas_on_hand_computed_layers():
 
 
 def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
-    from dwconv.sim.bench_report import _readme_synthesis, _synthesis_section
+    from dwconv.sim.bench_report import _synthesis_section
 
     run = {"configuration": "seed_dw", "target": "ice40", "device": "up5k",
            "part": "iCE40UP5K-SG48", "lanes": 1, "reuse": 2, "weights": "port",
@@ -106,6 +98,3 @@ def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
     assert "--board ulx3s --lanes 6 --reuse 1` " in bench
     assert "its netlist, simulated (Verilator, 501 s with its build), lit the pass LED after " \
         "246 cycles" in bench
-    readme = _readme_synthesis(synthesis)
-    assert "| seed_dw | iCE40UP5K-SG48 | 1 | 2 | port | 1385 | 1740 (1600) | 8 | 4 |" in readme
-    assert "lit the pass LED after 2508 cycles" in readme
