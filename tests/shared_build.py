@@ -1,4 +1,4 @@
-"""A simulator build cache shared by the demo, bench and README tests.
+"""A simulator build cache shared by the demo, bench and docs tests.
 
 Those tests simulate the same design (the seed layer with its fixed weights, the demo's
 formats and lanes), so the Verilator build is made once, kept under the repository's
