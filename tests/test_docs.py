@@ -13,6 +13,8 @@ Python blocks run in order in one namespace, in such a folder.  The seed layer's
 build is the one the demo and bench tests use (``shared_build``), so it is made once.
 """
 
+import argparse
+import json
 import pathlib
 import re
 import shlex
@@ -41,6 +43,10 @@ PENDING = {
     "golden model.tflite", "simulate model.tflite", "vectors model.tflite",
     "verilog model.tflite", "export model.tflite", "golden int8/",
 }
+#: Figures a page states from the reports its own commands write: (report, field) pairs whose
+#: value must appear in the page's text.
+STATED = {"docs/architecture.md": [("fold.json", "cycles"), ("full.json", "cycles"),
+                                   ("fold.json", "ideal_cycles")]}
 #: Pages other branches add; links to them may dangle until those are merged.
 PENDING_PAGES = {"docs/verification-formal.md"}
 
@@ -114,6 +120,10 @@ def test_page_commands_run(page, inputs, tmp_path, monkeypatch, capsys):
             pending.append(f"dwconv {shlex.join(argv)}: {output.err.strip()}")
             continue
         assert code == 0, f"{_name(page)}: dwconv {shlex.join(argv)} exited {code}: {output.err}"
+    for report, field in STATED.get(_name(page), []):
+        value = json.loads(pathlib.Path(report).read_text())[field]
+        assert re.search(rf"\b{value}\b", page.read_text()), \
+            f"{_name(page)} does not state {report}'s {field}, {value}"
     reasons = ([f"Icarus Verilog (iverilog) is not installed: not run: {'; '.join(skipped)}"]
                if skipped else []) + \
               ([f"pending the separable/int8 command work: {'; '.join(pending)}"]
@@ -154,23 +164,20 @@ def test_every_command_is_shown():
     assert not missing, f"commands missing from the README's table: {missing}"
 
 
-def _subparsers():
-    parser = cli.build_parser()
-    [commands] = [a for a in parser._actions if a.choices and set(cli.COMMANDS) <= set(a.choices)]
-    return commands.choices
+def _options(name):
+    """The long options of a command, as its ``--help`` lists them."""
+    parser = argparse.ArgumentParser()
+    cli.COMMANDS[name].add_arguments(parser)
+    listed = re.findall(r"^ {2}(?:-\w[^,\n]*, )?(--[a-z][\w-]*)", parser.format_help(), re.M)
+    return set(listed) - {"--help"}
 
 
 def test_every_option_is_in_the_command_reference():
     parts = re.split(r"^## (.*)$", COMMAND_REFERENCE.read_text(), flags=re.M)
     sections = dict(zip(parts[1::2], parts[2::2]))
     shared = parts[0] + sections.get("Arguments every command shares", "")
-    missing = []
-    for name, sub in _subparsers().items():
-        for action in sub._actions:
-            for option in action.option_strings:
-                if option.startswith("--") and option != "--help" and \
-                        f"`{option}" not in sections.get(name, "") + shared:
-                    missing.append(f"{name} {option}")
+    missing = [f"{name} {option}" for name in cli.COMMANDS for option in sorted(_options(name))
+               if not re.search(rf"`{option}(?![\w-])", sections.get(name, "") + shared)]
     assert not missing, f"options not in docs/commands.md: {missing}"
 
 
