@@ -155,6 +155,22 @@ def test_readme_is_short():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES})"
 
 
+#: Sections that quote `make bench`: every measured number in them must be one BENCH.md gives.
+BENCH_QUOTES = [("README.md", "Results at a glance"), ("docs/simulation.md", "Speeds"),
+                ("docs/synthesis.md", "Results at a glance"), ("docs/peers.md", "Cycles per frame")]
+
+
+@pytest.mark.parametrize("page, heading", BENCH_QUOTES, ids=lambda v: v)
+def test_quoted_figures_come_from_the_bench(page, heading):
+    section = (ROOT / page).read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    bench = (ROOT / "BENCH.md").read_text()
+    numbers = re.findall(r"\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+", section)
+    assert len(numbers) >= 3, numbers
+    quoted = lambda n: re.search(rf"(?<![\d.,]){re.escape(n)}(?!\d|\.\d|e[-+]?\d)", bench)
+    missing = [n for n in numbers if not quoted(n)]
+    assert not missing, f"{page} quotes figures that are not in BENCH.md: {missing}"
+
+
 def test_every_command_is_shown():
     reference = {argv[0] for argv, _ in page_commands(COMMAND_REFERENCE)}
     assert set(cli.COMMANDS) <= reference, \
