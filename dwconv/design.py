@@ -185,8 +185,10 @@ class Design:
         config = read_config(config)
         settings = {} if config is None else config.settings(
             getattr(layer, "layer_id", None), layer.name)
-        chosen = {**(getattr(layer, "formats", None) or {}), **settings.pop("formats", {}),
-                  **(formats or {})}
+        stored = settings.pop("formats", {})
+        if not kind_of(layer).roles:        # an int8 layer's formats are its model's
+            stored = {}
+        chosen = {**(getattr(layer, "formats", None) or {}), **stored, **(formats or {})}
         for key, value in knobs.items():
             if key not in ("lanes", "reuse", "weights", "target", "rounding",
                            "pointwise_lanes", "pointwise_reuse"):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import DesignError
 from .golden.fixed import FormatError, QFormat
-from .golden.formats import DEFAULT_FORMATS, SEPARABLE_ROLES, LayerFormats
+from .golden.formats import DEFAULT_FORMATS, LayerFormats
 from .golden.layer import Layer, SeparableLayer
 from .golden.spec import LayerError
 
@@ -91,11 +91,12 @@ class Kind:
     name : str
         The kind's name in reports ("depthwise", "separable", "int8").
     roles : tuple of str
-        Format roles a Design of this kind takes.
+        Format roles a Design of this kind takes (a depthwise layer takes the separable
+        roles too and does not use them: one configuration's defaults serve every layer).
     """
 
     name = "depthwise"
-    roles = tuple(role for role in DEFAULT_FORMATS if role not in SEPARABLE_ROLES)
+    roles = tuple(DEFAULT_FORMATS)
 
     def accepts(self, layer):
         return type(layer) is not SeparableLayer and isinstance(layer, Layer)
@@ -196,7 +197,6 @@ class Kind:
 
 class _Separable(Kind):
     name = "separable"
-    roles = tuple(DEFAULT_FORMATS)
 
     def accepts(self, layer):
         return isinstance(layer, SeparableLayer)
@@ -391,7 +391,7 @@ class _Int8(Kind):
         return self.engine(d, target if dsp else None)
 
     def figures(self, d):
-        engine = self.engine(d, d.target)
+        engine = _figures_only(self.engine(d, d.target))
         return {name: getattr(engine, name) for name in
                 ("latency", "multipliers", "real_multipliers", "line_buffer_words",
                  "out_lanes")}
@@ -407,7 +407,7 @@ class _Int8(Kind):
 
     def weight_load(self, d):
         """None while the int8 engine has no weight port (``load_values``)."""
-        engine = self.engine(d, None)
+        engine = _figures_only(self.engine(d, None))
         if not hasattr(engine, "load_values"):
             return None
         values = engine.load_values(d.layer)
@@ -428,6 +428,16 @@ def _with_figures(engine, target):
             setattr(engine, name, getattr(inner, name))
     if not hasattr(engine, "target"):
         engine.target = target
+    return engine
+
+
+def _figures_only(engine):
+    """``engine``, read for its figures and never elaborated: its parts are no forgotten
+    hardware (Amaranth warns about unused components at garbage collection)."""
+    from amaranth.hdl import Elaboratable
+    for part in vars(engine).values():
+        if isinstance(part, Elaboratable):
+            part._MustUse__silence = True
     return engine
 
 
