@@ -185,10 +185,10 @@ class Design:
         config = read_config(config)
         settings = {} if config is None else config.settings(
             getattr(layer, "layer_id", None), layer.name)
-        stored = settings.pop("formats", {})
+        stored = {**(getattr(layer, "formats", None) or {}), **settings.pop("formats", {})}
         if not kind_of(layer).roles:        # an int8 layer's formats are its model's
             stored = {}
-        chosen = {**(getattr(layer, "formats", None) or {}), **stored, **(formats or {})}
+        chosen = {**stored, **(formats or {})}
         for key, value in knobs.items():
             if key not in ("lanes", "reuse", "weights", "target", "rounding",
                            "pointwise_lanes", "pointwise_reuse"):
@@ -445,7 +445,7 @@ class Design:
                 bar.note(line)
 
         with bar, tempfile.TemporaryDirectory(prefix="dwconv-synth-") as temp:
-            result = run_synth(self.kind.synth_engine(self, target, dsp), target, device=device,
+            result = run_synth(self._engine(None), target, device=device,
                                build_dir=build_dir or temp, dsp=dsp,
                                seeds=range(1, seeds + 1), seed_timeout=seed_timeout,
                                progress=report_line)

@@ -99,7 +99,8 @@ class Kind:
     roles = tuple(DEFAULT_FORMATS)
 
     def accepts(self, layer):
-        return type(layer) is not SeparableLayer and isinstance(layer, Layer)
+        """Whether ``layer`` is of this kind."""
+        return isinstance(layer, Layer)
 
     def layer_kind(self, layer):
         """The layer's class as a user knows it (DepthwiseConv2D, SeparableConv1D, ...)."""
@@ -108,11 +109,13 @@ class Kind:
     # -- knobs -----------------------------------------------------------------------------
 
     def formats(self, layer, formats):
+        """The resolved LayerFormats of a Design's ``formats`` argument (checked)."""
         resolved = resolve_formats(layer, formats, self.roles)
         resolved.exact_accumulator(layer.spec.taps)     # raises when it cannot be built
         return resolved
 
     def rounding(self, layer, rounding):
+        """The resolved ``rounding`` argument (None: the layer has none)."""
         if rounding is not None:
             raise DesignError(f"rounding is for int8 TFLite layers only; layer "
                               f"{layer.spec.name!r} is a {self.layer_kind(layer)}: leave it "
@@ -154,6 +157,7 @@ class Kind:
         return count_overflows(d.layer, d.formats, np.asarray(x_nhwc, dtype=np.float64))
 
     def overflow_warning(self, d, counts):
+        """The one warning line for ``overflows``' counts, or None."""
         return _warning(counts, d.formats, ("input", "accum", "output"))
 
     # -- hardware --------------------------------------------------------------------------
@@ -164,11 +168,6 @@ class Kind:
         kernel_raw, bias_raw = self.weights_raw(d)
         return DepthwiseEngine(d.layer.spec, d.formats, d.lanes, kernel_raw, bias_raw,
                                weights=d.weights, reuse=d.reuse, target=target)
-
-    def synth_engine(self, d, target, dsp):
-        """What ``sim.synth.run_synth`` takes for ``target`` (it rebuilds a portable engine
-        for its target itself)."""
-        return self.engine(d, None)
 
     def figures(self, d):
         """latency, multipliers, real_multipliers, line_buffer_words, out_lanes: from the
@@ -384,14 +383,12 @@ class _Int8(Kind):
 
     def engine(self, d, target):
         options = {"weights": d.weights} if d.weights != "const" else {}
-        return _with_figures(self._engine_class().from_layer(
-            d.layer, d.lanes, d.rounding, reuse=d.reuse, target=target, **options), target)
-
-    def synth_engine(self, d, target, dsp):
-        return self.engine(d, target if dsp else None)
+        engine = self._engine_class().from_layer(d.layer, d.lanes, d.rounding, reuse=d.reuse,
+                                                 target=target, **options)
+        return _with_figures(engine, target, lambda other: self.engine(d, other))
 
     def figures(self, d):
-        engine = _figures_only(self.engine(d, d.target))
+        engine = self.engine(d, d.target)
         return {name: getattr(engine, name) for name in
                 ("latency", "multipliers", "real_multipliers", "line_buffer_words",
                  "out_lanes")}
@@ -407,7 +404,7 @@ class _Int8(Kind):
 
     def weight_load(self, d):
         """None while the int8 engine has no weight port (``load_values``)."""
-        engine = _figures_only(self.engine(d, None))
+        engine = self.engine(d, None)
         if not hasattr(engine, "load_values"):
             return None
         values = engine.load_values(d.layer)
@@ -419,22 +416,22 @@ class _Int8(Kind):
 _ENGINE_FIGURES = ("multipliers", "real_multipliers", "line_buffer_words", "store")
 
 
-def _with_figures(engine, target):
-    """``engine`` (an Int8Engine) showing its inner depthwise engine's figures and its
-    target where it does not show them itself, as every other engine does."""
+def _with_figures(engine, target, rebuild):
+    """``engine`` (an Int8Engine) with what ``sim.synth`` and the reports read of every
+    engine, where it does not have it itself: its inner depthwise engine's figures, its
+    target, ``retargeted`` (``rebuild(target)``).  Its parts, built with it, are no
+    forgotten hardware when it is made for its figures alone (Amaranth warns about unused
+    components at garbage collection)."""
+    from amaranth.hdl import Elaboratable
+
     inner = getattr(engine, "engine", None)
     for name in _ENGINE_FIGURES:
         if not hasattr(engine, name) and hasattr(inner, name):
             setattr(engine, name, getattr(inner, name))
     if not hasattr(engine, "target"):
         engine.target = target
-    return engine
-
-
-def _figures_only(engine):
-    """``engine``, read for its figures and never elaborated: its parts are no forgotten
-    hardware (Amaranth warns about unused components at garbage collection)."""
-    from amaranth.hdl import Elaboratable
+    if not hasattr(engine, "retargeted"):
+        engine.retargeted = rebuild
     for part in vars(engine).values():
         if isinstance(part, Elaboratable):
             part._MustUse__silence = True

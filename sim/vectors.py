@@ -4,17 +4,22 @@ A vectors folder holds
 
 ``input.npy``, ``expected.npy``
     The input as given and the fixed-point output (float64, exact dequantized values), both
-    in the layer's data_format.
+    in the layer's data_format.  An int8 TFLite layer's integer input gives int8 values.
 ``vectors.npz``
     Raw int64 arrays, channels_last: ``input_raw`` (N, H, W, C), ``output_raw``
-    (N, oh, ow, C*M), ``kernel_raw`` (kh, kw, C, M), ``bias_raw`` (C*M,).
+    (N, oh, ow, C*M), ``kernel_raw`` (kh, kw, C, M), ``bias_raw`` (C*M,); a separable
+    block's ``output_raw`` has F channels, and ``pointwise_raw`` (C*M, F) and
+    ``pointwise_bias_raw`` (F,) come with it.
 ``input.hex``, ``output.hex``
     One line per stream beat (pixels in raster order, C/P channel groups per pixel, frames
     one after another), lane 0 in the least significant bits, each lane its format's width
     in two's complement; output beats carry P*M lanes (lane q of group g is output channel
-    g*P*M + q, Keras' c*M + m order).
+    g*P*M + q, Keras' c*M + m order), a separable block's Q filters (F/Q beats per pixel,
+    lane q of beat j is filter j*Q + q).
 ``weights.hex``
-    The weight port's words, one per line (kernel in Keras order, then the bias).
+    The weight port's words, one per line (kernel in Keras order, then the bias; a
+    separable block's whole load, see ``SeparableEngine.load_values``).  Left out for an
+    engine without a weight port.
 ``vectors.json``
     Lanes, reuse factor, widths, frames, beats (all frames, per frame, per row), shapes and
     formats, and under ``testbench`` everything ``tb_vectors.v`` takes: its ``parameters``
