@@ -117,6 +117,16 @@ def add_lanes_arg(parser):
                              f"else {DEFAULT_LANES})")
 
 
+def add_pointwise_args(parser):
+    group = parser.add_argument_group("separable blocks", "the pointwise stage's parallelism "
+                                      "(default: the fewest lanes that keep the input rate, "
+                                      "Rp = min(R, P*M))")
+    group.add_argument("--pointwise-lanes", type=_positive_int, default=None, metavar="Q",
+                       help="filters per output beat; must divide F")
+    group.add_argument("--pointwise-reuse", type=_positive_int, default=None, metavar="RP",
+                       help="the pointwise stage's folding, 1 to P*M")
+
+
 def check_lanes(layer, lanes):
     """--lanes must divide the channel count."""
     channels = layer.spec.channels
@@ -235,7 +245,9 @@ def design_for(args, layer, config=None):
     return Design.from_config(layer, config, formats=_format_options(args), lanes=lanes,
                               reuse=reuse, weights=getattr(args, "weights", None),
                               target=getattr(args, "target", None),
-                              rounding=getattr(args, "rounding", None))
+                              rounding=getattr(args, "rounding", None),
+                              pointwise_lanes=getattr(args, "pointwise_lanes", None),
+                              pointwise_reuse=getattr(args, "pointwise_reuse", None))
 
 
 def load_design(args, *, quantized=True, target=True):
@@ -466,6 +478,7 @@ def add_vectors_args(parser):
     add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_config_arg(parser)
 
 
@@ -503,6 +516,7 @@ def add_simulate_args(parser):
     add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     parser.add_argument("--sim", default="amaranth",
                         choices=("amaranth", "verilator", "icarus", "cocotb-verilator",
                                  "cocotb-icarus"),
@@ -557,6 +571,7 @@ def add_verilog_args(parser):
     add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_weights_arg(parser)
     parser.add_argument("--top", default="dwconv",
                         help="top module name (default dwconv); for an export tree, the "
@@ -639,6 +654,7 @@ def add_synth_args(parser):
     add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_weights_arg(parser)
     parser.add_argument("--no-dsp", action="store_true",
                         help="keep multipliers out of DSP blocks (LUT logic)")

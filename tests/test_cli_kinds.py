@@ -102,6 +102,19 @@ def test_separable_vectors_and_verilog(separable, tmp_path, capsys):
         assert lint_verilog(text) == []
 
 
+def test_separable_pointwise_options(separable, tmp_path, capsys):
+    export, _, _ = separable
+    assert main(["verilog", str(export), "--lanes", "2", "--pointwise-lanes", "1",
+                 "--pointwise-reuse", "4", "-o", str(tmp_path / "sep.v")]) == 0
+    assert "pointwise stage: 3 filters, Q=1 per output beat, Rp=4" in \
+        (tmp_path / "sep.v").read_text()
+    capsys.readouterr()
+    assert main(["verilog", str(export), "--pointwise-lanes", "2", "-o",
+                 str(tmp_path / "bad.v")]) == 2
+    assert "pointwise_lanes 2 does not divide the 3 filters" in _error_line(capsys)
+    assert not (tmp_path / "bad.v").exists()
+
+
 def test_separable_config_profile_build(separable, tmp_path, capsys):
     export, x, _ = separable
     assert main(["config", str(export), "-o", str(tmp_path / "c.json")]) == 0
@@ -218,6 +231,9 @@ def test_tflite_int8_input_out_of_range(tflite, tmp_path, capsys):
 
 def test_tflite_profile_and_build_refuse(tflite, tmp_path, capsys):
     model, x, _ = tflite
+    assert main(["verilog", str(model), "--pointwise-lanes", "1", "-o",
+                 str(tmp_path / "t.v")]) == 2
+    assert "for separable blocks only" in _error_line(capsys)
     assert main(["profile", str(model), "-i", str(x), "-o", str(tmp_path / "p")]) == 2
     assert "int8 DEPTHWISE_CONV_2D" in _error_line(capsys)
     assert main(["build", str(model), "--board", "icebreaker", "-o", str(tmp_path / "b")]) == 2
