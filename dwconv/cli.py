@@ -299,10 +299,9 @@ def warn_weight_overflow(layer, formats):
     """One stderr line counting the kernel and bias values their formats cannot hold (a
     separable block's pointwise kernel and bias too; an int8 layer's are its model's)."""
     from .golden.layer import SeparableLayer
-    from .kinds import DEPTHWISE, kind_of
+    from .kinds import INT8, kind_of
 
-    kind = kind_of(layer)
-    if kind is not DEPTHWISE and not isinstance(layer, SeparableLayer):
+    if kind_of(layer) is INT8:
         return
     depthwise = layer.depthwise if isinstance(layer, SeparableLayer) else layer
     count = lambda fmt, values: int(np.count_nonzero(fmt.overflows(values)))

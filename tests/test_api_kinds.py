@@ -233,6 +233,15 @@ def test_int8_knob_errors():
     assert dataclasses.replace(design, lanes=4).formats == design.formats
 
 
+def test_int8_load_all_and_designs():
+    path = DATA / "dw3x3_same.tflite"
+    layers = dwconv.load_all(path)
+    (layer_id, layer), = layers.items()
+    assert layer_id == layer.layer_id == layer.name and layer.formats is None
+    (design,) = dwconv.designs(path, lanes=4).values()
+    assert design.lanes == 4 and design.kind.name == "int8" and design.rounding == "fp32"
+
+
 def test_depthwise_layer_refuses_rounding():
     spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(3, 3))
     layer = Layer(spec, np.ones(spec.kernel_shape, np.float32), np.zeros(2, np.float32))
