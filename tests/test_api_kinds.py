@@ -204,6 +204,15 @@ def test_int8_simulates_exactly_in_verilator():
     np.testing.assert_array_equal(result.outputs, stored["auto"])
 
 
+def test_int8_verilog_of_one_channel_group_lints():
+    """P = C: one channel group per pixel (the requantizer's group count has one value)."""
+    from dwconv.sim.lint import lint_verilog
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator is not installed")
+    design, _ = _fixture("dw3x3_m2", lanes=3)
+    assert lint_verilog(design.verilog()) == []
+
+
 def test_int8_vectors(tmp_path):
     design, stored = _fixture("dw3x3_m2", lanes=3)
     design.vectors(stored["x"], tmp_path / "v")

@@ -182,7 +182,7 @@ def test_tflite_simulate(tflite, tmp_path, sim, capsys):
         pytest.skip("verilator is not installed")
     model, x, stored = tflite
     code = main(["simulate", str(model), "-i", str(x), "-o", str(tmp_path / "y.npy"),
-                 "--lanes", "3", "--stall", "0.2", "--sim", sim, "-q", "--tflite-rounding",
+                 "--lanes", "1", "--stall", "0.2", "--sim", sim, "-q", "--tflite-rounding",
                  "double", "--report", str(tmp_path / "r.json")])
     assert code == 0, capsys.readouterr().err
     assert "mismatches 0" in capsys.readouterr().out
@@ -197,7 +197,7 @@ def test_tflite_vectors_verilog_config(tflite, tmp_path, capsys):
     assert main(["vectors", str(model), "-i", str(x), "-o", str(tmp_path / "v"),
                  "--lanes", "3"]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "v" / "expected.npy"), stored["auto"])
-    assert main(["verilog", str(model), "--lanes", "3", "-o", str(tmp_path / "t.v")]) == 0
+    assert main(["verilog", str(model), "-o", str(tmp_path / "t.v")]) == 0
     text = (tmp_path / "t.v").read_text()
     assert text.startswith("// dwconv engine dwconv: int8 DEPTHWISE_CONV_2D")
     if shutil.which("verilator") is not None:
