@@ -315,9 +315,10 @@ class _Int8(Kind):
 
     def formats(self, layer, formats):
         if formats is not None and formats != {} and formats != INT8_FORMATS:
-            raise FormatError(f"layer {layer.spec.name!r} is an int8 TFLite layer: its formats "
-                              f"are fixed by the model (int8 in and out, per-channel "
-                              f"requantization); leave formats None")
+            raise FormatError(f"layer {layer.spec.name!r} is an int8 TFLite layer and takes no "
+                              f"formats: its model's quantization fixes them (int8 in and out, "
+                              f"per-channel requantization); leave formats None (on the "
+                              f"command line: drop the --*-format options)")
         return INT8_FORMATS
 
     def rounding(self, layer, rounding):

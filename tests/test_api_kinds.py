@@ -230,7 +230,7 @@ def test_int8_vectors(tmp_path):
 def test_int8_knob_errors():
     design, _ = _fixture("dw3x3_same")
     assert design.rounding == "fp32"
-    with pytest.raises(dwconv.FormatError, match="formats are fixed by the model"):
+    with pytest.raises(dwconv.FormatError, match="takes no formats"):
         dwconv.Design(design.layer, {"input": "fixed<8,3>"})
     with pytest.raises(dwconv.DesignError, match="rounding must be one of fp32, double, single"):
         dwconv.Design(design.layer, rounding="nearest")

@@ -209,7 +209,7 @@ def test_tflite_vectors_verilog_config(tflite, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--input-format", "fixed<8,3>"], "its formats are fixed by the model"),
+    (["--input-format", "fixed<8,3>"], "takes no formats"),
     (["--float"], "has no float model"),
     (["--tflite-rounding", "nearest"], "invalid choice: 'nearest'"),
 ])
