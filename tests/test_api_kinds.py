@@ -94,6 +94,26 @@ def test_separable_simulates_exactly(keras_separable, sim):
         np.abs(result.outputs - keras_y).max(), abs=1e-5)
 
 
+def test_separable_conv1d_channels_first(tmp_path):
+    """A SeparableConv1D in channels_first: arrays (N, C, L) in and out, port weights."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3, 9)), keras.layers.SeparableConv1D(
+        4, 3, strides=2, data_format="channels_first", name="sep1")])
+    rng = np.random.default_rng(8)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    model.save(tmp_path / "sep1.keras")
+    x = rng.normal(0, 1.0, (2, 3, 9))
+    keras_y = np.asarray(keras.ops.convert_to_numpy(model(x.astype(np.float32))), np.float64)
+    layer = dwconv.load(tmp_path / "sep1.keras")
+    design = dwconv.Design(layer, SEPARABLE_FORMATS, lanes=3, weights="port")
+    assert design.layer_kind == "SeparableConv1D"
+    np.testing.assert_allclose(design.predict(x, float=True), keras_y, rtol=1e-5, atol=1e-5)
+    result = design.simulate(x, stall=0.3, seed=6)
+    assert result.passed and result.outputs.shape == keras_y.shape == (2, 4, 4)
+    np.testing.assert_array_equal(result.outputs, design.predict(x))
+
+
 def test_separable_overflow_counts_see_the_mid_format():
     spec = LayerSpec(input_shape=(3, 4, 2), kernel_size=(3, 3), padding="same",
                      use_bias=False)
@@ -302,7 +322,15 @@ def kinds_and_knobs(draw):
                                   if spec.channels % p == 0]))
     reuse = draw(st.integers(1, spec.taps))
     rounding = draw(st.sampled_from(["fp32", "double", "single"])) if kind == "int8" else None
-    return layer, dict(lanes=lanes, reuse=reuse, weights=weights, rounding=rounding)
+    pointwise = {}
+    if kind == "separable":
+        f = layer.filters
+        pointwise = dict(
+            pointwise_lanes=draw(st.none() | st.sampled_from(
+                [q for q in range(1, f + 1) if f % q == 0])),
+            pointwise_reuse=draw(st.none() | st.integers(1, lanes * spec.depth_multiplier)))
+    return layer, dict(lanes=lanes, reuse=reuse, weights=weights, rounding=rounding,
+                       **pointwise)
 
 
 def _by_hand(design):
@@ -312,7 +340,8 @@ def _by_hand(design):
         kernel, dw_bias, pw, bias = separable_weights_raw(layer, design.formats)
         return SeparableEngine(layer.spec, design.formats, design.lanes, kernel, dw_bias, pw,
                                bias, activation=layer.activation, use_bias=layer.use_bias,
-                               weights=design.weights, **knobs)
+                               weights=design.weights, out_lanes=design.pointwise_lanes,
+                               pointwise_reuse=design.pointwise_reuse, **knobs)
     if isinstance(layer, Layer):
         from dwconv.golden.fixed_ref import quantize_weights
         return DepthwiseEngine(layer.spec, design.formats, design.lanes,
@@ -329,8 +358,7 @@ def _by_hand(design):
 @given(kinds_and_knobs())
 def test_figures_equal_the_built_engines(drawn):
     layer, knobs = drawn
-    design = dwconv.Design(layer, lanes=knobs["lanes"], reuse=knobs["reuse"],
-                           weights=knobs["weights"], rounding=knobs["rounding"])
+    design = dwconv.Design(layer, **knobs)
     engine = _by_hand(design)
     inner = getattr(engine, "engine", engine)       # an int8 engine's depthwise engine
     assert design.latency == engine.latency
@@ -343,5 +371,8 @@ def test_figures_equal_the_built_engines(drawn):
         // knobs["lanes"] * knobs["reuse"]
     if isinstance(engine, SeparableEngine):
         assert design.ideal_cycles(3) == engine.ideal_cycles(3)
+        if knobs["pointwise_lanes"] is not None:
+            assert design.out_lanes == knobs["pointwise_lanes"]
+        assert design.figures()["pointwise_reuse"] == engine.pointwise_reuse
     assert len(engine.s_axis_tdata) == knobs["lanes"] * design.formats.input.width
     assert len(engine.m_axis_tdata) == design.out_lanes * design.formats.output.width
