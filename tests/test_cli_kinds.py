@@ -208,6 +208,28 @@ def test_tflite_vectors_verilog_config(tflite, tmp_path, capsys):
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), stored["auto"])
 
 
+def test_int8_export_folder_takes_every_command(tflite, tmp_path, capsys):
+    from dwconv.golden.export import export_layer
+    model, x, stored = tflite
+    try:
+        export_layer(tmp_path / "probe", dwconv.load(model))
+    except AttributeError:
+        pytest.skip("int8 export folders come with golden/export.py's int8 support")
+    assert main(["export", str(model), "-o", str(tmp_path / "e")]) == 0
+    folder = str(tmp_path / "e")
+    assert main(["golden", folder, "-i", str(x), "-o", str(tmp_path / "y.npy"),
+                 "--tflite-rounding", "double"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), stored["ref"])
+    assert main(["simulate", folder, "-i", str(x), "-o", str(tmp_path / "s.npy"), "-q"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), stored["auto"])
+    assert main(["vectors", folder, "-i", str(x), "-o", str(tmp_path / "v")]) == 0
+    assert main(["verilog", folder, "-o", str(tmp_path / "t.v")]) == 0
+    capsys.readouterr()
+    assert main(["golden", folder, "-i", str(x), "-o", str(tmp_path / "f.npy"),
+                 "--output-format", "fixed<8,8>"]) == 2
+    assert "takes no formats" in _error_line(capsys)
+
+
 @pytest.mark.parametrize("options, message", [
     (["--input-format", "fixed<8,3>"], "takes no formats"),
     (["--float"], "has no float model"),
