@@ -3,7 +3,7 @@
 A Design is a frozen dataclass of the layer and its generation knobs.  The layer is a
 depthwise ``Layer``, a ``SeparableLayer`` or an int8 TFLite layer; what differs between the
 kinds is in ``dwconv.kinds``, the Design is the same for all of them.  Its figures
-(latency, multipliers, line-buffer words, ideal cycles) come without building hardware,
+(latency, multipliers, line-buffer words, ideal cycles) come without elaborating hardware,
 and each thing a user does with it is a method: ``predict`` (golden models), ``simulate``,
 ``verilog``, ``vectors``, ``synth``, ``core`` (the Amaranth component).  Arrays in and out
 are in the layer's data_format on every path.  ``dataclasses.replace(design, lanes=4)``
@@ -20,8 +20,8 @@ from .config import TARGETS, WEIGHT_MODES, read_config
 from .errors import DesignError
 from .golden.fixed import FormatError
 from .golden.layer import from_channels_last, to_channels_last
-from .kinds import kind_of
 from .golden.spec import LayerError
+from .kinds import kind_of
 
 __all__ = ["Design", "SimulationResult"]
 
