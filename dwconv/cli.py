@@ -75,15 +75,29 @@ class Command:
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 
-def add_layer_args(parser, *, layer_option=True, fuse=True):
+def add_layer_args(parser, *, layer_option=True, fuse=True, pointwise=False):
     parser.add_argument("layer", metavar="LAYER",
-                        help="a .keras or .h5 model, or an exported folder (layer.json)")
+                        help="a .keras, .h5 or .tflite model, or an exported folder "
+                             "(layer.json)")
     if layer_option:
         parser.add_argument("--layer", dest="layer_name", metavar="NAME",
-                            help="the DepthwiseConv2D to use when the model has several")
+                            help="the depthwise layer (or separable block) to use when the "
+                                 "model has several")
     if fuse:
         parser.add_argument("--fuse", action="store_true",
                             help="fold a following BatchNormalization and ReLU/ReLU6 in")
+    if pointwise:
+        parser.add_argument("--pointwise", action="store_true",
+                            help="with --fuse: join a DepthwiseConv2D and the 1x1 Conv2D after "
+                                 "it into one separable block")
+
+
+def add_rounding_arg(parser):
+    parser.add_argument("--tflite-rounding", dest="rounding", default=None,
+                        choices=("fp32", "double", "single"),
+                        help="int8 .tflite layers: the requantization rounding; fp32 "
+                             "(default) equals LiteRT's default interpreter, double its "
+                             "reference kernels, single the single-rounding form")
 
 
 def add_format_args(parser):
@@ -101,6 +115,16 @@ def add_lanes_arg(parser):
     parser.add_argument("--lanes", type=_positive_int, default=None, metavar="P",
                         help=f"channels per stream beat; must divide C (default: --config's, "
                              f"else {DEFAULT_LANES})")
+
+
+def add_pointwise_args(parser):
+    group = parser.add_argument_group("separable blocks", "the pointwise stage's parallelism "
+                                      "(default: the fewest lanes that keep the input rate, "
+                                      "Rp = min(R, P*M))")
+    group.add_argument("--pointwise-lanes", type=_positive_int, default=None, metavar="Q",
+                       help="filters per output beat; must divide F")
+    group.add_argument("--pointwise-reuse", type=_positive_int, default=None, metavar="RP",
+                       help="the pointwise stage's folding, 1 to P*M")
 
 
 def check_lanes(layer, lanes):
@@ -220,7 +244,10 @@ def design_for(args, layer, config=None):
         check_reuse(layer, reuse)
     return Design.from_config(layer, config, formats=_format_options(args), lanes=lanes,
                               reuse=reuse, weights=getattr(args, "weights", None),
-                              target=getattr(args, "target", None))
+                              target=getattr(args, "target", None),
+                              rounding=getattr(args, "rounding", None),
+                              pointwise_lanes=getattr(args, "pointwise_lanes", None),
+                              pointwise_reuse=getattr(args, "pointwise_reuse", None))
 
 
 def load_design(args, *, quantized=True, target=True):
@@ -256,25 +283,46 @@ def warn_overflows(design, x):
 
 
 def read_input(path, layer):
-    """The input array of a .npy file, checked, as float64 in the layer's data_format."""
+    """The input array of a .npy file, checked, as float64 in the layer's data_format; an
+    int8 layer's integer array stays integers (int8 in gives int8 out)."""
+    from .kinds import INT8, kind_of
+
     x, batched = load_input(path, layer)
-    return from_channels_last(layer.spec, x, batched)
+    x = from_channels_last(layer.spec, x, batched)
+    if kind_of(layer) is INT8 and np.issubdtype(np.load(path, mmap_mode="r").dtype,
+                                                np.integer):
+        return x.astype(np.int64)
+    return x
 
 
 def warn_weight_overflow(layer, formats):
-    """One stderr line counting the kernel and bias values their formats cannot hold."""
-    counts = [(int(np.count_nonzero(formats.weight.overflows(layer.kernel))), "kernel",
-               formats.weight, "--weight-format")]
-    if layer.spec.use_bias:
-        counts.append((int(np.count_nonzero(formats.bias.overflows(layer.bias))), "bias",
-                       formats.bias, "--bias-format"))
+    """One stderr line counting the kernel and bias values their formats cannot hold (a
+    separable block's pointwise kernel and bias too; an int8 layer's are its model's)."""
+    from .golden.layer import SeparableLayer
+    from .kinds import INT8, kind_of
+
+    if kind_of(layer) is INT8:
+        return
+    depthwise = layer.depthwise if isinstance(layer, SeparableLayer) else layer
+    count = lambda fmt, values: int(np.count_nonzero(fmt.overflows(values)))
+    counts = [(count(formats.weight, depthwise.kernel), "kernel", formats.weight,
+               "--weight-format")]
+    if depthwise.spec.use_bias:
+        counts.append((count(formats.bias, depthwise.bias), "bias", formats.bias,
+                       "--bias-format"))
+    if isinstance(layer, SeparableLayer):
+        counts.append((count(formats.pointwise, layer.pointwise_kernel), "pointwise kernel",
+                       formats.pointwise, "--pointwise-format"))
+        if layer.use_bias:
+            counts.append((count(formats.bias, layer.pointwise_bias), "pointwise bias",
+                           formats.bias, "--bias-format"))
     parts = [(n, what, fmt, option) for n, what, fmt, option in counts if n]
     if not parts:
         return
     mode = lambda fmt: "wrapped" if fmt.overflow == "WRAP" else "saturated"
     said = "; ".join(f"{n} {what} value(s) overflow {fmt} and are {mode(fmt)}"
                      for n, what, fmt, _ in parts)
-    options = " / ".join(option for *_, option in parts)
+    options = " / ".join(dict.fromkeys(option for *_, option in parts))
     print(f"dwconv: warning: {said}; give a wider {options} to keep them", file=sys.stderr)
 
 
@@ -341,16 +389,13 @@ def _output_path(text, suffix):
 # export
 
 def add_export_args(parser):
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     parser.add_argument("--all", action="store_true",
                         help="export every depthwise layer of the model (nested ones too): "
                              "one folder per layer in DIR, listed in DIR/layers.json")
     parser.add_argument("--skip-unsupported", action="store_true",
                         help="with --all: leave out (and list) layers the engine cannot "
                              "build instead of stopping")
-    parser.add_argument("--pointwise", action="store_true",
-                        help="with --fuse: join a DepthwiseConv2D and the 1x1 Conv2D after "
-                             "it into one separable block")
     add_format_args(parser)
     add_config_arg(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -362,15 +407,11 @@ def run_export(args):
 
     if args.all:
         return _export_all(args)
-    from .golden.layer import SeparableLayer
-    from .loading import load
-
-    layer = load(args.layer, args.layer_name, args.fuse, config=_config(args),
-                 pointwise=args.pointwise)
-    if isinstance(layer, SeparableLayer):   # no Design yet: its engine is hw.separable's
-        return export_layer(args.output, layer, formats_from_args(args, layer.formats))
     design = load_design(args, quantized=False)
-    export_layer(args.output, design.layer, design.formats)
+    if design.kind.roles:
+        export_layer(args.output, design.layer, design.formats)
+    else:                               # an int8 layer: its quantization is the model's
+        export_layer(args.output, design.layer)
 
 
 def _export_all(args):
@@ -403,13 +444,15 @@ def _export_all(args):
 # golden
 
 def add_golden_args(parser):
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
     parser.add_argument("-o", "--output", required=True, metavar="Y.npy",
-                        help="output array (float64, the layer's data_format)")
+                        help="output array (float64, the layer's data_format; an int8 "
+                             ".tflite layer: int8 for an integer input)")
     parser.add_argument("--float", action="store_true",
                         help="the float reference (Keras' result) instead of fixed point")
     add_format_args(parser)
+    add_rounding_arg(parser)
     add_config_arg(parser)
 
 
@@ -426,13 +469,15 @@ def run_golden(args):
 # vectors
 
 def add_vectors_args(parser):
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for the vectors (npy, npz, $readmemh hex, json)")
     add_format_args(parser)
+    add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_config_arg(parser)
 
 
@@ -461,13 +506,16 @@ def add_weights_arg(parser):
 
 
 def add_simulate_args(parser):
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     parser.add_argument("-i", "--input", required=True, metavar="X.npy", help="input array")
     parser.add_argument("-o", "--output", required=True, metavar="Y.npy",
-                        help="the engine's output (float64, the layer's data_format)")
+                        help="the engine's output (float64, the layer's data_format; an int8 "
+                             ".tflite layer: int8 for an integer input)")
     add_format_args(parser)
+    add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     parser.add_argument("--sim", default="amaranth",
                         choices=("amaranth", "verilator", "icarus", "cocotb-verilator",
                                  "cocotb-icarus"),
@@ -500,10 +548,11 @@ def run_simulate(args):
     if report_path:
         text = json.dumps(report, indent=2) + "\n"
         atomic_write(report_path, lambda file: file.write(text.encode()))
+    error = report.get("max_abs_error_vs_float")
     print(f"{report['sim']}: {report['frames']} frame(s), {report['cycles']} cycles "
           f"(ideal {report['ideal_cycles']}, efficiency {report['efficiency']:.3f}), latency "
-          f"{report['latency_cycles']}, mismatches {report['mismatches']}, max |error| vs "
-          f"float {report['max_abs_error_vs_float']:.4g}")
+          f"{report['latency_cycles']}, mismatches {report['mismatches']}"
+          + ("" if error is None else f", max |error| vs float {error:.4g}"))
     if report["mismatches"] or report["framing_errors"] or report["error_flag"]:
         print(f"dwconv: error: the engine differs from the fixed golden model in "
               f"{report['mismatches']} value(s) ({report['framing_errors']} framing "
@@ -516,10 +565,12 @@ def run_simulate(args):
 # verilog
 
 def add_verilog_args(parser):
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     add_format_args(parser)
+    add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_weights_arg(parser)
     parser.add_argument("--top", default="dwconv",
                         help="top module name (default dwconv); for an export tree, the "
@@ -593,14 +644,16 @@ def _verilog_tree(args):
 def add_synth_args(parser):
     from .sim.synth import DEVICES, TARGETS
 
-    add_layer_args(parser)
+    add_layer_args(parser, pointwise=True)
     parser.add_argument("--target", required=True, choices=TARGETS, help="FPGA family")
     parser.add_argument("--device", metavar="D",
                         help="device: " + "; ".join(f"{t}: {', '.join(d)} (default {next(iter(d))})"
                                                    for t, d in DEVICES.items()))
     add_format_args(parser)
+    add_rounding_arg(parser)
     add_lanes_arg(parser)
     add_reuse_arg(parser)
+    add_pointwise_args(parser)
     add_weights_arg(parser)
     parser.add_argument("--no-dsp", action="store_true",
                         help="keep multipliers out of DSP blocks (LUT logic)")
@@ -675,6 +728,10 @@ def run_build(args):
     from .sim.tools import tool_path
 
     design = load_design(args)
+    if design.kind.name != "depthwise":
+        raise UsageError(f"build makes its self-checking board design for depthwise layers "
+                         f"only; layer {design.name!r} is a {design.layer_kind}: use dwconv "
+                         f"verilog, vectors or synth for it")
     layer, formats, lanes, reuse = design.layer, design.formats, design.lanes, design.reuse
     if args.simulate_netlist and not (tool_path("iverilog") and tool_path("vvp")):
         raise UsageError("--simulate-netlist needs Icarus Verilog (iverilog, vvp), which is "
@@ -779,6 +836,7 @@ def run_profile(args):
     config = _config(args)
     fuse = args.fuse or (config is not None and config.fuse)
     layers = _chosen_layers(args, fuse, "profiles")
+    _depthwise_only(layers)
     if config is not None:
         config.check_layers(layers)
     inputs = calibration_inputs(args.input, args.layer, layers)
@@ -799,6 +857,20 @@ def run_profile(args):
             updated = updated.with_entry(layer_id, formats=found.formats)
         updated.write(args.config)
         print(f"updated {args.config}: formats of {len(profiles)} layer(s)")
+
+
+def _depthwise_only(layers):
+    """profile chooses the formats of depthwise layers; any other kind is refused."""
+    from .kinds import DEPTHWISE, kind_of
+
+    other = {layer_id: kind_of(layer).layer_kind(layer) for layer_id, layer in layers.items()
+             if kind_of(layer) is not DEPTHWISE}
+    if other:
+        named = ", ".join(f"{layer_id!r} ({kind})" for layer_id, kind in list(other.items())[:3])
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        raise UsageError(f"profile chooses the formats of depthwise layers only, not of "
+                         f"{named}{more}; give a separable block's formats with the FORMATS "
+                         f"options (an int8 .tflite layer's are its model's)")
 
 
 def _write_profiled(args, layers, profiles):

@@ -65,7 +65,8 @@ def _config_formats(layer, config):
 
 
 def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
-    """One depthwise layer from a ``.keras``/``.h5`` model, an export folder or tree.
+    """One layer from a ``.keras``/``.h5`` model, an export folder or tree, or a ``.tflite``
+    model (an int8 ``golden.int8_ref.Int8Layer``, with ``layer_id`` its name).
 
     Parameters
     ----------
@@ -83,12 +84,14 @@ def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
 
     Returns
     -------
-    LoadedLayer
+    LoadedLayer, SeparableLayer or Int8Layer
+        The last two carry ``formats`` and ``layer_id`` as attributes.
     """
     from .golden.tflite_io import is_tflite, load_tflite_layer
 
     if is_tflite(path):         # an int8 layer: golden.int8_ref runs it, hw.int8 builds it
-        return load_tflite_layer(path, layer)
+        found = load_tflite_layer(path, layer)
+        return with_formats(found, None, found.name)
     config = read_config(config)
     fuse = fuse or bool(config is not None and config.fuse)
     found, stored = load_layer(path, layer, fuse, pointwise)
@@ -98,16 +101,20 @@ def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
 
 
 def load_all(path, fuse=False, *, config=None):
-    """Every depthwise layer of a model file or an export tree: ``{layer id: LoadedLayer}``
-    in the model's order (an export folder gives its one layer).
+    """Every depthwise layer of a model file (.keras, .h5, .tflite) or an export tree:
+    ``{layer id: layer}`` in the model's order (an export folder gives its one layer).
 
     With ``config``, its entries must all name layers of the model, and each layer carries
     the configuration's formats for it.
     """
+    from .golden.tflite_io import is_tflite, load_all_tflite_layers
+
     config = read_config(config)
     fuse = fuse or bool(config is not None and config.fuse)
     path = pathlib.Path(path)
-    if is_tree(path):
+    if is_tflite(path):
+        found = [(name, one, None) for name, one in load_all_tflite_layers(path)]
+    elif is_tree(path):
         found = []
         for layer_id, folder in read_tree(path):
             found.append((layer_id, *read_export(folder)))

@@ -93,6 +93,10 @@ class DepthwiseEngine(wiring.Component):
             })
         super().__init__(members)
 
+    def core(self):
+        """A new stream-native ``DepthwiseCore`` of this engine's plan."""
+        return DepthwiseCore(self.plan)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = DepthwiseCore(self.plan)

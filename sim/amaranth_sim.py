@@ -59,7 +59,8 @@ class StreamResult:
         """The result of a run that took the output beats ``taken`` with their (tuser,
         tlast) ``flags``; cycle numbers are those of the accepting clock edges."""
         spec = engine.spec
-        expected = frames * spec.out_height * spec.out_width * spec.channels // engine.lanes
+        out_groups = _out_groups(engine)
+        expected = frames * spec.out_height * spec.out_width * out_groups
         if len(taken) < expected:
             raise RuntimeError(f"the engine produced {len(taken)} of {expected} output beats "
                                f"within {cycles_run} cycles")
@@ -67,7 +68,8 @@ class StreamResult:
                                engine.formats.output)
         return cls(outputs=outputs, cycles=run_cycles(engine, first_in, last_in, last_out),
                    latency_cycles=first_out - first_in + 1, frames=frames,
-                   framing=check_output_framing(flags, spec, engine.lanes), error=bool(error))
+                   framing=check_output_framing(flags, spec, engine.lanes, out_groups),
+                   error=bool(error))
 
 
 @contextmanager
@@ -100,7 +102,7 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
                 for frame in frames_raw]
     groups = spec.channels // lanes
     beats_per_frame = spec.height * spec.width * groups
-    out_per_frame = spec.out_height * spec.out_width * groups
+    out_per_frame = spec.out_height * spec.out_width * _out_groups(engine)
     load_values = {k: list(beats) for k, beats in (load_beats or {}).items()}
     for k, (kernel, bias) in (loads or {}).items():
         values = weight_load_values(spec, kernel, bias, engine.store.load_width)
@@ -173,9 +175,15 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
         error=state["error"], cycles_run=max_cycles)
 
 
-def check_output_framing(flags, spec, lanes):
-    """Compare each output beat's (tuser, tlast) with where it sits in its frame."""
-    groups = spec.channels // lanes
+def _out_groups(engine):
+    """Output beats per output pixel: C/P, or a separable block's F/Q."""
+    return getattr(engine, "out_groups", engine.spec.channels // engine.lanes)
+
+
+def check_output_framing(flags, spec, lanes, out_groups=None):
+    """Compare each output beat's (tuser, tlast) with where it sits in its frame
+    (``out_groups`` beats per output pixel, default C/P)."""
+    groups = spec.channels // lanes if out_groups is None else out_groups
     row_beats = spec.out_width * groups
     frame_beats = spec.out_height * row_beats
     problems = []

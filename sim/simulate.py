@@ -1,14 +1,11 @@
-"""Simulate the engine on a layer's input and compare it with the fixed golden model."""
+"""Simulate a layer's engine on its input and compare it with the fixed golden model."""
 
 import numpy as np
 
-from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
-from ..golden.float_ref import float_forward_nhwc
-from ..golden.overflow import count_overflows
-from ..hw.engine import DepthwiseEngine
 from .amaranth_sim import run_amaranth
 
-__all__ = ["SIMULATORS", "simulate_layer", "line_buffer_minimum", "amaranth_seconds"]
+__all__ = ["SIMULATORS", "simulate_layer", "simulate_design", "line_buffer_minimum",
+           "amaranth_seconds"]
 
 #: amaranth: Amaranth's simulator on the engine itself.  verilator, icarus: the shipped
 #: Verilog at native speed (``native_sim``: a compiled testbench, no Python per cycle).
@@ -42,44 +39,60 @@ def amaranth_seconds(cycles, lanes, multiplier=1):
 
 def simulate_layer(layer, formats, x_nhwc, lanes, *, sim="amaranth", stall=0.0, seed=0,
                    weights="const", build_dir=None, reuse=1, progress=None):
-    """Run ``x_nhwc`` (float, N frames) through the engine; returns (raw output, report).
+    """Run ``x_nhwc`` (float, N frames) through a depthwise layer's engine; returns (raw
+    output, report): ``simulate_design`` of ``Design(layer, formats, lanes, reuse,
+    weights)``.  The raw output is int64 (N, oh, ow, C*M) channels last."""
+    from ..design import Design
 
-    The raw output is int64 (N, oh, ow, C*M) channels last; the report holds the fields of
-    SPEC section 5 and a few more about the design.  With reuse R the engine takes one beat
-    every R cycles, so ``ideal_cycles`` is R times the beats (``efficiency`` then says how
-    close it comes to that rate).  ``overflows`` counts the values that overflow the input,
-    accumulator and output formats (``golden.overflow``).  ``progress``: None, or a
-    callable(total, what) giving a ``dwconv.progress.Progress`` for the run's steps (golden
-    model, engine, the build for verilator and icarus, simulation, comparison); a long
-    Amaranth run is announced first.
+    layer.spec.check_lanes(lanes)
+    design = Design(layer, formats, lanes=lanes, reuse=reuse, weights=weights)
+    raw, _, report = simulate_design(design, x_nhwc, sim=sim, stall=stall, seed=seed,
+                                     build_dir=build_dir, progress=progress)
+    return raw, report
+
+
+def simulate_design(design, x_nhwc, *, sim="amaranth", stall=0.0, seed=0, build_dir=None,
+                    progress=None):
+    """Run ``x_nhwc`` (N frames, channels last) through the engine of ``design`` (any layer
+    kind, see ``dwconv.kinds``) and compare it with its golden model.
+
+    Returns (raw output, raw golden output, report), both raw arrays int64 (N, oh, ow, out
+    channels) channels last.  The report holds the fields of SPEC section 5 and a few more
+    about the design.  With reuse R the engine takes one beat every R cycles, so
+    ``ideal_cycles`` is R times the beats (``efficiency`` then says how close it comes to
+    that rate).  ``mismatches`` counts raw output values (an int8 layer's: int8 values)
+    that differ from the golden model.  ``max_abs_error_vs_float`` compares the dequantized
+    output with the float model (Keras' layer or block); an int8 TFLite layer has none, so
+    its report leaves the field out.  ``overflows`` counts the values that overflow the
+    input, accumulator and output formats (a separable block also ``mid``;
+    ``golden.overflow``); an int8 layer's datapath saturates by design (all 0).
+    ``progress``: None, or a callable(total, what) giving a ``dwconv.progress.Progress``
+    for the run's steps (golden model, engine, the build for verilator and icarus,
+    simulation, comparison); a long Amaranth run is announced first.
     """
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     from ..progress import progress_for
 
-    spec = layer.spec
-    spec.check_lanes(lanes)
+    kind = design.kind
     if sim != "amaranth":
         from .tools import require_tools
         require_tools(sim)          # before any work: a missing tool is the user's to fix
-    frames = len(x_nhwc)
-    ideal = frames * spec.height * spec.width * spec.channels // lanes * reuse
+    ideal = design.ideal_cycles(len(x_nhwc))
     native = sim in ("verilator", "icarus")
     with progress_for(progress, 5 if native else 4, f"simulate ({sim})") as bar:
-        kernel_raw, bias_raw = quantize_weights(layer, formats)
-        x_raw = formats.input.quantize(x_nhwc)
-        expected = fixed_forward_raw(layer, formats, x_raw)
-        overflows = count_overflows(layer, formats, x_nhwc)
+        x_raw = kind.quantize(design, x_nhwc)
+        expected = kind.forward_raw(design, x_raw)
+        overflows = kind.overflows(design, x_nhwc)
         bar.step("golden model")
-        engine = DepthwiseEngine(spec, formats, lanes, kernel_raw, bias_raw, weights=weights,
-                                 reuse=reuse)
+        engine = kind.engine(design, None)
         bar.step("engine")
         result, timing = _run(engine, x_raw, sim, stall, seed, build_dir, ideal, bar)
         bar.step("simulation")
-        report = _report(layer, formats, x_nhwc, lanes, sim, stall, weights, reuse, engine,
-                         result, expected, ideal, overflows, timing)
+        report = _report(design, x_nhwc, sim, stall, result, expected, ideal, overflows,
+                         timing)
         bar.step("comparison")
-    return result.outputs, report
+    return result.outputs, expected, report
 
 
 def _run(engine, x_raw, sim, stall, seed, build_dir, ideal, bar):
@@ -110,21 +123,21 @@ def _run(engine, x_raw, sim, stall, seed, build_dir, ideal, bar):
     return result, timing
 
 
-def _report(layer, formats, x_nhwc, lanes, sim, stall, weights, reuse, engine, result,
-            expected, ideal, overflows, timing):
-    spec = layer.spec
+def _report(design, x_nhwc, sim, stall, result, expected, ideal, overflows, timing):
+    spec = design.spec
+    kind = design.kind
     frames = len(x_nhwc)
-    output = formats.output.to_float(result.outputs)
-    reference = float_forward_nhwc(layer, np.asarray(x_nhwc, dtype=np.float64))
     report = {
         "layer": spec.name,
+        **kind.report(design),
         "input_shape": list(spec.input_shape),
-        "output_shape": list(spec.output_shape),
-        "formats": formats.to_dict(),
+        "output_shape": list(design.layer.output_shape if hasattr(design.layer, "filters")
+                             else spec.output_shape),
+        "formats": design.formats.to_dict(kind.name == "separable"),
         "sim": sim,
-        "lanes": lanes,
-        "reuse": reuse,
-        "weights": weights,
+        "lanes": design.lanes,
+        "reuse": design.reuse,
+        "weights": design.weights,
         "stall": stall,
         "frames": frames,
         "cycles": result.cycles,
@@ -134,12 +147,14 @@ def _report(layer, formats, x_nhwc, lanes, sim, stall, weights, reuse, engine, r
         "mismatches": int(np.count_nonzero(result.outputs != expected)),
         "framing_errors": len(result.framing),
         "error_flag": result.error,
-        "max_abs_error_vs_float": float(np.max(np.abs(output - reference))),
-        "line_buffer_words": engine.line_buffer_words,
-        "line_buffer_min_words": line_buffer_minimum(spec),
-        "multipliers": engine.multipliers,
-        "overflows": overflows,
     }
+    reference = kind.float_nhwc(design, x_nhwc)
+    if reference is not None:
+        output = design.formats.output.to_float(result.outputs)
+        report["max_abs_error_vs_float"] = float(np.max(np.abs(output - reference)))
+    report.update(line_buffer_words=design.line_buffer_words,
+                  line_buffer_min_words=line_buffer_minimum(spec),
+                  multipliers=design.multipliers, overflows=overflows)
     if timing is not None:
         report.update(sim_seconds=round(timing.sim_seconds, 4),
                       cycles_per_second=round(timing.cycles_run / timing.sim_seconds),

@@ -28,21 +28,45 @@ def build_engine(layer, formats, lanes, kernel_raw, bias_raw, *, weights="const"
                            reuse=reuse)
 
 
-def _header(engine, top):
+def _kind_of(engine):
+    """The layer kind an engine computes, when its caller does not say."""
+    if hasattr(engine, "rounding"):
+        return f"int8 DEPTHWISE_CONV_2D ({engine.rounding} rounding)"
+    if hasattr(engine, "filters"):
+        return "separable block"
+    return "DepthwiseConv2D"
+
+
+def _header(engine, top, kind=None):
     spec, formats = engine.spec, engine.formats
-    kh, kw = spec.kernel_size
+    geometry = getattr(engine, "depthwise_spec", spec)     # a separable block's depthwise part
+    kh, kw = geometry.kernel_size
+    multipliers = getattr(engine, "multipliers", None)
+    if multipliers is None:                                # an int8 engine's inner engine's
+        multipliers = engine.engine.multipliers
+    separable = hasattr(engine, "filters")
+    roles = formats.to_dict(separable) if separable else formats.to_dict()
+    extra = []
+    if separable:
+        extra.append(f"  pointwise stage: {engine.filters} filters, Q={engine.out_lanes} per "
+                     f"output beat, Rp={engine.pointwise_reuse}, activation "
+                     f"{engine.activation}")
+    if hasattr(engine, "rounding"):
+        extra.append(f"  int8 in and out, requantization rounding {engine.rounding}")
     lines = [
-        f"dwconv engine {top}: DepthwiseConv2D {spec.name!r}",
-        f"  input {spec.height}x{spec.width}x{spec.channels} -> output "
+        f"dwconv engine {top}: {kind or _kind_of(engine)} {spec.name!r}",
+        f"  input {geometry.height}x{geometry.width}x{geometry.channels} -> output "
         f"{spec.out_height}x{spec.out_width}x{spec.out_channels}, kernel {kh}x{kw}, "
-        f"strides {spec.strides}, dilation {spec.dilation_rate}, padding {spec.padding} "
-        f"(pads t/b/l/r {spec.pads}), depth_multiplier {spec.depth_multiplier}, "
-        f"bias {spec.use_bias}, activation {spec.activation}",
-        f"  formats: {', '.join(f'{k} {v}' for k, v in formats.to_dict().items())}",
+        f"strides {geometry.strides}, dilation {geometry.dilation_rate}, padding "
+        f"{geometry.padding} (pads t/b/l/r {geometry.pads}), depth_multiplier "
+        f"{geometry.depth_multiplier}, bias {geometry.use_bias}, activation "
+        f"{geometry.activation}",
+        *extra,
+        f"  formats: {', '.join(f'{k} {v}' for k, v in roles.items())}",
         f"  lanes P={engine.lanes} in, {engine.out_lanes} out; weights {engine.weights}; "
-        f"latency {engine.latency} cycles from window to output queue",
+        f"latency {engine.latency} cycles from window to output",
         f"  reuse R={engine.reuse}: one input beat every {engine.reuse} cycle(s), "
-        f"{engine.multipliers} multipliers",
+        f"{multipliers} multipliers",
         "  ports: clk, rst (active-high, synchronous); s_axis_* in, m_axis_* out "
         "(AXI4-Stream video: tuser = start of frame, tlast = end of line)"
         + ("; w_axis_* weight loads" if engine.weights == "port" else "")
@@ -90,7 +114,7 @@ def lint_pragmas(engine, text):
     return "\n".join(lines) + "\n" + text + "/* verilator lint_restore */\n"
 
 
-def engine_verilog(engine, *, top=DEFAULT_TOP):
+def engine_verilog(engine, *, top=DEFAULT_TOP, kind=None):
     """Verilog text of ``engine`` with top module ``top``.
 
     Like ``amaranth.back.verilog.convert`` but with the decision trees lowered to
@@ -99,7 +123,8 @@ def engine_verilog(engine, *, top=DEFAULT_TOP):
     ``always @*`` blocks, it relies on declaration initializers raising an event at time 0,
     which SystemVerilog semantics (e.g. ``iverilog -g2012``) do not do.  The aliases
     Amaranth adds for array elements are left out (``without_array_aliases``).  Verilator
-    lint pragmas (``lint_pragmas``) enclose the modules.
+    lint pragmas (``lint_pragmas``) enclose the modules.  ``kind`` names the layer's kind in
+    the header comment (default: from the engine).
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top module name {top!r} is not a Verilog identifier")
@@ -107,5 +132,5 @@ def engine_verilog(engine, *, top=DEFAULT_TOP):
     yosys = find_yosys(lambda version: version >= (0, 40))
     script = "\n".join([f"read_rtlil <<rtlil\n{without_array_aliases(rtlil_text)}\nrtlil",
                         "proc -norom", "memory_collect", "write_verilog -norename"])
-    return _header(engine, top) + lint_pragmas(
+    return _header(engine, top, kind) + lint_pragmas(
         engine, yosys.run(["-q", "-"], script, ignore_warnings=True))

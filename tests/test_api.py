@@ -56,9 +56,10 @@ def test_package_surface():
             assert inspect.getdoc(member), f"Design.{name} has no docstring"
     signature = inspect.signature(dwconv.Design)
     assert list(signature.parameters) == ["layer", "formats", "lanes", "reuse", "weights",
-                                          "target"]
+                                          "target", "rounding", "pointwise_lanes",
+                                          "pointwise_reuse"]
     assert [(p.default) for p in list(signature.parameters.values())[1:]] == \
-        [None, 1, 1, "const", None]
+        [None, 1, 1, "const", None, None, None, None]
     assert list(inspect.signature(dwconv.load).parameters)[:3] == ["path", "layer", "fuse"]
     assert list(inspect.signature(dwconv.Design.simulate).parameters)[1:5] == \
         ["x", "sim", "stall", "seed"]
