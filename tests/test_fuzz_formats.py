@@ -1,9 +1,10 @@
-"""Layers and format sets drawn together: the engine equals the fixed golden model exactly.
+"""Layers and format sets drawn together: each engine equals its golden model exactly.
 
 The regression cases are the given-accumulator configurations that were wrong in hardware
 (a negative sum zero-extended into a wider accumulator format); the fuzz budget is the CI
-slice of ``make fuzz`` (dwconv.sim.fuzz): 100 seeded examples in the Amaranth simulator and
-two through the generated Verilog in Verilator (the long campaigns are ``make fuzz``).
+slice of ``make fuzz`` (dwconv.sim.fuzz): seeded examples of every kind (depthwise layers,
+separable blocks, int8 layers) in the Amaranth simulator and three through the generated
+Verilog in Verilator (the long campaigns are ``make fuzz``).
 """
 
 import shutil
@@ -14,7 +15,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
-from dwconv.sim.fuzz import FuzzCase, check_engine, fuzz_cases
+from dwconv.sim.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, mixed_cases,
+                             separable_cases)
 
 from engine_cases import random_layer
 
@@ -67,30 +69,61 @@ def test_fuzz_found_wide_kernel_regression(tmp_path):
                  failure_dir=tmp_path)
 
 
-FUZZ_SHARDS = 2
-FUZZ_EXAMPLES = 50      # per shard: 100 in all
+#: The CI slice of each kind: (strategy, examples, seed).  The long campaigns are
+#: ``make fuzz``; these keep every kind's drawing and checking honest on each run.
+SLICES = {
+    "depthwise": (lambda: fuzz_cases(max_side=6), 30, 20261121),
+    "separable": (lambda: separable_cases(max_side=5), 14, 20261204),
+    "int8": (lambda: int8_cases(max_side=5), 12, 20261205),
+}
 
 
-@pytest.mark.parametrize("shard", range(FUZZ_SHARDS))
-def test_fuzz_amaranth(shard, tmp_path):
-    @seed(20261121 + shard)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+@pytest.mark.parametrize("kind", SLICES)
+def test_fuzz_amaranth(kind, tmp_path):
+    strategy, examples, seed_value = SLICES[kind]
+    kinds = []
+
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(fuzz_cases(max_side=6))
+    @given(strategy())
     def run(case):
+        kinds.append(case.kind)
         check_engine(case, failure_dir=tmp_path)
 
     run()
+    assert set(kinds) == {kind}
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed")
 def test_fuzz_verilator(tmp_path):
-    """A slice of the same strategy through the shipped Verilog (one build per example)."""
+    """A slice of every kind through the shipped Verilog (one build per example)."""
+    kinds = []
+
     @seed(20261121)
-    @settings(max_examples=2, deadline=None, database=None,
+    @settings(max_examples=3, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(fuzz_cases(max_side=5))
+    @given(mixed_cases({"depthwise": 1, "separable": 1, "int8": 1}, max_side=4))
     def run(case):
+        kinds.append(case.kind)
         check_engine(case, sim="verilator", failure_dir=tmp_path)
 
     run()
+    assert kinds
+
+
+def test_mixed_cases_draw_every_kind():
+    """The campaign's mix draws each kind in about its proportion (5:3:2 by default)."""
+    kinds = []
+
+    @seed(7)
+    @settings(max_examples=200, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(mixed_cases(max_side=3))
+    def draw(case):
+        kinds.append(case.kind)
+
+    draw()
+    counts = {kind: kinds.count(kind) for kind in ("depthwise", "separable", "int8")}
+    assert all(counts.values()), counts
+    assert counts["depthwise"] > counts["int8"], counts
