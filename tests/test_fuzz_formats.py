@@ -7,7 +7,10 @@ separable blocks, int8 layers) in the Amaranth simulator and three through the g
 Verilog in Verilator (the long campaigns are ``make fuzz``).
 """
 
+import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,8 +18,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
-from dwconv.sim.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, mixed_cases,
-                             separable_cases)
+from dwconv.sim.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, main,
+                             mixed_cases, separable_cases)
 
 from engine_cases import random_layer
 
@@ -127,3 +130,44 @@ def test_mixed_cases_draw_every_kind():
     counts = {kind: kinds.count(kind) for kind in ("depthwise", "separable", "int8")}
     assert all(counts.values()), counts
     assert counts["depthwise"] > counts["int8"], counts
+
+
+class _WrongGolden(FuzzCase):
+    """A depthwise case whose golden model is off by one somewhere: a failure to keep."""
+
+    def expected(self):
+        expected = super().expected().copy()
+        expected.flat[0] += 1
+        return expected
+
+
+def test_failure_is_kept_and_replayed(tmp_path, capsys):
+    spec = LayerSpec(input_shape=(3, 3, 2), kernel_size=(2, 2))
+    formats = LayerFormats.from_strings(input=EIGHT_BIT, weight=EIGHT_BIT, bias=EIGHT_BIT,
+                                        output="fixed<12,6,RND,SAT>")
+    case = _case(spec, formats, lanes=2)
+    wrong = _WrongGolden(**vars(case))
+    with pytest.raises(AssertionError, match=r"1 of 16 values differ") as failure:
+        check_engine(wrong, failure_dir=tmp_path)
+    replays = [line.removeprefix("replay: ") for line in str(failure.value).splitlines()
+               if line.startswith("replay: ")]
+    assert len(replays) == 2 and "--replay" in replays[0] and "dwconv simulate" in replays[1]
+    kept = next(tmp_path.glob("depthwise-*/case.pickle"))
+    assert (kept.parent / "layer" / "layer.json").is_file()
+    # the kept example fails again when replayed; the same case with its real golden passes
+    assert main(["--replay", str(kept)]) == 1
+    replayed = tmp_path / "right.pickle"
+    replayed.write_bytes(pickle.dumps(case))
+    assert main(["--replay", str(replayed)]) == 0
+    assert "equal to the golden model" in capsys.readouterr().out
+
+
+def test_module_imports_without_hypothesis():
+    """hypothesis is imported when fuzzing starts: without it, one line and exit code 2."""
+    code = ("import sys; sys.modules['hypothesis'] = None; import dwconv.sim.fuzz as f; "
+            "sys.exit(f.main(['--examples', '1']))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        "fuzz: error: the fuzzer needs hypothesis, which is not installed; install it with "
+        "pip install hypothesis (it is in dwconv[dev])"]
