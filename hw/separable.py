@@ -332,8 +332,9 @@ class SeparableEngine(wiring.Component):
     def load_values(self, kernel_raw, bias_raw, pointwise_raw, pointwise_bias_raw):
         """The raw values of one weight load, in order: the depthwise kernel (kh, kw, C, M)
         in Keras order, its bias (C*M,) if the depthwise part has one, the pointwise kernel
-        (C*M, F) in Keras order, its bias (F,) with ``use_bias``.  (``sim.native_sim``'s
-        ``loads`` take them as ``{frame: (load_values(...), ())}``.)"""
+        (C*M, F) in Keras order, its bias (F,) with ``use_bias``.  (The ``loads`` of
+        ``sim.native_sim``, ``sim.cocotb_sim`` and ``sim.core_sim`` take them as
+        ``{frame: (load_values(...), ())}``.)"""
         parts = [np.asarray(kernel_raw).reshape(-1)]
         if self.depthwise_spec.use_bias:
             parts.append(np.asarray(bias_raw).reshape(-1))

@@ -450,11 +450,17 @@ def _draw_int8(draw, max_side):
     outputs = spec.out_channels
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="data seed"))
     kernel_values = rng.integers(-128, 128, size=spec.kernel_shape).astype(np.int8)
-    # biases as converters give them (a few times the sums), sometimes anywhere in int32
-    bias_range = 1 << draw(st.sampled_from((0, 12, 20, 31)), label="bias bits")
-    bias = (rng.integers(-bias_range, bias_range, size=outputs) if draw(
-        st.booleans(), label="bias") else np.zeros(outputs)).astype(np.int32)
-    # scales as powers of two apart: real multipliers from about 2**-24 to 2**8
+    # none, biases as converters give them (a few times the sums), anywhere in int32, or
+    # at its ends (the sum wraps in 32 bits, as in LiteRT's C++)
+    bias_kind = draw(st.sampled_from(("none", "small", "wide", "limits")), label="bias")
+    if bias_kind == "limits":          # within 2**16 of either end
+        offset = rng.integers(0, 1 << 16, size=outputs)
+        bias = np.where(rng.random(outputs) < 0.5, -(1 << 31) + offset, (1 << 31) - 1 - offset)
+    else:
+        bias_range = {"none": 1, "small": 1 << 12, "wide": 1 << 31}[bias_kind]
+        bias = rng.integers(-bias_range, bias_range, size=outputs) * (bias_kind != "none")
+    bias = bias.astype(np.int32)
+    # scales as powers of two apart: real multipliers from about 2**-24 to 2**6
     input_scale = float(2.0 ** rng.uniform(-10, 0))
     output_scale = float(2.0 ** rng.uniform(-8, 2))
     per_channel = draw(st.booleans(), label="per channel")
@@ -538,10 +544,15 @@ def keep_failure(case, failure_dir, sim):
     return "\n".join(f"replay: {command}" for command in case.keep(folder, sim))
 
 
+def _cpu_seconds():
+    """CPU time of this process and of the simulators it ran (children waited for)."""
+    return sum(os.times()[:4])
+
+
 def _campaign(examples, seed_value, sim, failure_dir, mix):
     """Run one seeded hypothesis campaign of ``examples`` mixed examples.  Returns
-    (examples run per kind, seconds per kind, failure text or None); the shrunk failing
-    example is kept under ``failure_dir``."""
+    (examples run per kind, CPU seconds per kind, failure text or None); the shrunk
+    failing example is kept under ``failure_dir``."""
     from hypothesis import HealthCheck, given, seed, settings
 
     ran, seconds, failing = Counter(), Counter(), []
@@ -551,7 +562,7 @@ def _campaign(examples, seed_value, sim, failure_dir, mix):
               suppress_health_check=list(HealthCheck))
     @given(mixed_cases(mix))
     def run(case):
-        started = time.perf_counter()
+        started = _cpu_seconds()
         ran[case.kind] += 1
         try:
             check_engine(case, sim=sim)
@@ -559,7 +570,7 @@ def _campaign(examples, seed_value, sim, failure_dir, mix):
             failing[:] = [case]
             raise
         finally:
-            seconds[case.kind] += time.perf_counter() - started
+            seconds[case.kind] += _cpu_seconds() - started
 
     try:
         run()
@@ -673,10 +684,10 @@ def _fuzz(args, mix):
             bar.step(f"{sum(ran.values())} examples, {len(failures)} failing chunk(s)")
     elapsed = time.monotonic() - start
     total = sum(ran.values())
-    per_kind = ", ".join(f"{kind} {ran[kind]} ({ran[kind] / seconds[kind]:.2f}/s)"
+    per_kind = ", ".join(f"{kind} {ran[kind]} ({ran[kind] / max(seconds[kind], 1e-9):.2f}/s)"
                          for kind in KINDS if ran[kind])
     print(f"fuzz: {total} examples in {elapsed:.0f} s ({total / max(elapsed, 1e-9):.2f}/s "
-          f"on {workers} worker(s)); per kind, examples (per worker-second): {per_kind}; "
+          f"on {workers} worker(s)); per kind, examples (per CPU-second): {per_kind}; "
           f"{len(failures)} failing chunk(s)")
     for chunk_seed, text in sorted(failures):
         print(f"\nfailure (chunk seed {chunk_seed}, shrunk):\n{text}")
