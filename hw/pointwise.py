@@ -10,6 +10,7 @@ from ..golden.fixed import accumulator_format
 from ..golden.spec import LayerError
 from .activation import Activation
 from .counter import position_counter
+from .framer import beat_layout
 from .mac import MacArray
 from .output_queue import OutputQueue
 from .requantizer import Requantizer, format_shape
@@ -20,9 +21,9 @@ __all__ = ["PointwiseStage", "PointwisePlan", "pixel_beat"]
 
 def pixel_beat(lane_shape, lanes):
     """A stream beat of ``lanes`` values: ``data``, ``first`` (start of frame) and ``last``
-    (end of row), the payload of the depthwise core's stream too."""
-    return data.StructLayout({"data": data.ArrayLayout(lane_shape, lanes), "first": 1,
-                              "last": 1})
+    (end of row); the depthwise core's beat layout (``framer.beat_layout``), so its output
+    stream connects to the stage's input."""
+    return beat_layout(data.ArrayLayout(lane_shape, lanes))
 
 
 def _by_index(index, options, width):
