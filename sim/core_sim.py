@@ -9,7 +9,7 @@ separable block's F/Q, ``engine.out_groups``).
 import numpy as np
 from amaranth.sim import Simulator
 
-from .amaranth_sim import StreamResult, run_cycles
+from .amaranth_sim import StreamResult, _wide_constants, run_cycles
 from .beats import pack_beats, unpack_beats, weight_load_values
 from .build_cache import cycle_budget
 
@@ -39,6 +39,8 @@ def run_core(engine, frames_raw, *, stall=0.0, seed=0, loads=None):
     sent through ``w`` after the previous frame's beats and before that frame's first.
     Returns a ``StreamResult``; cycles as ``amaranth_sim.run_cycles`` counts them.
     """
+    if loads and getattr(engine, "weights", "const") != "port":
+        raise ValueError("weight loads need an engine built with weights='port'")
     core = engine.core()
     spec, lanes = engine.spec, engine.lanes
     frames_raw = np.asarray(frames_raw, dtype=np.int64)
@@ -53,8 +55,6 @@ def run_core(engine, frames_raw, *, stall=0.0, seed=0, loads=None):
     load_width = getattr(engine, "load_width", None) or engine.store.load_width
     load_values = {k: weight_load_values(spec, kernel, bias, load_width)
                    for k, (kernel, bias) in (loads or {}).items()}
-    if load_values and "w" not in core.signature.members:
-        raise ValueError("weight loads need an engine built with weights='port'")
     reuse = getattr(engine, "reuse", 1)
     max_cycles = cycle_budget(count * frame_beats * reuse,
                               sum(map(len, load_values.values())), stall, engine.latency,
@@ -107,10 +107,11 @@ def run_core(engine, frames_raw, *, stall=0.0, seed=0, loads=None):
             cycle += 1
         state["error"] = bool(ctx.get(core.error))
 
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    with _wide_constants():        # as run_amaranth: wide weight ports in decimal
+        sim = Simulator(core)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
 
     taken = state["taken"]
     if len(taken) < count * out_frame_beats:
