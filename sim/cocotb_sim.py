@@ -134,7 +134,8 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
         beats = pack_beats(frame[None], lanes, engine.formats.input.width)
         frames.append([beats[i:i + row_beats] for i in range(0, len(beats), row_beats)])
     # a block's loads are ``(engine.load_values(...), ())``: no bias of their own
-    load_width = getattr(engine, "load_width", engine.store.load_width)
+    load_width = (getattr(engine, "load_width", None) or engine.store.load_width) if loads \
+        else None
     load_values = {str(k): weight_load_values(spec, kernel, bias, load_width)
                    for k, (kernel, bias) in (loads or {}).items()}
     out_row_beats = spec.out_width * out_groups

@@ -52,7 +52,8 @@ def run_core(engine, frames_raw, *, stall=0.0, seed=0, loads=None):
     out_frame_beats = spec.out_height * out_row_beats
     in_beats = [pack_beats(frame[None], lanes, engine.formats.input.width)
                 for frame in frames_raw]
-    load_width = getattr(engine, "load_width", None) or engine.store.load_width
+    load_width = (getattr(engine, "load_width", None) or engine.store.load_width) if loads \
+        else None
     load_values = {k: weight_load_values(spec, kernel, bias, load_width)
                    for k, (kernel, bias) in (loads or {}).items()}
     reuse = getattr(engine, "reuse", 1)

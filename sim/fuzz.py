@@ -686,13 +686,16 @@ def _fuzz(args, mix):
     total = sum(ran.values())
     per_kind = ", ".join(f"{kind} {ran[kind]} ({ran[kind] / max(seconds[kind], 1e-9):.2f}/s)"
                          for kind in KINDS if ran[kind])
-    print(f"fuzz: {total} examples in {elapsed:.0f} s ({total / max(elapsed, 1e-9):.2f}/s "
-          f"on {workers} worker(s)); per kind, examples (per CPU-second): {per_kind}; "
-          f"{len(failures)} failing chunk(s)")
+    shrinking = " (shrinking runs included)" if failures else ""
+    print(f"fuzz: {total} examples{shrinking} in {elapsed:.0f} s "
+          f"({total / max(elapsed, 1e-9):.2f}/s on {workers} worker(s)); per kind, examples "
+          f"(per CPU-second): {per_kind}; {len(failures)} failing chunk(s)")
     for chunk_seed, text in sorted(failures):
         print(f"\nfailure (chunk seed {chunk_seed}, shrunk):\n{text}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as the importable module, so kept cases name its classes, not __main__'s
+    from dwconv.sim import fuzz
+    sys.exit(fuzz.main())
