@@ -10,19 +10,20 @@ from ..golden.fixed import accumulator_format
 from ..golden.spec import LayerError
 from .activation import Activation
 from .counter import position_counter
+from .framer import beat_layout
 from .mac import MacArray
 from .output_queue import OutputQueue
 from .requantizer import Requantizer, format_shape
 from .skid import SkidBuffer
 
-__all__ = ["PointwiseStage", "pixel_beat"]
+__all__ = ["PointwiseStage", "PointwisePlan", "pixel_beat"]
 
 
 def pixel_beat(lane_shape, lanes):
     """A stream beat of ``lanes`` values: ``data``, ``first`` (start of frame) and ``last``
-    (end of row), the payload of the depthwise core's stream too."""
-    return data.StructLayout({"data": data.ArrayLayout(lane_shape, lanes), "first": 1,
-                              "last": 1})
+    (end of row); the depthwise core's beat layout (``framer.beat_layout``), so its output
+    stream connects to the stage's input."""
+    return beat_layout(data.ArrayLayout(lane_shape, lanes))
 
 
 def _by_index(index, options, width):
@@ -46,39 +47,9 @@ def _divisors(n):
     return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
-class PointwiseStage(wiring.Component):
-    """Per pixel, for each filter f: ``sum_k v[k] * kernel[k, f]`` over the C*M values of
-    the pixel (exact), plus ``bias[f]`` at the accumulator's binary point, then the
-    accumulator format if given, the activation and the output format.
-
-    ::
-
-        i -> skid -> beat register (R phases) -> MacArray x F -> accumulator over the G*R
-             phases of a pixel -> [Requantizer (accum)] -> Activation -> Requantizer
-             (output) -> output queue (one entry per pixel) -> F/Q beats -> skid -> o
-
-    A pixel arrives as G = C*M / L input beats of L lanes (lane l of beat g is value
-    g*L + l).  Each beat is held for R phases (``reuse``); in phase r, multiplier slot s of
-    filter f takes lane s*R + r, so each filter has ceil(L/R) multipliers and the stage takes
-    one beat every R cycles.  The accumulator starts each pixel from the bias and adds a
-    partial sum per phase; the MAC pipeline never stalls.  A pixel's result leaves as F/Q
-    beats of Q lanes (lane q of beat j is filter j*Q + q).  Credits (one output queue entry
-    per pixel) let the last beat of a pixel in only when its entry has a place, so
-    ``o.ready`` reaches only the output skid buffer and the serializer, and ``i.ready`` is
-    a flip-flop of the input skid buffer.
-
-    Cycles: ``cycles_per_pixel`` = max(G*R, F/Q) per pixel sustained (one input beat per
-    cycle for R = 1 and F/Q <= G), so N pixels back to back take N*max(G*R, F/Q) cycles
-    plus ``latency`` (a pixel's last beat taken to its first output beat) and F/Q - 1.
-    Constant weights with G*R = 1 are shift-and-add logic (no multipliers); otherwise each
-    multiplier's weight is a table of G*R constants selected by the phase, or with
-    ``weights="port"`` a memory word (see ``_PortWeights`` for the load's order).
-
-    Framing: ``first`` (start of frame) belongs on a pixel's first beat and ``last`` (end of
-    row) on its last; an output pixel's first beat carries the ``first`` of its input pixel,
-    its last beat the ``last``.  A ``first`` on any other beat starts a new pixel there (the
-    partial pixel before it is dropped) and sets ``error``; a ``last`` on another beat sets
-    ``error`` and is ignored.  The stage never waits for a beat that may not come.
+class PointwisePlan:
+    """A checked pointwise stage (a 1x1 convolution, C*M -> F filters) and its figures;
+    builds no hardware.  ``PointwiseStage`` is built from one.
 
     Parameters
     ----------
@@ -109,19 +80,15 @@ class PointwiseStage(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(pixel_beat(format_shape(mid), in_lanes)))
-    o : Out(stream.Signature(pixel_beat(format_shape(output), out_lanes)))
-    error : Out(1)
-        Sticky until reset: a malformed input stream or weight load was seen.
-    load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
-        ``weights="port"`` only: ``load_values`` raw values per load, the kernel (C*M, F)
-        in Keras order then the bias, ``last`` on the final one.
-    pending : Out(1)
-        ``weights="port"`` only: a complete load waits for the next start of frame.
+    The parameters, and ``groups`` (G = C*M / L input beats per pixel), ``phases`` (G*R),
+    ``slots`` (multipliers per filter, ceil(L/R)), ``out_beats`` (F/Q), ``accumulator``
+    (the exact sum's format), ``load_width``, ``load_values``, ``queue_depth`` and the
+    figures below.
     """
 
-    # Reports build stages just to read their figures.
-    _MustUse__silence = True
+    #: cycles from a queue write to the output beat on ``o`` (queue read, serializer or
+    #: pass-through, skid buffer), with ``o.ready`` high
+    QUEUE_LATENCY = 3
 
     def __init__(self, *, channels, filters, in_lanes, out_lanes, mid, pointwise, bias,
                  accum, output, activation, kernel_raw, bias_raw, reuse=1, weights="const",
@@ -172,28 +139,16 @@ class PointwiseStage(wiring.Component):
         self.load_width = max(pointwise.width, bias.width if self.use_bias else 0)
         #: values in one weight load: the kernel, then the bias (with ``use_bias``)
         self.load_values = channels * filters + (filters if self.use_bias else 0)
-        members = {
-            "i": In(stream.Signature(pixel_beat(format_shape(mid), in_lanes))),
-            "o": Out(stream.Signature(pixel_beat(format_shape(output), out_lanes))),
-            "error": Out(1),
-        }
-        if weights == "port":
-            members["load"] = In(stream.Signature(data.StructLayout(
-                {"value": self.load_width, "last": 1})))
-            members["pending"] = Out(1)
-        super().__init__(members)
         # pixels whose results may be on their way to the queue when a credit is checked
         in_flight = -(-(self.pixel_latency + 6) // self.phases) + 2
         self.queue_depth = max(2, 1 << (in_flight - 1).bit_length())
-
-    # -- figures (no hardware built) -------------------------------------------------------
 
     @property
     def constant_products(self):
         """Each multiplier has one constant weight: products become shift-and-add logic."""
         return self.phases == 1 and self.weights == "const"
 
-    def _slot_weights(self, f):
+    def slot_weights(self, f):
         """Constant weights of filter f's MAC (one phase only), or None."""
         if not self.constant_products:
             return None
@@ -202,11 +157,13 @@ class PointwiseStage(wiring.Component):
     @property
     def mac_latency(self):
         """The MAC arrays' common latency (the longest of them)."""
-        return max(MacArray.latency_of(self.slots, self._slot_weights(f))
+        return max(MacArray.latency_of(self.slots, self.slot_weights(f))
                    for f in range(self.filters))
 
     @property
-    def _post_latency(self):
+    def post_latency(self):
+        """Cycles of the accumulator format (if given), the activation and the output
+        format."""
         accum = Requantizer.latency if self.accum is not None else 0
         return accum + Activation.latency + Requantizer.latency
 
@@ -215,11 +172,7 @@ class PointwiseStage(wiring.Component):
         """Cycles from a pixel's last input beat taken to its result entering the queue:
         the input skid buffer, the beat register, R-1 more phases of that beat, the MACs,
         the accumulator, the requantizers and the activation."""
-        return 2 + (self.reuse - 1) + self.mac_latency + 1 + self._post_latency
-
-    #: cycles from a queue write to the output beat on ``o`` (queue read, serializer or
-    #: pass-through, skid buffer), with ``o.ready`` high
-    QUEUE_LATENCY = 3
+        return 2 + (self.reuse - 1) + self.mac_latency + 1 + self.post_latency
 
     @property
     def latency(self):
@@ -245,6 +198,100 @@ class PointwiseStage(wiring.Component):
     def cycles_per_frame(self, pixels):
         """Sustained cycles for ``pixels`` pixels back to back (plus ``latency`` once)."""
         return pixels * self.cycles_per_pixel
+
+
+def _as_plan(plan, kwargs):
+    """The stage's plan: ``plan`` itself, or the PointwisePlan of the arguments given."""
+    if plan is None:
+        return PointwisePlan(**kwargs)
+    if kwargs or not isinstance(plan, PointwisePlan):
+        raise TypeError("PointwiseStage takes a PointwisePlan, or the arguments of one")
+    return plan
+
+
+#: The plan's parameters and figures that the stage shows as its own.
+_PLAN_NAMES = ("channels", "filters", "in_lanes", "out_lanes", "reuse", "mid", "pointwise",
+               "bias", "accum", "output", "activation", "target", "weights", "use_bias",
+               "kernel_raw", "bias_raw", "groups", "phases", "slots", "out_beats",
+               "accumulator", "load_width", "load_values", "queue_depth", "constant_products",
+               "slot_weights", "mac_latency", "post_latency", "pixel_latency", "latency",
+               "multipliers", "real_multipliers", "cycles_per_pixel", "cycles_per_frame")
+
+
+class PointwiseStage(wiring.Component):
+    """Per pixel, for each filter f: ``sum_k v[k] * kernel[k, f]`` over the C*M values of
+    the pixel (exact), plus ``bias[f]`` at the accumulator's binary point, then the
+    accumulator format if given, the activation and the output format.
+
+    ::
+
+        i -> skid -> beat register (R phases) -> MacArray x F -> accumulator over the G*R
+             phases of a pixel -> [Requantizer (accum)] -> Activation -> Requantizer
+             (output) -> output queue (one entry per pixel) -> F/Q beats -> skid -> o
+
+    A pixel arrives as G = C*M / L input beats of L lanes (lane l of beat g is value
+    g*L + l).  Each beat is held for R phases (``reuse``); in phase r, multiplier slot s of
+    filter f takes lane s*R + r, so each filter has ceil(L/R) multipliers and the stage takes
+    one beat every R cycles.  The accumulator starts each pixel from the bias and adds a
+    partial sum per phase; the MAC pipeline never stalls.  A pixel's result leaves as F/Q
+    beats of Q lanes (lane q of beat j is filter j*Q + q).  Credits (one output queue entry
+    per pixel) let the last beat of a pixel in only when its entry has a place, so
+    ``o.ready`` reaches only the output skid buffer and the serializer, and ``i.ready`` is
+    a flip-flop of the input skid buffer.
+
+    Cycles: ``cycles_per_pixel`` = max(G*R, F/Q) per pixel sustained (one input beat per
+    cycle for R = 1 and F/Q <= G), so N pixels back to back take N*max(G*R, F/Q) cycles
+    plus ``latency`` (a pixel's last beat taken to its first output beat) and F/Q - 1.
+    Constant weights with G*R = 1 are shift-and-add logic (no multipliers); otherwise each
+    multiplier's weight is a table of G*R constants selected by the phase, or with
+    ``weights="port"`` a memory word (see ``_PortWeights`` for the load's order).
+
+    Framing: ``first`` (start of frame) belongs on a pixel's first beat and ``last`` (end of
+    row) on its last; an output pixel's first beat carries the ``first`` of its input pixel,
+    its last beat the ``last``.  A ``first`` on any other beat starts a new pixel there (the
+    partial pixel before it is dropped) and sets ``error``; a ``last`` on another beat sets
+    ``error`` and is ignored.  The stage never waits for a beat that may not come.
+
+    Parameters
+    ----------
+    plan : PointwisePlan
+        Or the keyword arguments of ``PointwisePlan``, from which one is made.
+
+    Members
+    -------
+    plan : PointwisePlan
+        Also the source of the parameters and figures the stage shows as its own
+        (``filters``, ``out_beats``, ``latency``, ``multipliers``, ``load_values``, ...).
+    i : In(stream.Signature(pixel_beat(format_shape(mid), in_lanes)))
+    o : Out(stream.Signature(pixel_beat(format_shape(output), out_lanes)))
+    error : Out(1)
+        Sticky until reset: a malformed input stream or weight load was seen.
+    load : In(stream.Signature(StructLayout({"value": load_width, "last": 1})))
+        ``weights="port"`` only: ``load_values`` raw values per load, the kernel (C*M, F)
+        in Keras order then the bias, ``last`` on the final one.
+    pending : Out(1)
+        ``weights="port"`` only: a complete load waits for the next start of frame.
+    """
+
+    def __new__(cls, plan=None, **kwargs):
+        # checked before the object exists, so a refused stage is no unused elaboratable
+        _as_plan(plan, kwargs)
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, plan=None, **kwargs):
+        self.plan = plan = _as_plan(plan, kwargs)
+        for name in _PLAN_NAMES:
+            setattr(self, name, getattr(plan, name))
+        members = {
+            "i": In(stream.Signature(pixel_beat(format_shape(plan.mid), plan.in_lanes))),
+            "o": Out(stream.Signature(pixel_beat(format_shape(plan.output), plan.out_lanes))),
+            "error": Out(1),
+        }
+        if plan.weights == "port":
+            members["load"] = In(stream.Signature(data.StructLayout(
+                {"value": plan.load_width, "last": 1})))
+            members["pending"] = Out(1)
+        super().__init__(members)
 
     # -- hardware ---------------------------------------------------------------------------
 
@@ -344,7 +391,7 @@ class PointwiseStage(wiring.Component):
         for f in range(self.filters):
             mac = MacArray(self.slots, x_shape, w_shape, format_shape(self.bias),
                            acc_fmt.width, product_shift=acc_fmt.frac - product_frac,
-                           weights=self._slot_weights(f), target=self.target)
+                           weights=self.slot_weights(f), target=self.target)
             mac.pad_to(self.mac_latency)
             m.submodules[f"mac{f}"] = mac
             for s in range(self.slots):
@@ -388,7 +435,7 @@ class PointwiseStage(wiring.Component):
             outputs.append(self._convert(m, f, total, acc_fmt.frac))
 
         flags = [done, done_first, done_last]
-        for stage in range(self._post_latency):
+        for stage in range(self.post_latency):
             delayed = [Signal(name=f"{n}_post{stage}") for n in ("done", "first", "last")]
             m.d.sync += [d.eq(v) for d, v in zip(delayed, flags)]
             flags = delayed

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult
-from .beats import pack_beats, weight_load_values
+from .amaranth_sim import StreamResult, run_cycles
+from .beats import pack_beats, unpack_beats, weight_load_values
 from .build_cache import cycle_budget, locked, log_tail
+from .core_sim import output_framing
 from .verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "run_cocotb", "default_build_root"]
@@ -125,14 +126,20 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     frames_raw = np.asarray(frames_raw, dtype=np.int64)
     count = len(frames_raw)
     groups = spec.channels // lanes
+    # output beats per pixel: C/P, or a separable block's F/Q
+    out_groups = getattr(engine, "out_groups", groups)
     row_beats = spec.width * groups
     frames = []
     for frame in frames_raw:
         beats = pack_beats(frame[None], lanes, engine.formats.input.width)
         frames.append([beats[i:i + row_beats] for i in range(0, len(beats), row_beats)])
-    load_values = {str(k): weight_load_values(spec, kernel, bias, engine.store.load_width)
+    # a block's loads are ``(engine.load_values(...), ())``: no bias of their own
+    load_width = (getattr(engine, "load_width", None) or engine.store.load_width) if loads \
+        else None
+    load_values = {str(k): weight_load_values(spec, kernel, bias, load_width)
                    for k, (kernel, bias) in (loads or {}).items()}
-    out_per_frame = spec.out_height * spec.out_width * groups
+    out_row_beats = spec.out_width * out_groups
+    out_per_frame = spec.out_height * out_row_beats
     frame_beats = spec.height * row_beats
     reuse = getattr(engine, "reuse", 1)
 
@@ -144,7 +151,16 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
                                    sum(map(len, load_values.values())), stall, engine.latency,
                                    frame_beats * reuse),
     }, simulator=simulator, seed=seed, build_dir=build_dir)
-    return StreamResult.from_beats(
-        engine, count, result["beats"], result["flags"], first_in=result["first_in"],
-        last_in=result["last_in"], first_out=result["first_out"], last_out=result["last_out"],
-        error=result["error"], cycles_run=result["cycles_run"])
+    taken = result["beats"]
+    if len(taken) < count * out_per_frame:
+        raise RuntimeError(f"the engine produced {len(taken)} of {count * out_per_frame} "
+                           f"output beats within {result['cycles_run']} cycles")
+    first_in = result["first_in"]
+    return StreamResult(
+        outputs=unpack_beats(taken, (count, *spec.output_shape), engine.out_lanes,
+                             engine.formats.output),
+        cycles=run_cycles(engine, first_in, result["last_in"], result["last_out"]),
+        latency_cycles=result["first_out"] - first_in + 1, frames=count,
+        framing=output_framing(result["flags"], out_row_beats, out_per_frame),
+        error=bool(result["error"]))
+

@@ -10,7 +10,8 @@ import numpy as np
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.fixed_ref import fixed_forward_raw, quantize_weights
 from dwconv.golden.formats import LayerFormats
-from dwconv.golden.layer import Layer
+from dwconv.golden.layer import Layer, SeparableLayer
+from dwconv.golden.separable_ref import separable_forward_raw
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.separable import SeparableEngine
 
@@ -72,6 +73,23 @@ class BlockCase:
         return pointwise_reference(mid, pw_raw, pw_bias_raw, mid=self.mid,
                                    pointwise=self.pointwise, bias=f.bias, accum=f.accum,
                                    output=f.output, activation=self.activation)
+
+    def separable_layer(self, weights=None):
+        """The block as a ``SeparableLayer`` with the case's (or ``weights``') values, for
+        ``golden.separable_ref``: the raw pointwise values are on their formats' grids."""
+        layer, pw_raw, pw_bias_raw = weights or (self.layer, self.pw_raw, self.pw_bias_raw)
+        use_bias = self.block.pointwise.use_bias
+        spec = layer.spec
+        keras_like = not spec.use_bias and spec.activation == "linear"
+        return SeparableLayer(layer, self.pointwise.to_float(pw_raw),
+                              self.formats.bias.to_float(pw_bias_raw) if use_bias else None,
+                              use_bias=use_bias, activation=self.activation,
+                              kind="SeparableConv2D" if keras_like else "DepthwiseConv2D+Conv2D")
+
+    def golden(self, frames, weights=None):
+        """``golden.separable_ref.separable_forward_raw`` of the block on raw frames."""
+        formats = dataclasses.replace(self.formats, mid=self.mid, pointwise=self.pointwise)
+        return separable_forward_raw(self.separable_layer(weights), formats, frames)
 
     def other_weights(self, rng):
         """Random weights for a load: (layer, pointwise raw, pointwise bias raw)."""

@@ -1,20 +1,25 @@
-"""Layers and format sets drawn together: the engine equals the fixed golden model exactly.
+"""Layers and format sets drawn together: each engine equals its golden model exactly.
 
 The regression cases are the given-accumulator configurations that were wrong in hardware
 (a negative sum zero-extended into a wider accumulator format); the fuzz budget is the CI
-slice of ``make fuzz`` (dwconv.sim.fuzz): 100 seeded examples in the Amaranth simulator and
-two through the generated Verilog in Verilator (the long campaigns are ``make fuzz``).
+slice of ``make fuzz`` (dwconv.sim.fuzz): seeded examples of every kind (depthwise layers,
+separable blocks, int8 layers) in the Amaranth simulator and three through the generated
+Verilog in Verilator (the long campaigns are ``make fuzz``).
 """
 
+import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
-from dwconv.sim.fuzz import FuzzCase, check_engine, fuzz_cases
+from dwconv.sim.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, main,
+                             mixed_cases, separable_cases)
 
 from engine_cases import random_layer
 
@@ -67,30 +72,115 @@ def test_fuzz_found_wide_kernel_regression(tmp_path):
                  failure_dir=tmp_path)
 
 
-FUZZ_SHARDS = 2
-FUZZ_EXAMPLES = 50      # per shard: 100 in all
+#: The CI slice of each kind: (strategy, examples, seed).  The long campaigns are
+#: ``make fuzz``; these keep every kind's drawing and checking honest on each run.
+SLICES = {
+    "depthwise": (lambda: fuzz_cases(max_side=6), 30, 20261121),
+    "separable": (lambda: separable_cases(max_side=5), 14, 20261204),
+    "int8": (lambda: int8_cases(max_side=5), 12, 20261205),
+}
 
 
-@pytest.mark.parametrize("shard", range(FUZZ_SHARDS))
-def test_fuzz_amaranth(shard, tmp_path):
-    @seed(20261121 + shard)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+@pytest.mark.parametrize("kind", SLICES)
+def test_fuzz_amaranth(kind, tmp_path):
+    strategy, examples, seed_value = SLICES[kind]
+    kinds = []
+
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(fuzz_cases(max_side=6))
+    @given(strategy())
     def run(case):
+        kinds.append(case.kind)
         check_engine(case, failure_dir=tmp_path)
 
     run()
+    assert set(kinds) == {kind}
+
+
+VERILATOR_SLICES = [
+    "depthwise", "separable",
+    # Known gaps of the int8 engine's Verilog (found by this fuzzer, owned by the
+    # int8 engine's work): sim.verilog's header reads ``engine.multipliers``, which
+    # Int8Engine lacks, and its fp32 requantizer's Verilog fails Verilator's lint on small
+    # layers (ASCRANGE, CMPCONST on a 1x1, one-channel layer).
+    pytest.param("int8", marks=pytest.mark.xfail(
+        strict=False, reason="the int8 engine's Verilog: no multipliers figure for the "
+                             "header; Verilator lint warnings on small layers")),
+]
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed")
-def test_fuzz_verilator(tmp_path):
-    """A slice of the same strategy through the shipped Verilog (one build per example)."""
+@pytest.mark.parametrize("kind", VERILATOR_SLICES)
+def test_fuzz_verilator(kind, tmp_path):
+    """A slice of each kind through the shipped Verilog (one build per example)."""
+    strategy = {"depthwise": fuzz_cases, "separable": separable_cases,
+                "int8": int8_cases}[kind]
+
+    # no shrinking: each example is a Verilator build, and a failure is reported as drawn
     @seed(20261121)
-    @settings(max_examples=2, deadline=None, database=None,
+    @settings(max_examples=2, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(fuzz_cases(max_side=5))
+    @given(strategy(max_side=4))
     def run(case):
         check_engine(case, sim="verilator", failure_dir=tmp_path)
 
     run()
+
+
+def test_mixed_cases_draw_every_kind():
+    """The campaign's mix draws each kind in about its proportion (5:3:2 by default)."""
+    kinds = []
+
+    @seed(7)
+    @settings(max_examples=200, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(mixed_cases(max_side=3))
+    def draw(case):
+        kinds.append(case.kind)
+
+    draw()
+    counts = {kind: kinds.count(kind) for kind in ("depthwise", "separable", "int8")}
+    assert all(counts.values()), counts
+    assert counts["depthwise"] > counts["int8"], counts
+
+
+class _WrongGolden(FuzzCase):
+    """A depthwise case whose golden model is off by one somewhere: a failure to keep."""
+
+    def expected(self):
+        expected = super().expected().copy()
+        expected.flat[0] += 1
+        return expected
+
+
+def test_failure_is_kept_and_replayed(tmp_path, capsys):
+    spec = LayerSpec(input_shape=(3, 3, 2), kernel_size=(2, 2))
+    formats = LayerFormats.from_strings(input=EIGHT_BIT, weight=EIGHT_BIT, bias=EIGHT_BIT,
+                                        output="fixed<12,6,RND,SAT>")
+    case = _case(spec, formats, lanes=2)
+    wrong = _WrongGolden(**vars(case))
+    with pytest.raises(AssertionError, match=r"1 of 16 values differ") as failure:
+        check_engine(wrong, failure_dir=tmp_path)
+    replays = [line.removeprefix("replay: ") for line in str(failure.value).splitlines()
+               if line.startswith("replay: ")]
+    assert len(replays) == 2 and "--replay" in replays[0] and "dwconv simulate" in replays[1]
+    kept = next(tmp_path.glob("depthwise-*/case.pickle"))
+    assert (kept.parent / "layer" / "layer.json").is_file()
+    # the kept example fails again when replayed; the same case with its real golden passes
+    assert main(["--replay", str(kept)]) == 1
+    replayed = tmp_path / "right.pickle"
+    replayed.write_bytes(pickle.dumps(case))
+    assert main(["--replay", str(replayed)]) == 0
+    assert "equal to the golden model" in capsys.readouterr().out
+
+
+def test_module_imports_without_hypothesis():
+    """hypothesis is imported when fuzzing starts: without it, one line and exit code 2."""
+    code = ("import sys; sys.modules['hypothesis'] = None; import dwconv.sim.fuzz as f; "
+            "sys.exit(f.main(['--examples', '1']))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        "fuzz: error: the fuzzer needs hypothesis, which is not installed; install it with "
+        "pip install hypothesis (it is in dwconv[dev])"]

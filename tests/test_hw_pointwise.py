@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.spec import LayerError
-from dwconv.hw.pointwise import PointwiseStage
+from dwconv.hw.pointwise import PointwisePlan, PointwiseStage
 
 from pointwise_reference import pointwise_reference
 from stream_bench import (beats_to_frames, expected_flags, frame_beats, pack, run_stream,
@@ -43,7 +43,7 @@ def formats_of(name):
 
 @dataclass
 class StageCase:
-    stage: PointwiseStage
+    plan: PointwisePlan
     formats: dict
     kernel: np.ndarray
     bias: np.ndarray
@@ -52,7 +52,7 @@ class StageCase:
     def frames(self, count, height, width, rng):
         fmt = self.formats["mid"]
         return rng.integers(fmt.raw_min, fmt.raw_max + 1,
-                            size=(count, height, width, self.stage.channels))
+                            size=(count, height, width, self.plan.channels))
 
     def expected(self, frames):
         return pointwise_reference(frames, self.kernel, self.bias,
@@ -67,14 +67,14 @@ def make_stage(*, channels, filters, in_lanes, out_lanes=None, reuse=1, formats=
     if kernel is None:
         kernel = rng.integers(pw.raw_min, pw.raw_max + 1, size=(channels, filters))
     bias = rng.integers(b.raw_min, b.raw_max + 1, size=filters)
-    stage = PointwiseStage(channels=channels, filters=filters, in_lanes=in_lanes,
-                           out_lanes=out_lanes or filters, reuse=reuse, activation=activation,
-                           kernel_raw=kernel, bias_raw=bias, **fmts)
-    return StageCase(stage, fmts, kernel, bias, activation)
+    plan = PointwisePlan(channels=channels, filters=filters, in_lanes=in_lanes,
+                         out_lanes=out_lanes or filters, reuse=reuse, activation=activation,
+                         kernel_raw=kernel, bias_raw=bias, **fmts)
+    return StageCase(plan, fmts, kernel, bias, activation)
 
 
 def run_case(case, frames, *, stall=0.0, seed=0, sink_stall=None):
-    stage = case.stage
+    stage = PointwiseStage(case.plan)
     beats = frame_beats(frames, stage.in_lanes, case.formats["mid"].width)
     n, h, w, _ = frames.shape
     out_count = n * h * w * stage.out_beats
@@ -90,7 +90,7 @@ def check(case, frames, *, stall, seed=0, sink_stall=None):
     run, outputs = run_case(case, frames, stall=stall, seed=seed, sink_stall=sink_stall)
     n, h, w, _ = frames.shape
     np.testing.assert_array_equal(outputs, case.expected(frames))
-    assert run.flags() == expected_flags(n, h, w, case.stage.out_beats)
+    assert run.flags() == expected_flags(n, h, w, case.plan.out_beats)
     assert run.held
     assert not run.error
     return run
@@ -131,7 +131,7 @@ def test_cycle_count_and_latency(channels, filters, lanes, out_lanes, reuse):
     (plus the pixel's other output beats)."""
     case = make_stage(channels=channels, filters=filters, in_lanes=lanes, out_lanes=out_lanes,
                       reuse=reuse)
-    stage = case.stage
+    stage = case.plan
     frames = case.frames(2, 3, 4, np.random.default_rng(0))
     run = check(case, frames, stall=0.0)
     pixels = 2 * 3 * 4
@@ -152,9 +152,9 @@ def test_cycle_count_and_latency(channels, filters, lanes, out_lanes, reuse):
 
 def test_figures_without_hardware():
     case = make_stage(channels=8, filters=16, in_lanes=8)
-    stage = case.stage
+    stage = case.plan
     assert (stage.multipliers, stage.real_multipliers, stage.cycles_per_pixel) == (128, 0, 1)
-    folded = make_stage(channels=8, filters=16, in_lanes=4, out_lanes=8, reuse=3).stage
+    folded = make_stage(channels=8, filters=16, in_lanes=4, out_lanes=8, reuse=3).plan
     # ceil(4/3) = 2 multipliers per filter; 2 beats of 3 phases per pixel
     assert (folded.multipliers, folded.real_multipliers, folded.cycles_per_pixel) == (32, 32, 6)
 
@@ -167,7 +167,7 @@ def test_long_backpressure_loses_nothing():
         case = make_stage(**params, formats="accum", activation="relu")
         frames = case.frames(3, 5, 6, np.random.default_rng(5))
         # more pixels than the queue holds: the credits must hold the input back
-        assert 3 * 5 * 6 > 2 * case.stage.queue_depth
+        assert 3 * 5 * 6 > 2 * case.plan.queue_depth
         check(case, frames, stall=0.0, sink_stall=0.85, seed=3)
 
 
@@ -193,7 +193,7 @@ def _framed_pixels(beats, lanes, groups):
 @pytest.mark.parametrize("damage", ["first_mid_pixel", "last_mid_pixel", "first_late"])
 def test_malformed_stream_sets_error_and_resynchronizes(damage):
     case = make_stage(channels=6, filters=2, in_lanes=2, out_lanes=1, formats="trn_wrap")
-    stage = case.stage
+    stage = PointwiseStage(case.plan)
     frames = case.frames(3, 2, 3, np.random.default_rng(7))
     beats = frame_beats(frames, 2, 8)
     per_frame = 2 * 3 * 3
@@ -272,7 +272,7 @@ def test_hypothesis_sweep(data, formats, activation, groups, lanes, filters, sta
     case = port_stage(**params)
     frames = case.frames(2, 2, 2, rng)
     kernel, bias = other_weights(case, rng)
-    outputs = run_loads(case, frames, {1: load_beats(kernel, bias, case.stage.load_width)},
+    outputs = run_loads(case, frames, {1: load_beats(kernel, bias, case.plan.load_width)},
                         stall=stall, seed=seed)
     np.testing.assert_array_equal(outputs[:1], case.expected(frames[:1]))
     np.testing.assert_array_equal(outputs[1], _expected_with(case, frames[1], kernel, bias))
@@ -291,13 +291,12 @@ def port_stage(seed=0, use_bias=True, **params):
     case = make_stage(seed=seed, **params)
     if not use_bias:
         case.bias = np.zeros_like(case.bias)
-    stage = case.stage
-    port = PointwiseStage(channels=stage.channels, filters=stage.filters,
-                          in_lanes=stage.in_lanes, out_lanes=stage.out_lanes,
-                          reuse=stage.reuse, activation=case.activation,
-                          kernel_raw=case.kernel, bias_raw=case.bias, weights="port",
-                          use_bias=use_bias, **case.formats)
-    case.stage = port
+    plan = case.plan
+    case.plan = PointwisePlan(channels=plan.channels, filters=plan.filters,
+                              in_lanes=plan.in_lanes, out_lanes=plan.out_lanes,
+                              reuse=plan.reuse, activation=case.activation,
+                              kernel_raw=case.kernel, bias_raw=case.bias, weights="port",
+                              use_bias=use_bias, **case.formats)
     return case
 
 
@@ -310,7 +309,7 @@ def other_weights(case, rng):
 def run_loads(case, frames, loads, *, stall, seed, expected_error=False, extra=None):
     """Frames with weight loads before some of them (frame index -> beats); returns the
     outputs."""
-    stage = case.stage
+    stage = PointwiseStage(case.plan)
     beats = frame_beats(frames, stage.in_lanes, case.formats["mid"].width)
     n, h, w, _ = frames.shape
     per_frame = h * w * stage.groups
@@ -338,7 +337,7 @@ def _expected_with(case, frames, kernel, bias):
 ])
 def test_port_weights_swap_at_frame_starts(params):
     case = port_stage(**params)
-    stage = case.stage
+    stage = case.plan
     assert stage.real_multipliers == stage.multipliers
     rng = np.random.default_rng(3)
     frames = case.frames(4, 2, 3, rng)
@@ -358,7 +357,7 @@ def test_port_weights_swap_at_frame_starts(params):
 @pytest.mark.parametrize("damage", ["early_last", "missing_last"])
 def test_malformed_load_is_discarded(damage):
     case = port_stage(channels=4, filters=2, in_lanes=2, out_lanes=1)
-    stage = case.stage
+    stage = case.plan
     rng = np.random.default_rng(4)
     frames = case.frames(3, 2, 2, rng)
     kernel1, bias1 = other_weights(case, rng)

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dwconv.golden.spec import LayerError
-from dwconv.hw.separable import SeparableEngine, default_out_lanes
+from dwconv.hw.engine import DepthwiseEngine
+from dwconv.hw.core import lane_beat
+from dwconv.hw.separable import SeparableCore, SeparableEngine, default_out_lanes
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.native_sim import run_native_timed
 from dwconv.sim.verilog import engine_verilog
@@ -21,6 +23,7 @@ from malformed_streams import CASES as MALFORMED_CASES, build_case, check_answer
 from separable_cases import make_block
 from shared_build import native_build_root
 from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
+from stream_bench import stream_ports as stream_ports_of
 from test_hw_malformed import play
 
 
@@ -85,7 +88,8 @@ def test_full_rate_block_keeps_one_beat_per_cycle():
     assert block.out_lanes == 2 and block.cycles_per_input_beat == 1
     frames = case.frames(3, np.random.default_rng(3))
     run = check_block(case, frames, stall=0.0)
-    alone = run_amaranth(block.depthwise, frames)
+    alone = run_amaranth(DepthwiseEngine(case.spec, case.depthwise_formats, block.lanes,
+                                         case.kernel_raw, case.bias_raw), frames)
     np.testing.assert_array_equal(alone.outputs, case.mid_values(frames))
     groups = block.groups
     # the pointwise stage takes the depthwise engine's beats as they come: its first output
@@ -379,3 +383,55 @@ def test_block_verilog_native_port_weights(simulator, formats):
     assert result.framing == [] and not result.error
     np.testing.assert_array_equal(result.outputs[:1], case.expected(frames[:1]))
     np.testing.assert_array_equal(result.outputs[1:], case.expected(frames[1:], other))
+
+
+# -- the stream-native core -------------------------------------------------------------------
+
+def _core_ports(core):
+    """The core's stream ports for ``run_stream`` (its weight port is ``w``)."""
+    ports = stream_ports_of(core)
+    if "w" in core.signature.members:
+        ports.load = (core.w.valid, core.w.ready, core.w.payload.value, core.w.payload.last)
+    return ports
+
+
+@pytest.mark.parametrize("weights", ["const", "port"])
+def test_core_streams_equal_the_engine(weights):
+    """``SeparableEngine.core()`` driven through its stream ports: the same outputs and
+    cycles as the AXI top, payloads as the signature says (P lanes of the input format in,
+    Q lanes of the output format out), a load through ``w`` taken by the next frame."""
+    case = make_block(shape=(4, 5, 4), kernel=(3, 3), filters=4, lanes=2, out_lanes=2,
+                      weights=weights, depthwise_bias=True, seed=21)
+    block = case.block
+    core = block.core()
+    assert core.i.payload.shape() == lane_beat(case.formats.input, 2)
+    assert core.o.payload.shape() == lane_beat(case.formats.output, 2)
+    assert ("w" in core.signature.members) == (weights == "port")
+    rng = np.random.default_rng(22)
+    frames = case.frames(3, rng)
+    beats = frame_beats(frames, block.lanes, case.formats.input.width)
+    per_frame = case.spec.height * case.spec.width * block.groups
+    weights_1 = case.other_weights(rng) if weights == "port" else None
+    loads = {per_frame: _load_beats(case, weights_1, block.load_width)} if weights_1 else None
+    oh, ow, _ = case.spec.output_shape
+    out_count = 3 * oh * ow * block.out_groups
+    runs = [run_stream(dut, ports, beats, out_count, loads=loads)
+            for dut, ports in ((core, _core_ports(core)), (block, axi_ports(block)))]
+    for run in runs:
+        assert len(run.taken) == out_count and not run.error
+        assert run.flags() == expected_flags(3, oh, ow, block.out_groups)
+        outputs = beats_to_frames(run.data(), (3, oh, ow, block.filters), block.out_lanes,
+                                  case.formats.output)
+        np.testing.assert_array_equal(outputs[:1], case.expected(frames[:1]))
+        np.testing.assert_array_equal(outputs[1:], case.expected(frames[1:], weights_1))
+    assert runs[0].cycles == runs[1].cycles
+    assert (runs[0].first_out, runs[0].last_in) == (runs[1].first_out, runs[1].last_in)
+
+
+def test_core_refuses_parts_that_do_not_fit():
+    case = make_block(shape=(3, 3, 2), kernel=(1, 1), filters=2)
+    other = make_block(shape=(3, 3, 4), kernel=(1, 1), filters=2).block
+    with pytest.raises(LayerError, match="the pointwise stage takes 4 lanes"):
+        SeparableCore(case.block.depthwise, other.pointwise)
+    with pytest.raises(TypeError, match="an EnginePlan and a PointwisePlan"):
+        SeparableCore(case.block, case.block.pointwise)
