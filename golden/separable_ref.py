@@ -1,6 +1,6 @@
 """Separable blocks, fixed and float: a depthwise stage, then a pointwise (1x1) stage.
 
-The fixed datapath (SPEC section 2, "Separable blocks"), bit for bit as the hardware:
+The fixed datapath (docs/formats.md, "The datapath"), bit for bit as the hardware:
 
 1. input, depthwise kernel, pointwise kernel and the biases quantized to the input, weight,
    pointwise and bias formats (a joined pair's depthwise bias uses the bias format too);

@@ -107,7 +107,8 @@ class DepthwiseCore(wiring.Component):
             spec, lanes, extra=SCAN_DELAY, counter_width=plan.counter_width)
         m.submodules.line_buffer = line_buffer = LineBuffer(
             spec, lanes, formats.input.width, extra=SCAN_DELAY, target=plan.target)
-        # one entry more than frames in flight: its room flag is registered (``_control``)
+        # one entry more than frames in flight: its room flag is registered (``_control``;
+        # docs/timing-closure.md, item 12)
         m.submodules.starts = starts = StartQueue(
             OutputScanner.start_layout(plan.counter_width), plan.frames_in_flight + 1)
         m.submodules.store = store = WeightStore(spec, formats, lanes, plan.kernel_raw,
@@ -157,13 +158,14 @@ class DepthwiseCore(wiring.Component):
 
         # "outputs still to come", registered, so the scanner and the start queue stay out
         # of the shift decision's path.  A cycle late, it costs at most one flush shift
-        # too many or too late, never a wrong output.
+        # too many or too late, never a wrong output (docs/timing-closure.md, item 4).
         flush = Signal()
         m.d.sync += flush.eq(scanner.busy | starts.o.valid)
         # "a frame may start", registered: the start queue has room (assuming a start was
         # queued in the cycle it was worked out), and no weight load ended a cycle before
         # (it is pending only a cycle later, and the frame starting now must take it).  The
-        # queue's level and the load handshake stay out of the shift decision's logic.
+        # queue's level and the load handshake stay out of the shift decision's logic
+        # (docs/timing-closure.md, items 12 and 19).
         start_room = Signal(init=1)
         m.d.sync += start_room.eq(starts.room & ~store.ending)
         first_target = (pos + scanner.first_target)[:plan.counter_width]
@@ -254,15 +256,16 @@ class DepthwiseCore(wiring.Component):
         """The datapath runs a cycle behind the control: the line buffer takes each shift,
         and the scanner's window flags reach the masks, a register later than the scanner
         sees them.  So the shift decision and the scanner's registers drive a few
-        flip-flops, not the datapath's thousands of enables (a high fan-out route).
-        The datapath's registers (line buffer, masked taps, MACs, requantizers) have no
-        reset: only the flags beside them say what is valid.  Returns the window flags."""
+        flip-flops, not the datapath's thousands of enables (docs/timing-closure.md, item
+        16).  The datapath's registers (line buffer, masked taps, MACs, requantizers) have
+        no reset: only the flags beside them say what is valid (item 13).  Returns the
+        window flags."""
         # two registers: the first is the scanner's shift_q again, but without reset, so
         # yosys keeps it apart from shift_q's fan-out
         m.d.comb += [line_buffer.shift.eq(register_chain(m, framer.shift, 2, "shift_data")),
                      line_buffer.data.eq(register_chain(m, framer.data, 2, "data"))]
         # ``blank``: the taps to zero (the mask inverted), so each drives its taps'
-        # synchronous resets straight from a flip-flop
+        # synchronous resets straight from a flip-flop (docs/timing-closure.md, item 18)
         window = Signal(data.StructLayout({
             "fire": 1, "group": len(scanner.group), "blank": len(scanner.mask),
             "first": 1, "last": 1, "swap": 1}), name="window")
