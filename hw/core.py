@@ -56,8 +56,9 @@ class DepthwiseCore(wiring.Component):
     The framer shifts each accepted beat into the line buffer; the scanner fires an output
     when the shift that completes its window happens (padding is never streamed: padded taps
     are masked), and the MAC pipeline, which never stalls, carries it to the output queue.
-    Credits make sure every fired output has a place in that queue, so ``o.ready`` only
-    reaches the queue and the input side's ready.
+    Credits (``hw.credits``) make sure every fired output has a place in that queue, so the
+    pipeline never waits on ``o.ready``: the sink's ready reaches the skid buffer's output
+    registers, and the input side only through the queue's reads, a cycle late.
 
     Parameters
     ----------
