@@ -65,7 +65,8 @@ class InputFramer(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(beat_layout(data_shape))),
             "allow": In(1), "flush": In(1), "start_room": In(1),
-            "shift": Out(1), "data": Out(Shape.cast(data_shape).width), "start": Out(1), "error": Out(1),
+            "shift": Out(1), "data": Out(Shape.cast(data_shape).width), "start": Out(1),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):

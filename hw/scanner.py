@@ -126,7 +126,8 @@ class OutputScanner(wiring.Component):
         with m.If(fire_now):
             m.d.sync += [
                 self.group.eq(s.group.value),
-                self.mask.eq(Cat(s.row_ok[i] & s.col_ok[j] for i in range(kh) for j in range(kw))),
+                self.mask.eq(Cat(s.row_ok[i] & s.col_ok[j]
+                                 for i in range(kh) for j in range(kw))),
                 self.first.eq(s.at_first),
                 self.last.eq(s.line_end),
                 s.at_first.eq(0),
