@@ -145,13 +145,13 @@ def add_reuse_arg(parser):
 
 
 def check_reuse(layer, reuse):
-    """--reuse must be from 1 to the kernel's kh*kw taps (more would only slow it down)."""
-    taps = layer.spec.taps
-    if not 1 <= reuse <= taps:
+    """--reuse must be from 1 to the kernel's kh*kw taps (``hw.folded_mac.check_reuse``)."""
+    from .hw.folded_mac import check_reuse as check_folding
+    try:
+        return check_folding(reuse, layer.spec.taps)
+    except ValueError as error:
         kh, kw = layer.spec.kernel_size
-        raise UsageError(f"--reuse {reuse} is more than the {taps} taps of the {kh}x{kw} "
-                         f"kernel of layer {layer.name!r}; use 1 to {taps}")
-    return reuse
+        raise UsageError(f"--{error}; layer {layer.name!r} has a {kh}x{kw} kernel") from None
 
 
 def _positive_int(text):

@@ -1,4 +1,4 @@
-"""Fixed reference: the engine's datapath, bit for bit (SPEC section 2).
+"""Fixed reference: the engine's datapath, bit for bit (docs/formats.md, "The datapath").
 
 1. input, kernel and bias quantized to their formats (bias zero without use_bias);
 2. products summed exactly at the exact accumulator's binary point

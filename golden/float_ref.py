@@ -8,7 +8,7 @@ import numpy as np
 
 from .layer import SeparableLayer, from_channels_last, to_channels_last
 
-__all__ = ["float_forward", "float_forward_nhwc", "tap_views"]
+__all__ = ["float_forward", "float_forward_nhwc", "float_activation", "tap_views"]
 
 
 def tap_views(spec, x):
@@ -48,10 +48,15 @@ def float_forward_nhwc(layer, x):
         acc += view[..., np.newaxis] * kernel[i, j]
     acc = acc.reshape(n, spec.out_height, spec.out_width, spec.out_channels)
     acc += layer.bias.astype(np.float64)
-    if spec.activation == "relu":
-        acc = np.maximum(acc, 0.0)
-    elif spec.activation == "relu6":
-        acc = np.clip(acc, 0.0, 6.0)
+    return float_activation(acc, spec.activation)
+
+
+def float_activation(acc, activation):
+    """``acc`` after the activation: relu max(0, .), relu6 clamped to [0, 6], else as is."""
+    if activation == "relu":
+        return np.maximum(acc, 0.0)
+    if activation == "relu6":
+        return np.clip(acc, 0.0, 6.0)
     return acc
 
 

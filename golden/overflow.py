@@ -3,10 +3,10 @@ output formats, counted on the fixed reference's own intermediate values.
 
 A value overflows a format when, rounded to that format's binary point with its rounding
 mode, it lies outside the format's range; the format's overflow mode then saturates or
-wraps it.  The counts are those the datapath meets (SPEC section 2): the input as given,
-the exact sum of products and bias when an accumulator format is given (an exact
-accumulator never overflows: 0), and the value after the activation going into the output
-format.
+wraps it.  The counts are those the datapath meets (docs/formats.md, "The datapath"): the
+input as given, the exact sum of products and bias when an accumulator format is given (an
+exact accumulator never overflows: 0), and the value after the activation going into the
+output format.
 """
 
 import dataclasses

@@ -1,6 +1,6 @@
 """Separable blocks, fixed and float: a depthwise stage, then a pointwise (1x1) stage.
 
-The fixed datapath (SPEC section 2, "Separable blocks"), bit for bit as the hardware:
+The fixed datapath (docs/formats.md, "The datapath"), bit for bit as the hardware:
 
 1. input, depthwise kernel, pointwise kernel and the biases quantized to the input, weight,
    pointwise and bias formats (a joined pair's depthwise bias uses the bias format too);
@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from .fixed_ref import accumulate_raw, quantize_weights
-from .float_ref import float_forward_nhwc
+from .float_ref import float_activation, float_forward_nhwc
 from .layer import SeparableLayer, from_channels_last, to_channels_last
 from .spec import LayerError
 
@@ -116,11 +116,7 @@ def separable_float_nhwc(layer, x):
     mid = float_forward_nhwc(layer.depthwise, x)
     acc = mid @ layer.pointwise_kernel.astype(np.float64) + \
         layer.pointwise_bias.astype(np.float64)
-    if layer.activation == "relu":
-        acc = np.maximum(acc, 0.0)
-    elif layer.activation == "relu6":
-        acc = np.clip(acc, 0.0, 6.0)
-    return acc
+    return float_activation(acc, layer.activation)
 
 
 def separable_float_forward(layer, x):

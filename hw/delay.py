@@ -15,7 +15,7 @@ MEMORY_THRESHOLD = 4
 
 #: Widest memory of a line: a wider word is split into memories of at most this many bits,
 #: each with its own address counter, so no address flip-flop drives a whole beat's LUT
-#: RAMs (on ECP5 that fan-out limited the clock).  18 bits is a block RAM's width (DP16KD,
+#: RAMs (docs/timing-closure.md, item 14).  18 bits is a block RAM's width (DP16KD,
 #: SB_RAM40_4K is 16), so block RAM lines need no more blocks for it.
 CHUNK_BITS = 18
 

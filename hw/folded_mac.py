@@ -3,7 +3,7 @@
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 
-from .mac import adder_tree, mac_signature, register_chain
+from .mac import adder_tree, mac_signature, register_chain, tree_levels
 from .multiplier import Multiplier
 
 __all__ = ["FoldedMacArray", "check_reuse"]
@@ -11,15 +11,12 @@ __all__ = ["FoldedMacArray", "check_reuse"]
 
 def check_reuse(reuse, taps):
     """The reuse factor R must be a whole number from 1 to ``taps``: beyond ``taps`` every
-    multiplier would already be alone and R would only slow the engine down."""
+    multiplier would already be alone and R would only slow the engine down.  The one check
+    of R: the plan, this array and the command line's ``--reuse`` call it."""
     if isinstance(reuse, bool) or not isinstance(reuse, int) or not 1 <= reuse <= taps:
         raise ValueError(f"reuse must be a whole number from 1 to {taps} (the kernel's "
                          f"taps), not {reuse!r}")
     return reuse
-
-
-def _levels(count):
-    return max(count - 1, 0).bit_length()
 
 
 class FoldedMacArray(wiring.Component):
@@ -87,7 +84,7 @@ class FoldedMacArray(wiring.Component):
         self.x_shape, self.w_shape = Shape.cast(x_shape), Shape.cast(w_shape)
         super().__init__(mac_signature(taps, x_shape, w_shape, b_shape, acc_width,
                                        reuse=reuse))
-        self.levels = _levels(self.multipliers)
+        self.levels = tree_levels(self.multipliers)
         self.bias_delay = self.bias_delay_of(taps, reuse)
         self.latency = self.latency_of(taps, reuse)
 
@@ -99,7 +96,7 @@ class FoldedMacArray(wiring.Component):
     def bias_delay_of(cls, taps, reuse):
         """Cycles from phase 0 to the accumulator's load (where the bias joins)."""
         # operands selected into the multiplier's first register, product, tree
-        return Multiplier.LATENCY + _levels(cls.multipliers_of(taps, reuse))
+        return Multiplier.LATENCY + tree_levels(cls.multipliers_of(taps, reuse))
 
     @classmethod
     def latency_of(cls, taps, reuse):

@@ -65,7 +65,8 @@ class InputFramer(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(beat_layout(data_shape))),
             "allow": In(1), "flush": In(1), "start_room": In(1),
-            "shift": Out(1), "data": Out(Shape.cast(data_shape).width), "start": Out(1), "error": Out(1),
+            "shift": Out(1), "data": Out(Shape.cast(data_shape).width), "start": Out(1),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -77,8 +78,8 @@ class InputFramer(wiring.Component):
 
         advance = Signal()      # the position moves on: a beat taken or a fill shift
         # the beat in its line and in its frame, with registered "at the last" flags: each
-        # end is one flip-flop in front of the state's update (ANDs of the group, column and
-        # row flags there made the state's logic a LUT deeper, and it limited the clock)
+        # end is one flip-flop in front of the state's update (docs/timing-closure.md,
+        # item 31)
         line_beats = spec.width * self.groups
         _, end_of_line = position_counter(m, line_beats, advance, "line_beat")
         _, end_of_frame = position_counter(m, spec.height * line_beats, advance, "frame_beat")
@@ -89,10 +90,10 @@ class InputFramer(wiring.Component):
         take_next = run & valid & ~first & self.allow
         take = take_first | take_next
         fill_shift = fill & self.allow
-        # the shift decision written two gates deep: what a frame in progress would do, what
-        # the idle state would do (a start if a start of frame is on the input, else a flush
-        # shift), then the state and ``allow`` pick (its sum-of-products form mapped four
-        # LUTs deep, and the decision drives the shift index and the line buffer)
+        # the shift decision, two gates deep: what a frame in progress would do, what the
+        # idle state would do (a start if a start of frame is on the input, else a flush
+        # shift), then the state and ``allow`` pick; it drives the shift index and the line
+        # buffer (docs/timing-closure.md, item 25)
         in_frame = fill | (run & valid & ~first)
         between = Mux(sof, self.start_room, self.flush)
         m.d.comb += [

@@ -6,7 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import Multiplier, constant_sum
 
-__all__ = ["MacArray", "mac_signature", "signed_digits", "adder_tree", "register_chain"]
+__all__ = ["MacArray", "mac_signature", "signed_digits", "adder_tree", "register_chain",
+           "tree_levels"]
 
 
 def signed_digits(value):
@@ -47,7 +48,8 @@ def register_chain(m, value, stages, name):
     return value
 
 
-def _levels(count):
+def tree_levels(count):
+    """Register levels of an adder tree of ``count`` terms (``adder_tree``): 0 for one."""
     return max(count - 1, 0).bit_length()
 
 
@@ -127,10 +129,10 @@ class MacArray(wiring.Component):
     def shape_of(taps, weights=None):
         """(adder tree levels, cycles from ``x`` to the bias adder) of a MAC array."""
         if weights is None:
-            levels = _levels(taps)
+            levels = tree_levels(taps)
             return levels, Multiplier.LATENCY + levels      # products, tree
         digits = [d for w in weights for _, d in signed_digits(int(w))]
-        levels = max(_levels(digits.count(1)), _levels(digits.count(-1)))
+        levels = max(tree_levels(digits.count(1)), tree_levels(digits.count(-1)))
         return levels, 2 + levels          # x, trees, difference
 
     @classmethod

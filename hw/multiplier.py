@@ -193,11 +193,17 @@ class Multiplier(wiring.Component):
         wide = Signal(signed(width) if value.shape().signed else unsigned(width))
         return wide, wide.eq(value)
 
+    def _block_pins(self, m, a_q, b_q, operand_width, product, name, width):
+        """The block's operand pins (``a_q``, ``b_q`` extended to ``operand_width`` bits) and
+        its product pins, ``width`` bits named ``name``, whose low bits are ``product``."""
+        a, a_eq = self._extend(a_q, operand_width)
+        b, b_eq = self._extend(b_q, operand_width)
+        pins = Signal(width, name=name)
+        m.d.comb += [a_eq, b_eq, product.eq(pins[:len(product)])]
+        return a, b, pins
+
     def _mult18x18d(self, m, a_q, b_q, product):
-        a, a_eq = self._extend(a_q, 18)
-        b, b_eq = self._extend(b_q, 18)
-        p = Signal(36)
-        m.d.comb += [a_eq, b_eq, product.eq(p[:len(product)])]
+        a, b, p = self._block_pins(m, a_q, b_q, 18, product, "p", 36)
         ports = {f"i_A{n}": a[n] for n in range(18)}
         ports.update({f"i_B{n}": b[n] for n in range(18)})
         ports.update({f"i_C{n}": Const(0, 1) for n in range(18)})
@@ -218,10 +224,7 @@ class Multiplier(wiring.Component):
             **ports)
 
     def _sb_mac16(self, m, a_q, b_q, product):
-        a, a_eq = self._extend(a_q, 16)
-        b, b_eq = self._extend(b_q, 16)
-        o = Signal(32)
-        m.d.comb += [a_eq, b_eq, product.eq(o[:len(product)])]
+        a, b, o = self._block_pins(m, a_q, b_q, 16, product, "o", 32)
         m.submodules.dsp = Instance(
             "SB_MAC16",
             p_NEG_TRIGGER=Const(0, 1), p_A_REG=Const(1, 1), p_B_REG=Const(1, 1),

@@ -14,8 +14,8 @@ class OutputQueue(wiring.Component):
     The engine's MAC pipeline cannot stall, so every output it fires has a place reserved
     here (credits, counted by the engine): a write needs no room check.  That keeps the
     write enable of the memory (as wide as an output beat, LUT RAM or block RAM) one
-    flip-flop, with no logic in front of its wide fan-out (a full check there limited the
-    clock).  Reads use a registered memory port, so block RAM can hold the queue.
+    flip-flop, with no logic in front of its wide fan-out (docs/timing-closure.md, item 6).
+    Reads use a registered memory port, so block RAM can hold the queue.
 
     Parameters
     ----------
@@ -53,12 +53,11 @@ class OutputQueue(wiring.Component):
         # The entries in memory, not yet read out, as a thermometer code a cycle late:
         # ``filled[k]`` is "more than k entries" before last cycle's write and read
         # (``written``, ``taken``: registered copies of them).  So its update is a shift
-        # between flip-flops, and the read decision is a gate on flip-flops, not behind
-        # itself (the decision drives the wide read register's enable, and the level's
-        # update behind it limited the clock).  ``plenty`` (filled[1] | written, registered
-        # with them) is "an entry is in memory now, whatever last cycle's read did", so the
-        # decision has three flip-flops from here and the output side's two as inputs (with
-        # filled[1] and written apart it was a LUT deeper).
+        # between flip-flops, and the read decision, which drives the wide read register's
+        # enable, is a gate on flip-flops (docs/timing-closure.md, item 23).  ``plenty``
+        # (filled[1] | written, registered with them) is "an entry is in memory now,
+        # whatever last cycle's read did": the decision's inputs are three flip-flops from
+        # here and the output side's two (item 32).
         filled = Signal(self.depth)
         written, taken, plenty = Signal(), Signal(), Signal()
         stored = plenty | (filled[0] & ~taken)    # an entry is in memory now

@@ -14,12 +14,11 @@ from ..golden.formats import LayerFormats
 from ..golden.spec import LayerError, LayerSpec
 from .activation import Activation
 from .folded_mac import FoldedMacArray, check_reuse
-from .limits import check_buildable
+from .limits import check_buildable, counter_width, frames_in_flight
 from .line_buffer import storage_words
 from .mac import MacArray
 from .multiplier import TARGETS
 from .requantizer import Requantizer, format_shape
-from .scanner import OutputScanner
 
 __all__ = ["EnginePlan", "WeightPlan", "SCAN_DELAY", "WEIGHT_MODES"]
 
@@ -198,9 +197,8 @@ class EnginePlan:
             load_width=max(formats.weight.width, formats.bias.width if spec.use_bias else 0),
             w_shape=format_shape(formats.weight), b_shape=format_shape(formats.bias),
             constant=self.weights == "const" and groups == 1))
-        last_target = OutputScanner.targets(spec, lanes, SCAN_DELAY)[-1]
-        set_("counter_width", (last_target + 2).bit_length() + 1)
-        set_("frames_in_flight", -(-(last_target + 2) // self.in_frame_beats) + 1)
+        set_("counter_width", counter_width(spec, lanes, SCAN_DELAY))
+        set_("frames_in_flight", frames_in_flight(spec, lanes, SCAN_DELAY))
         if self.reuse > 1:
             mac_latency = FoldedMacArray.latency_of(taps, self.reuse)
         else:

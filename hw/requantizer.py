@@ -4,7 +4,9 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Requantizer", "format_shape"]
+from .activation import Activation
+
+__all__ = ["Requantizer", "format_shape", "output_stages"]
 
 
 def format_shape(fmt):
@@ -109,3 +111,19 @@ class Requantizer(wiring.Component):
         m.d.sync += result_q.eq(result)
         m.d.comb += self.o.eq(result_q)
         return m
+
+
+def output_stages(m, index, value, frac, *, accum, activation, output):
+    """A sum's way out, in module ``m``: the accumulator format ``accum`` (if not None),
+    the activation, the output format, as submodules ``accum{index}``, ``act{index}`` and
+    ``out{index}``.  ``value`` has ``frac`` fraction bits; returns the output value,
+    ``Requantizer.latency`` * (1 or 2) + ``Activation.latency`` cycles later."""
+    shape = value.shape()
+    if accum is not None:
+        m.submodules[f"accum{index}"] = stage = Requantizer(shape, frac, accum)
+        m.d.comb += stage.i.eq(value)
+        value, shape, frac = stage.o, stage.o.shape(), accum.frac
+    m.submodules[f"act{index}"] = act = Activation(activation, shape, frac)
+    m.submodules[f"out{index}"] = out = Requantizer(shape, frac, output)
+    m.d.comb += [act.i.eq(value), out.i.eq(act.o)]
+    return out.o

@@ -34,7 +34,7 @@ class SkidBuffer(wiring.Component):
         spare_full = Signal()
         # ~o.valid, in its own register: the spare's flag is cleared by one gate on
         # flip-flops (o.ready | o_empty, with the reset), not behind the output registers'
-        # wide shared enable (that net, then the reset, limited the clock)
+        # wide shared enable (docs/timing-closure.md, item 30)
         o_empty = Signal(init=1)
         m.d.comb += self.i.ready.eq(~spare_full)
         with m.If(self.o.ready | ~self.o.valid):
@@ -46,7 +46,7 @@ class SkidBuffer(wiring.Component):
         with m.Elif(self.i.valid & ~spare_full):
             m.d.sync += spare_full.eq(1)
         # the spare takes the input whenever it is empty (it is read only when full): its
-        # wide enable is one flip-flop, not the handshake (that limited the clock)
+        # wide enable is one flip-flop, not the handshake (docs/timing-closure.md, item 20)
         with m.If(~spare_full):
             m.d.sync += spare.eq(self.i.payload)
         return m

@@ -7,9 +7,9 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["StartQueue", "REGISTER_DEPTH"]
 
-#: Queues of up to this many entries are kept in registers with one-hot positions (no adder
-#: behind the scanner's read); deeper ones, which only layers whose windows span many frames
-#: need, in a memory with counters, so their logic does not grow with the depth (the
+#: Queues of up to this many entries are kept in registers with one-hot positions (no carry
+#: chain behind the scanner's read); deeper ones, which only layers whose windows span many
+#: frames need, in a memory with counters, so their logic does not grow with the depth (the
 #: registers' read and room logic are chains as long as the queue).
 REGISTER_DEPTH = 8
 
@@ -20,10 +20,12 @@ class StartQueue(wiring.Component):
     Up to ``REGISTER_DEPTH`` entries sit in registers with a full flag each; the write and
     read positions are one-hot rings that rotate.  So a read or a write only enables
     registers and sets or clears one flag: the scanner's read (the shift decision's last
-    step) reaches no carry chain (a FIFO's level counter behind it limited the clock).  A
-    deeper queue is a memory read without a register, with binary positions and a level
-    count whose flags (``o.valid``, ``room``) are registered.  Both forms behave the same on
-    every cycle: an entry written is readable from the next cycle on.
+    step) reaches no level counter (docs/timing-closure.md, item 21).  ``room`` is a count
+    of the free entries (a popcount of the full flags, compared with 2): it is registered
+    where it is used (the core's ``start_room``, item 12).  A deeper queue is a memory read
+    without a register, with binary positions and a level count whose flags (``o.valid``,
+    ``room``) are registered.  Both forms behave the same on every cycle: an entry written
+    is readable from the next cycle on.
 
     Parameters
     ----------

@@ -146,88 +146,31 @@ class WeightStore(wiring.Component):
         return m
 
     def _loader(self, m, kernel_mems, bias_mem):
-        """Assemble P*M values per word and write them into the inactive bank."""
-        spec = self.spec
-        queued = Signal()   # a complete load has been handed to a frame, swap not yet done
-        with m.If(self.swap):
-            m.d.sync += [self.bank.eq(~self.bank), queued.eq(0)]
-        with m.If(self.take):
-            m.d.sync += [self.pending.eq(0), queued.eq(1)]
+        """Assemble P*M values per word and write them into the inactive bank.
 
+        A load's values are taken and held a cycle (``_intake``), counted by lane, group
+        and the whole load, gathered into one word per group and tap, and written
+        (``_write_ports``); a complete load is handed to a frame (``_handoff``).  The
+        counters have registered "at the last" flags, so the write enables and the "load
+        complete" flag sit on flip-flops (docs/timing-closure.md, item 27).  A load's last
+        value (``ended``) starts them over; after a complete load they have wrapped to the
+        start already."""
+        queued = self._handoff(m)
         in_bias = Signal()
-        # the tap being loaded, one-hot: a tap's memory is written when its bit is set (a
-        # compare of a binary tap count sat between the held value and the write enables)
+        # the tap being loaded, one-hot: a tap's memory is written when its bit is set
+        # (docs/timing-closure.md, item 24)
         tap = Signal(self.taps, init=1)
         word = Signal(self.outputs * self.load_width)
-        # Each value taken is held a cycle in registers before the loader counts it: the
-        # counters' enables, behind the input handshake, limited the clock.  A new load
-        # waits until a complete one has been taken by a frame and swapped in: so it never
-        # races the frame start that takes the pending one.  The ready is a register (its
-        # logic behind the held value's fan-out limited the clock): it drops while a load's
-        # last value is held (the next beat may belong to a load that has to wait), and
-        # while a complete load is pending or queued.
-        held = Signal()
-        held_value = Signal(self.load_width)
-        ready = Signal(init=1)
-        m.d.comb += self.load.ready.eq(ready)
-        m.d.sync += held.eq(self.load.valid & self.load.ready)
-        with m.If(self.load.valid & self.load.ready):
-            m.d.sync += held_value.eq(self.load.payload.value)
-        accepted = held
-        # the word with this value added
-        fill = Cat(word[self.load_width:], held_value)
-
-        # Lane and group counters, and a count of the whole load, each with a registered "at
-        # the last" flag: the write enables and the "load complete" flag sit on flip-flops
-        # (the AND of the lane, group and tap flags in front of ``pending`` limited the
-        # clock).  A load's last value (``ended``, registered with the value) starts them
-        # over; after a complete load they have wrapped to the start already.
-        ended = Signal()
-        m.d.sync += ended.eq(self.ending)
-        values = self.outputs * self.groups * (self.taps + spec.use_bias)
+        accepted, held_value, ended = self._intake(m, queued)
+        values = self.outputs * self.groups * (self.taps + self.spec.use_bias)
         _, last_lane = position_counter(m, self.outputs, accepted, "lane", ended)
         group, last_group = position_counter(m, self.groups, accepted & last_lane, "group",
                                              ended)
         _, final = position_counter(m, values, accepted, "values", ended)
-        last_tap = tap[-1]
-        # ready next cycle: no load's last value taken now or held now (a load that
-        # completes is pending the cycle after), none pending, none queued (a take moves a
-        # pending load to queued: ready stays low through it).  A gate on six flip-flops:
-        # a discarded load, or a swap, costs a cycle of ready more than needed (the exact
-        # terms put the ready a LUT deeper behind the load handshake).
-        m.d.comb += self.ending.eq(self.load.valid & self.load.ready & self.load.payload.last)
-        m.d.sync += ready.eq(~self.ending & ~ended & ~self.pending & ~queued)
-
-        def narrow(width):
-            """The assembled word's values cut to ``width`` bits each, one per lane."""
-            return Cat(word[q * self.load_width:q * self.load_width + width]
-                       for q in range(self.outputs))
-
-        # Memory writes happen a cycle after a word's last value is taken, from registers:
-        # the word itself, the address (the group of the value just taken, and the inactive
-        # bank: it becomes active only after the frame start the load is handed to, well
-        # after this cycle) and a write flag.  The write enables reach every weight memory,
-        # and behind the input handshake that fan-out limited the clock.  A kernel word's
-        # memory is picked by a copy of the one-hot tap, so each write enable is an AND of
-        # two flip-flops (one register per enable, set behind the held value, had three
-        # LUTs in front of it).  No register sits between the word and the memories' data:
-        # the word holds the values until it is written.
-        write_address = Signal(range(2 * self.groups))
-        write_kernel = Signal()
-        write_tap = Signal(self.taps)
-        write_bias = Signal()
-        m.d.sync += [write_kernel.eq(0), write_bias.eq(0), write_tap.eq(tap),
-                     write_address.eq((~self.bank) * self.groups + group)]
-        for t, mem in enumerate(kernel_mems):
-            port = mem.write_port()
-            m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.w_shape.width)),
-                         port.en.eq(write_kernel & write_tap[t])]
-        port = bias_mem.write_port()
-        m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.b_shape.width)),
-                     port.en.eq(write_bias)]
-
+        write_kernel, write_bias = self._write_ports(m, kernel_mems, bias_mem, word, tap,
+                                                     group)
         with m.If(accepted):
-            m.d.sync += word.eq(fill)
+            m.d.sync += word.eq(Cat(word[self.load_width:], held_value))   # value added
             with m.If(last_lane):
                 with m.If(~in_bias):
                     m.d.sync += write_kernel.eq(1)
@@ -236,7 +179,7 @@ class WeightStore(wiring.Component):
                 with m.If(last_group):
                     # the next tap; after the last, the first (set again below)
                     m.d.sync += tap.eq(tap.rotate_left(1))
-                    with m.If(last_tap):
+                    with m.If(tap[-1]):
                         m.d.sync += in_bias.eq(1)
         # a load's end, complete or not, starts the taps over (written after the moves above,
         # so it wins); a load is complete if its last value is the final one, and is
@@ -246,3 +189,67 @@ class WeightStore(wiring.Component):
         with m.If(ended & final):
             m.d.sync += self.pending.eq(1)
         m.d.comb += self.error.eq((accepted & final) ^ ended)
+
+    def _handoff(self, m):
+        """``pending`` (a complete load waits for a frame) is cleared by ``take``, which
+        makes the load ``queued`` until its ``swap`` makes its bank the active one.
+        Returns ``queued``."""
+        queued = Signal()
+        with m.If(self.swap):
+            m.d.sync += [self.bank.eq(~self.bank), queued.eq(0)]
+        with m.If(self.take):
+            m.d.sync += [self.pending.eq(0), queued.eq(1)]
+        return queued
+
+    def _intake(self, m, queued):
+        """The load stream's handshake.  Each value taken is held a cycle in registers
+        before it is counted (``accepted``, ``held_value``), so the counters' enables are
+        flip-flops, not the handshake (docs/timing-closure.md, item 11).  ``load.ready`` is
+        a register (item 19): low while a load's last value is taken or held (the next beat
+        may belong to a load that has to wait) and while a complete load is pending or
+        queued, so a new load never races the frame start that takes the pending one.
+        That gate on six flip-flops costs a cycle of ready more than needed after a
+        discarded load or a swap (item 27).  Returns ``(accepted, held_value, ended)``,
+        ``ended``: the held value was a load's last."""
+        held = Signal()
+        held_value = Signal(self.load_width)
+        ready = Signal(init=1)
+        ended = Signal()
+        handshake = self.load.valid & self.load.ready
+        m.d.comb += [self.load.ready.eq(ready),
+                     self.ending.eq(handshake & self.load.payload.last)]
+        m.d.sync += [held.eq(handshake), ended.eq(self.ending),
+                     ready.eq(~self.ending & ~ended & ~self.pending & ~queued)]
+        with m.If(handshake):
+            m.d.sync += held_value.eq(self.load.payload.value)
+        return held, held_value, ended
+
+    def _write_ports(self, m, kernel_mems, bias_mem, word, tap, group):
+        """The memories' write ports, driven from registers a cycle after a word's last
+        value is taken: the address (the group of that value, in the inactive bank, which
+        becomes active only after the frame start the load is handed to), a write flag for
+        the kernel and one for the bias, and a copy of the one-hot tap, so each write
+        enable is an AND of two flip-flops (docs/timing-closure.md, items 5 and 24).  The
+        data is the word itself, which holds its values until the write (item 28).
+        Returns the write flags ``(write_kernel, write_bias)``, cleared every cycle unless
+        set."""
+        write_address = Signal(range(2 * self.groups))
+        write_kernel = Signal()
+        write_tap = Signal(self.taps)
+        write_bias = Signal()
+        m.d.sync += [write_kernel.eq(0), write_bias.eq(0), write_tap.eq(tap),
+                     write_address.eq((~self.bank) * self.groups + group)]
+
+        def narrow(width):
+            """The word's values cut to ``width`` bits each, one per lane."""
+            return Cat(word[q * self.load_width:q * self.load_width + width]
+                       for q in range(self.outputs))
+
+        for t, mem in enumerate(kernel_mems):
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.w_shape.width)),
+                         port.en.eq(write_kernel & write_tap[t])]
+        port = bias_mem.write_port()
+        m.d.comb += [port.addr.eq(write_address), port.data.eq(narrow(self.b_shape.width)),
+                     port.en.eq(write_bias)]
+        return write_kernel, write_bias

@@ -166,7 +166,7 @@ def test_cli_simulate_reports_reuse_and_refuses_too_much(tmp_path, capsys):
         assert error.count("\n") == 1 and "--reuse" in error
     assert main(["verilog", str(tmp_path / "exp"), "--reuse", "7", "-o",
                  str(tmp_path / "e.v")]) == 2
-    assert "use 1 to 6" in capsys.readouterr().err
+    assert "from 1 to 6" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus is not installed")

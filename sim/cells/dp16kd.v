@@ -192,78 +192,64 @@ module DP16KD (
         end
     endtask
 
-    wire [17:0] di_A18 = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9,
-                          DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
-    wire [17:0] di_B18 = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9,
-                          DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
+    // the pins of both ports, port A in the low bits
+    wire [35:0] di_pins = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9,
+                           DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0,
+                           DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9,
+                           DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+    wire [27:0] ad_pins = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4,
+                           ADB3, ADB2, ADB1, ADB0,
+                           ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4,
+                           ADA3, ADA2, ADA1, ADA0};
+    wire [5:0] cs_pins = {CSB2, CSB1, CSB0, CSA2, CSA1, CSA0};
+    wire [1:0] clk = {CLKB, CLKA}, ce = {CEB, CEA}, oce = {OCEB, OCEA}, we = {WEB, WEA},
+               rst = {RSTB, RSTA};
 
-    // ---- port A
-    wire [13:0] ad_A = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4,
-                        ADA3, ADA2, ADA1, ADA0};
-    wire selected_A = {CSA2, CSA1, CSA0} == decode(CSDECODE_A);
-    wire [3:0] bytes_A = enables(DATA_WIDTH_A, ad_A);
-    wire [35:0] di_A = DATA_WIDTH_A == 36 ? {di_B18, di_A18} : {18'd0, di_A18};
-    reg [35:0] latch_A = 36'd0, out_A = 36'd0, old_A;
-    always @(posedge CLKA) begin
-        if (RSTA && RESETMODE == "SYNC") begin
-            latch_A <= 36'd0;
-            out_A <= 36'd0;
-        end else begin
-            if (OCEA)
-                out_A <= latch_A;
-            if (CEA && selected_A) begin
-                old_A = read_word(DATA_WIDTH_A, ad_A);
-                if (WEA && !(0)) begin
-                    write_word(DATA_WIDTH_A, ad_A, di_A, bytes_A);
-                    if (WRITEMODE_A == "READBEFOREWRITE")
-                        latch_A <= old_A;
-                    else if (WRITEMODE_A == "WRITETHROUGH")
-                        latch_A <= read_word(DATA_WIDTH_A, ad_A);
-                end else if (!(DATA_WIDTH_A == 36))
-                    latch_A <= old_A;
+    // one port each, p = 0 for A, 1 for B; in the 36-bit form only A writes and only B
+    // reads
+    genvar p;
+    generate
+        for (p = 0; p < 2; p = p + 1) begin : side
+            localparam integer WIDTH = p ? DATA_WIDTH_B : DATA_WIDTH_A;
+            localparam REGMODE = p ? REGMODE_B : REGMODE_A;
+            localparam WRITEMODE = p ? WRITEMODE_B : WRITEMODE_A;
+            localparam CSDECODE = p ? CSDECODE_B : CSDECODE_A;
+            localparam WRITES = p == 0 || WIDTH != 36;
+            localparam READS = p == 1 || WIDTH != 36;
+            wire [13:0] ad = ad_pins[14 * p +: 14];
+            wire selected = cs_pins[3 * p +: 3] == decode(CSDECODE);
+            wire [3:0] bytes = enables(WIDTH, ad);
+            wire [35:0] di = WIDTH == 36 ? di_pins : {18'd0, di_pins[18 * p +: 18]};
+            reg [35:0] latch = 36'd0, out = 36'd0, old;
+            always @(posedge clk[p]) begin
+                if (rst[p] && RESETMODE == "SYNC") begin
+                    latch <= 36'd0;
+                    out <= 36'd0;
+                end else begin
+                    if (oce[p])
+                        out <= latch;
+                    if (ce[p] && selected) begin
+                        old = read_word(WIDTH, ad);
+                        if (we[p] && WRITES) begin
+                            write_word(WIDTH, ad, di, bytes);
+                            if (WRITEMODE == "READBEFOREWRITE")
+                                latch <= old;
+                            else if (WRITEMODE == "WRITETHROUGH")
+                                latch <= read_word(WIDTH, ad);
+                        end else if (READS)
+                            latch <= old;
+                    end
+                end
             end
+            always @(posedge rst[p])
+                if (RESETMODE == "ASYNC") begin
+                    latch <= 36'd0;
+                    out <= 36'd0;
+                end
+            wire [35:0] data = REGMODE == "OUTREG" ? out : latch;
         end
-    end
-    always @(posedge RSTA)
-        if (RESETMODE == "ASYNC") begin
-            latch_A <= 36'd0;
-            out_A <= 36'd0;
-        end
-    wire [35:0] do_A = REGMODE_A == "OUTREG" ? out_A : latch_A;
-
-    // ---- port B
-    wire [13:0] ad_B = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4,
-                        ADB3, ADB2, ADB1, ADB0};
-    wire selected_B = {CSB2, CSB1, CSB0} == decode(CSDECODE_B);
-    wire [3:0] bytes_B = enables(DATA_WIDTH_B, ad_B);
-    wire [35:0] di_B = DATA_WIDTH_B == 36 ? {di_B18, di_A18} : {18'd0, di_B18};
-    reg [35:0] latch_B = 36'd0, out_B = 36'd0, old_B;
-    always @(posedge CLKB) begin
-        if (RSTB && RESETMODE == "SYNC") begin
-            latch_B <= 36'd0;
-            out_B <= 36'd0;
-        end else begin
-            if (OCEB)
-                out_B <= latch_B;
-            if (CEB && selected_B) begin
-                old_B = read_word(DATA_WIDTH_B, ad_B);
-                if (WEB && !(DATA_WIDTH_B == 36)) begin
-                    write_word(DATA_WIDTH_B, ad_B, di_B, bytes_B);
-                    if (WRITEMODE_B == "READBEFOREWRITE")
-                        latch_B <= old_B;
-                    else if (WRITEMODE_B == "WRITETHROUGH")
-                        latch_B <= read_word(DATA_WIDTH_B, ad_B);
-                end else if (!(0))
-                    latch_B <= old_B;
-            end
-        end
-    end
-    always @(posedge RSTB)
-        if (RESETMODE == "ASYNC") begin
-            latch_B <= 36'd0;
-            out_B <= 36'd0;
-        end
-    wire [35:0] do_B = REGMODE_B == "OUTREG" ? out_B : latch_B;
+    endgenerate
+    wire [35:0] do_A = side[0].data, do_B = side[1].data;
 
     // the 36-bit form is pseudo-dual-port: port A writes {DIB, DIA}, port B reads, and its
     // word leaves on DOA (low half) and DOB (high half)
