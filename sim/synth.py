@@ -18,11 +18,7 @@ netlists in simulation (yosys 0.70), so ``-dsp`` is never used.
 import json
 import os
 import re
-import shutil
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +27,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import Cat, ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .tools import ToolError, ToolTimeout, find_tool, run_tool
 
 __all__ = ["TARGETS", "DEVICES", "SynthHarness", "run_synth", "format_synth_table"]
 
@@ -154,11 +152,7 @@ class SynthHarness(wiring.Component):
 
 def _tool(name):
     """A YoWASP tool from this venv (or PATH)."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found; install dwconv[synth]")
-    return found
+    return find_tool(name, "install dwconv[synth]")
 
 
 #: tool output lines worth showing while a run goes on
@@ -167,45 +161,17 @@ _PROGRESS = re.compile(r"^(\d+\. Executing (SYNTH|ABC|FLATTEN|MEMORY_LIBMAP|TECH
                        r"|Max frequency|Routing complete|Device utilisation))")
 
 
-class ToolTimeout(RuntimeError):
-    """A tool run was stopped at its time limit."""
-
-
 def _run(command, log_path, progress, label, cwd, tool_log=None, timeout=None):
-    """Run a tool, its output to ``log_path``, selected lines to ``progress``.  On failure
-    the first ERROR line of its output or of its own log (``tool_log``: yosys' ``-l`` log
-    holds errors its output does not) is the reason given.  A run still going after
-    ``timeout`` seconds is stopped (``ToolTimeout``)."""
+    """``run_tool`` with its progress lines (the ``_PROGRESS`` ones) and run time passed to
+    ``progress``, its output in ``log_path``."""
     start = time.monotonic()
     progress(f"{label}: running {Path(command[0]).name}")
-    stopped = threading.Event()
-    with open(log_path, "w") as log, subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True) as process:
-        def stop():
-            stopped.set()
-            process.kill()
-        timer = threading.Timer(timeout, stop) if timeout else None
-        if timer:
-            timer.start()
-        try:
-            for line in process.stdout:
-                log.write(line)
-                if _PROGRESS.match(line.strip()):
-                    progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
-            code = process.wait()
-        finally:
-            if timer:
-                timer.cancel()
-    if stopped.is_set():
-        raise ToolTimeout(f"{label} not finished after {timeout} s (stopped)")
-    if code != 0:
-        lines = Path(log_path).read_text(errors="replace").splitlines()
-        if tool_log is not None and Path(tool_log).exists():
-            lines += Path(tool_log).read_text(errors="replace").splitlines()
-        reason = next((line.strip() for line in lines if "ERROR" in line), f"exit {code}")
-        raise RuntimeError(f"{label} failed: {reason} (log {log_path})\n"
-                           + "\n".join(lines[-20:]))
+
+    def on_line(line):
+        if _PROGRESS.match(line.strip()):
+            progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
+    run_tool(command, cwd=cwd, name=label, log=log_path, tool_log=tool_log, timeout=timeout,
+             on_line=on_line)
     progress(f"{label}: done in {time.monotonic() - start:.1f} s")
 
 
@@ -380,8 +346,7 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     unfinished = [s for s, run in zip(seeds, runs) if run is None]
     runs = [run for run in runs if run is not None]
     if not runs:
-        raise RuntimeError(f"nextpnr-{target} failed: no seed finished within "
-                           f"{seed_timeout} s")
+        raise ToolError(f"nextpnr-{target}", f"no seed finished within {seed_timeout} s")
     fmaxes = sorted(round(f, 2) for f, _, _ in runs)
     _, best_seed, report = max(runs, key=lambda r: r[0])
 
