@@ -16,7 +16,6 @@ that the error against Keras shown in the figure is that of the 8-bit operands.
 """
 
 import json
-import os
 import pathlib
 import sys
 import time
@@ -30,6 +29,7 @@ from ..golden.formats import LayerFormats
 from ..golden.layer import Layer
 from ..golden.spec import LayerSpec
 from .amaranth_sim import run_amaranth
+from .keras_import import import_keras
 from .simulate import line_buffer_minimum
 from .vectors import write_vectors
 from .verilog import build_engine
@@ -63,15 +63,6 @@ def seed_layer():
     kernel = rng.normal(0.0, 0.3, SEED_SPEC.kernel_shape).astype(np.float32)
     bias = rng.uniform(-0.5, 0.5, SEED_SPEC.out_channels).astype(np.float32)
     return Layer(SEED_SPEC, kernel, bias)
-
-
-def _import_keras(out):
-    """Keras on JAX, with its home (keras.json) inside the output folder, not in ~."""
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "jax")
-        os.environ.setdefault("KERAS_HOME", str(pathlib.Path(out).resolve() / "keras-home"))
-    import keras
-    return keras
 
 
 def seed_keras_model(keras, layer=None):
@@ -169,7 +160,7 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
     started = time.perf_counter()
 
     progress.step("Keras: building the seed layer (JAX backend) and saving it")
-    keras = _import_keras(out)
+    keras = import_keras(out / "keras-home")
     model = seed_keras_model(keras)
     model_path = out / "seed.keras"
     model.save(model_path)

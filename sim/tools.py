@@ -181,7 +181,8 @@ def run_tool(command, *, cwd, name=None, log=None, env=None, timeout=None, on_li
     name = name or Path(command[0]).name
     program = command[0] if os.sep in command[0] else tool_path(command[0])
     if program is None or not os.access(program, os.X_OK):
-        needed = command[0] if name == Path(command[0]).name else f"{name} needs {command[0]}, which"
+        needed = (command[0] if name == Path(command[0]).name
+                  else f"{name} needs {command[0]}, which")
         raise MissingToolError(f"{needed} is not installed; install it or put it on PATH")
     kept = [] if capture else deque(maxlen=_TAIL)
     first_error = None
