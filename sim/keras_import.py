@@ -3,7 +3,8 @@
 Keras reads its backend (``KERAS_BACKEND``) and its home (``KERAS_HOME``, where it writes
 ``keras.json``) from the environment once, when it is first imported, and has no other way
 to be given them.  ``import_keras`` sets them for that import alone (the user's own values
-win) and puts ``os.environ`` back as it was afterwards.
+win) and takes them out of ``os.environ`` again afterwards (what Keras and JAX set there for
+themselves on import is theirs).
 """
 
 import contextlib
