@@ -220,7 +220,8 @@ def run_tool(command, *, cwd, name=None, log=None, env=None, timeout=None, on_li
         if first_error is None and tool_log is not None and Path(tool_log).exists():
             first_error = error_line(Path(tool_log).read_text(errors="replace").splitlines())
         last = next((line.strip() for line in reversed(kept) if line.strip()), None)
-        raise ToolError(name, first_error or last or f"exit code {code}", log=log)
+        # where the whole story is: our log of its output, else the tool's own
+        raise ToolError(name, first_error or last or f"exit code {code}", log=log or tool_log)
     return ToolRun(returncode=code, seconds=seconds, output=output)
 
 
