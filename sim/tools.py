@@ -193,10 +193,13 @@ def run_tool(command, *, cwd, name=None, log=None, env=None, timeout=None, on_li
             [program, *command[1:]], cwd=cwd, env=tool_env() if env is None else env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, errors="replace", start_new_session=True) as process:
-        def stop():
-            stopped.set()
+        def kill():
             with contextlib.suppress(ProcessLookupError):   # already gone
                 os.killpg(process.pid, signal.SIGKILL)
+
+        def stop():
+            stopped.set()
+            kill()
         timer = threading.Timer(timeout, stop) if timeout else None
         if timer:
             timer.start()
@@ -209,6 +212,10 @@ def run_tool(command, *, cwd, name=None, log=None, env=None, timeout=None, on_li
                 if on_line is not None:
                     on_line(line.rstrip("\n"))
             code = process.wait()
+        except BaseException:
+            # interrupted (Ctrl-C reaches only us: the tools are in a session of their own)
+            kill()
+            raise
         finally:
             if timer:
                 timer.cancel()

@@ -186,3 +186,22 @@ def test_a_cocotb_build_failure_gives_the_simulators_own_error(tmp_path):
         _build("verilator", "module dwconv(input clk;\nendmodule\n", tmp_path)
     assert failure.value.tool == "cocotb verilator build"
     assert failure.value.reason.startswith("%Error"), failure.value.reason
+
+
+def test_an_interrupted_run_stops_the_tool(tmp_path):
+    """If the caller stops (an exception in ``on_line``, or Ctrl-C, which the tool in its own
+    session does not get), the tool does not run on."""
+    pid_file = tmp_path / "tool.pid"
+    script = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+              "print('started', flush=True)\ntime.sleep(60)\n")
+
+    def on_line(line):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_tool(python(script), cwd=tmp_path, on_line=on_line)
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)
