@@ -54,8 +54,8 @@ from ..hw.engine import DepthwiseEngine
 from ..progress import Progress
 from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
 from .keras_import import import_keras
-from .tools import ToolTimeout, run_tool
 from .simulate import line_buffer_minimum
+from .tools import ToolTimeout, run_tool
 
 __all__ = ["main", "run_bench", "synthesis_only", "boards_only", "choose_formats",
            "peer_cycles", "lanes_for"]
