@@ -289,21 +289,9 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     go on for hours on a seed that does not converge): ``seeds_unfinished`` lists them, and
     the run fails only if no seed finished.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    device = device or DEFAULT_DEVICE[target]
-    if device not in DEVICES[target]:
-        raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
-                         f"not {device!r}")
+    device = _check_device(target, device)
     device_option, package, part, dsp_blocks = DEVICES[target][device]
-    use_dsp = dsp and dsp_blocks > 0
-    notes = []
-    needed = engine.real_multipliers
-    if use_dsp and needed > dsp_blocks:
-        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
-        notes.append(f"{needed} multipliers, {dsp_blocks} DSP blocks in {part}: "
-                     f"multipliers in LUTs")
-        use_dsp = False
+    use_dsp, notes = _dsp_choice(engine, dsp, dsp_blocks, part)
     engine = retarget(engine, target if use_dsp else None)
     notes += dsp_notes(engine)
     for note in notes:
@@ -319,7 +307,51 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     yosys_done = time.monotonic()
 
     seeds = [seed] if seeds is None else list(seeds)
+    runs = _place_and_route(build_dir, target, device_option, package, seeds, seed_timeout,
+                            progress)
+    finished = [run for run in runs if run is not None]
+    if not finished:
+        raise ToolError(f"nextpnr-{target}", f"no seed finished within {seed_timeout} s")
+    result = _report(engine, harness, netlist, finished, target=target, device=device,
+                     part=part, use_dsp=use_dsp, notes=notes)
+    unfinished = [s for s, run in zip(seeds, runs) if run is None]
+    result.update(seeds=seeds, seeds_unfinished=unfinished, seed_timeout_s=seed_timeout,
+                  yosys_seconds=round(yosys_done - started, 1),
+                  total_seconds=round(time.monotonic() - started, 1))
+    progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
+             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
+             + (f" (best of {len(finished)} seeds, median {result['fmax_median_mhz']})"
+                if len(finished) > 1 else "")
+             + (f"; seeds {', '.join(map(str, unfinished))} stopped after {seed_timeout} s"
+                if unfinished else ""))
+    return result
 
+
+def _check_device(target, device):
+    """``device`` (default: the target's) once it is known to be one of ``target``'s."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    device = device or DEFAULT_DEVICE[target]
+    if device not in DEVICES[target]:
+        raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
+                         f"not {device!r}")
+    return device
+
+
+def _dsp_choice(engine, dsp, dsp_blocks, part):
+    """(multipliers in DSP blocks?, notes saying why not)."""
+    needed = engine.real_multipliers
+    if dsp and 0 < dsp_blocks < needed:
+        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
+        return False, [f"{needed} multipliers, {dsp_blocks} DSP blocks in {part}: "
+                       f"multipliers in LUTs"]
+    return dsp and dsp_blocks > 0, []
+
+
+def _place_and_route(build_dir, target, device_option, package, seeds, seed_timeout,
+                     progress):
+    """nextpnr once per seed on harness.json, as many at a time as there are cores: per seed
+    (Fmax achieved, seed, its report), or None for a seed stopped at ``seed_timeout``."""
     def place_and_route(run_seed):
         # the YoWASP tools see only their working folder: every seed runs in build_dir
         suffix = "" if len(seeds) == 1 else f"-seed{run_seed}"
@@ -336,20 +368,18 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
             progress(f"{stopped}: left out")
             return None
         run_report = json.loads((build_dir / f"report{suffix}.json").read_text())
-        run_fmax = run_report.get("fmax", {})
-        achieved = max((f["achieved"] for f in run_fmax.values()), default=0.0)
+        achieved = max((f["achieved"] for f in run_report.get("fmax", {}).values()),
+                       default=0.0)
         return achieved, run_seed, run_report
 
-    # one nextpnr per seed on the one netlist, as many at a time as there are cores
     with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
-        runs = list(pool.map(place_and_route, seeds))
-    unfinished = [s for s, run in zip(seeds, runs) if run is None]
-    runs = [run for run in runs if run is not None]
-    if not runs:
-        raise ToolError(f"nextpnr-{target}", f"no seed finished within {seed_timeout} s")
+        return list(pool.map(place_and_route, seeds))
+
+
+def _report(engine, harness, netlist, runs, *, target, device, part, use_dsp, notes):
+    """The figures of the best of ``runs`` (finished seeds) and the design's."""
     fmaxes = sorted(round(f, 2) for f, _, _ in runs)
     _, best_seed, report = max(runs, key=lambda r: r[0])
-
     counts = _count_cells(netlist, target, "harness")
     fmax = report.get("fmax", {})
     clock = next(iter(fmax), None)
@@ -367,8 +397,7 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "fmax_mhz": round(fmax[clock]["achieved"], 2) if clock else None,
         "clock": clock,
         # the figures above and the critical path are the best seed's
-        "seed": best_seed, "seeds": seeds, "fmax_seeds_mhz": fmaxes,
-        "seeds_unfinished": unfinished, "seed_timeout_s": seed_timeout,
+        "seed": best_seed, "fmax_seeds_mhz": fmaxes,
         "fmax_median_mhz": round(float(statistics.median(fmaxes)), 2),
         "utilization": {bel: {"used": u["used"], "available": u["available"]}
                         for bel, u in report.get("utilization", {}).items() if u["used"]},
@@ -379,18 +408,10 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "dsp_inference": use_dsp,
         "multiplier_target": engine.target, "notes": notes,
         "synth_command": synth_script(target, "harness", dsp=use_dsp).strip(),
-        "yosys_seconds": round(yosys_done - started, 1),
-        "total_seconds": round(time.monotonic() - started, 1),
     }
     for extra in ("lutram", "alus", "spram"):
         if extra in counts:
             result[extra] = counts[extra]
-    progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
-             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
-             + (f" (best of {len(runs)} seeds, median {result['fmax_median_mhz']})"
-                if len(runs) > 1 else "")
-             + (f"; seeds {', '.join(map(str, unfinished))} stopped after {seed_timeout} s"
-                if unfinished else ""))
     return result
 
 
