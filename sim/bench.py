@@ -318,11 +318,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
             native_frames=NATIVE_SPEED_FRAMES, cocotb=True):
     """Cycles per second of each simulator, end to end time of the compiled path, and
     golden models against Keras predict (``cocotb=False``: not the cocotb runs)."""
-    from .amaranth_sim import run_amaranth
-    from .cocotb_sim import run_cocotb
-    from .native_sim import run_native_timed
     from .simulate import simulate_layer
-    from .tools import MissingToolError, require_tools
 
     spec = layer.spec
     kernel_raw, bias_raw = quantize_weights(layer, formats)
@@ -332,61 +328,10 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
     expected = fixed_forward_raw(layer, formats, x_raw)
     simulators = {}
     for name in SPEED_SIMULATORS:
-        native = name in ("verilator", "icarus")
-        # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
-        frames = native_frames if name == "verilator" else SPEED_FRAMES
-        stall = SIM_STALL if native else 0.0
-        if name.startswith("cocotb-") and not cocotb:
-            simulators[name] = {"skipped": "not run by --quick"}
-            log.step(f"{name} skipped")
-            continue
-        if name != "amaranth":
-            try:
-                require_tools(name)
-            except MissingToolError as error:
-                simulators[name] = {"skipped": str(error).split(";")[0]}
-                log.step(f"{name} skipped")
-                continue
-        build = None
-        if native:
-            started = time.perf_counter()
-            result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
-                                              stall=stall, seed=1, build_dir=build_root)
-            seconds = time.perf_counter() - started
-            build = round(timing.build_seconds, 1)
-            if timing.build_seconds:
-                # the timed run is the one with the cached build
-                started = time.perf_counter()
-                result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
-                                                  stall=stall, seed=1, build_dir=build_root)
-                seconds = time.perf_counter() - started
-            cycles, sim_seconds = timing.cycles_run, timing.sim_seconds
-            cpu = {"sim_cpu_seconds": round(timing.sim_cpu_seconds, 3),
-                   "cycles_per_cpu_second": round(cycles / max(timing.sim_cpu_seconds, 1e-6))}
-        else:
-            if name != "amaranth" and warm_up:
-                # the first run builds (or finds) the simulator; the second is the timed one
-                started = time.perf_counter()
-                run_cocotb(engine, x_raw[:1], simulator=name.removeprefix("cocotb-"),
-                           build_dir=build_root)
-                build = round(time.perf_counter() - started, 1)
-            started = time.perf_counter()
-            result = (run_amaranth(engine, x_raw[:frames]) if name == "amaranth" else
-                      run_cocotb(engine, x_raw[:frames], simulator=name.removeprefix("cocotb-"),
-                                 build_dir=build_root))
-            seconds = sim_seconds = time.perf_counter() - started
-            cycles = result.cycles
-            cpu = {}
-        simulators[name] = {"frames": frames, "stall": stall, "cycles": cycles,
-                            "seconds": round(seconds, 2), "sim_seconds": round(sim_seconds, 3),
-                            "cycles_per_second": round(cycles / sim_seconds),
-                            "build_or_first_run_seconds": build,
-                            "mismatches": int(np.count_nonzero(result.outputs
-                                                               != expected[:frames])), **cpu}
-        log(f"  {name}: {frames} frames, stall {stall}: {cycles} cycles in {sim_seconds:.2f} s "
-            f"({cycles / sim_seconds:,.0f} cycles/s"
-            + (f", {cpu['cycles_per_cpu_second']:,} per CPU second)" if cpu else ")"))
-        log.step(name)
+        simulators[name] = _simulator_speed(name, engine, x_raw, expected, build_root, log,
+                                            warm_up=warm_up, cocotb=cocotb,
+                                            native_frames=native_frames)
+        log.step(f"{name} skipped" if "skipped" in simulators[name] else name)
 
     # what `dwconv simulate --sim verilator --stall 0.1` does for 256 frames, less the files:
     # input quantization, fixed and float golden models, engine and Verilog, the cached
@@ -406,8 +351,87 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
         log(f"  end to end, {native_frames} frames through Verilator with stalls "
             f"{SIM_STALL}: {end_to_end['seconds']} s (simulator {report['sim_seconds']} s)")
     log.step("end to end")
-    x = x[:SPEED_FRAMES]
+    golden = _golden_speeds(keras, layer, formats, x[:SPEED_FRAMES], log)
+    log.step("golden models")
+    return {"layer": spec.name, "input_shape": list(spec.input_shape),
+            "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
+            "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
+            "end_to_end": end_to_end, "golden": golden}
 
+
+def _simulator_speed(name, engine, x_raw, expected, build_root, log, *, warm_up, cocotb,
+                     native_frames):
+    """One simulator's speed on the first frames of ``x_raw`` (or why it was skipped)."""
+    from .tools import MissingToolError, require_tools
+
+    native = name in ("verilator", "icarus")
+    # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
+    frames = native_frames if name == "verilator" else SPEED_FRAMES
+    stall = SIM_STALL if native else 0.0
+    if name.startswith("cocotb-") and not cocotb:
+        return {"skipped": "not run by --quick"}
+    if name != "amaranth":
+        try:
+            require_tools(name)
+        except MissingToolError as error:
+            return {"skipped": str(error).split(";")[0]}
+    timed = _native_speed if native else _interpreted_speed
+    result, seconds, cycles, sim_seconds, build, cpu = timed(
+        name, engine, x_raw[:frames], stall, build_root, warm_up)
+    log(f"  {name}: {frames} frames, stall {stall}: {cycles} cycles in {sim_seconds:.2f} s "
+        f"({cycles / sim_seconds:,.0f} cycles/s"
+        + (f", {cpu['cycles_per_cpu_second']:,} per CPU second)" if cpu else ")"))
+    return {"frames": frames, "stall": stall, "cycles": cycles, "seconds": round(seconds, 2),
+            "sim_seconds": round(sim_seconds, 3),
+            "cycles_per_second": round(cycles / sim_seconds),
+            "build_or_first_run_seconds": build,
+            "mismatches": int(np.count_nonzero(result.outputs != expected[:frames])), **cpu}
+
+
+def _native_speed(name, engine, x_raw, stall, build_root, warm_up):
+    """(result, seconds, cycles, simulator seconds, build seconds, CPU figures) of a
+    compiled run (a build first needs no warm-up run: it is timed apart)."""
+    from .native_sim import run_native_timed
+
+    def timed_run():
+        started = time.perf_counter()
+        result, timing = run_native_timed(engine, x_raw, simulator=name, stall=stall, seed=1,
+                                          build_dir=build_root)
+        return result, timing, time.perf_counter() - started
+
+    result, timing, seconds = timed_run()
+    build = round(timing.build_seconds, 1)
+    if timing.build_seconds:
+        # the timed run is the one with the cached build
+        result, timing, seconds = timed_run()
+    cycles = timing.cycles_run
+    cpu = {"sim_cpu_seconds": round(timing.sim_cpu_seconds, 3),
+           "cycles_per_cpu_second": round(cycles / max(timing.sim_cpu_seconds, 1e-6))}
+    return result, seconds, cycles, timing.sim_seconds, build, cpu
+
+
+def _interpreted_speed(name, engine, x_raw, stall, build_root, warm_up):
+    """The same for Amaranth's simulator and cocotb (Python in the cycle loop); with
+    ``warm_up``, a first one-frame cocotb run builds (or finds) the simulator."""
+    from .amaranth_sim import run_amaranth
+    from .cocotb_sim import run_cocotb
+
+    build = None
+    simulator = name.removeprefix("cocotb-")
+    if name != "amaranth" and warm_up:
+        started = time.perf_counter()
+        run_cocotb(engine, x_raw[:1], simulator=simulator, build_dir=build_root)
+        build = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    result = (run_amaranth(engine, x_raw) if name == "amaranth" else
+              run_cocotb(engine, x_raw, simulator=simulator, build_dir=build_root))
+    seconds = time.perf_counter() - started
+    return result, seconds, result.cycles, seconds, build, {}
+
+
+def _golden_speeds(keras, layer, formats, x, log):
+    """Best-of-5 times of Keras predict and the float and fixed golden models on ``x``."""
+    spec = layer.spec
     inputs = keras.Input(shape=spec.input_shape)
     model = keras.Model(inputs, _keras_layer(keras, layer)(inputs))
     batch = x.astype(np.float32)
@@ -431,11 +455,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
     log(f"  Keras predict {golden['keras_predict_seconds'] * 1e3:.1f} ms, float golden "
         f"{golden['float_golden_seconds'] * 1e3:.1f} ms, fixed golden "
         f"{golden['fixed_golden_seconds'] * 1e3:.1f} ms ({SPEED_FRAMES} frames)")
-    log.step("golden models")
-    return {"layer": spec.name, "input_shape": list(spec.input_shape),
-            "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
-            "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
-            "end_to_end": end_to_end, "golden": golden}
+    return golden
 
 
 #: place and route that has not finished by then is recorded as timed out: nextpnr can spend
