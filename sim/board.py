@@ -254,6 +254,14 @@ def board_pins(board):
     return pins
 
 
+def _tool_variables(board, names=None):
+    """The build script's tool variables (all of ``board.tools``, or ``names``): the user's
+    own values win, as in amaranth's script; else the YoWASP programs, which must be
+    installed."""
+    return {name: os.environ.get(name) or find_tool(program, "install dwconv[synth]")
+            for name, program in board.tools.items() if names is None or name in names}
+
+
 def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reuse=1,
                 netlist_only=False):
     """Build the self-checking design for ``board`` into ``out_dir``; returns the bitstream
@@ -263,9 +271,8 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
     The input is ``frames`` random frames (``seed``); the expected output comes from the
     fixed golden model; ``reuse`` is the engine's R (fewer multipliers, one beat every R
     cycles).  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
-    ICEPACK / ECPPACK in the build script's environment (the user's own values of those
-    variables win).  Synthesis is the one of ``dwconv
-    synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
+    ICEPACK / ECPPACK in the build script's environment (``_tool_variables``).  Synthesis
+    is the one of ``dwconv synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
     by the engine, never inferred by ``synth_ice40 -dsp``); the mapped netlist, the one
     nextpnr places, is written by the same yosys run as ``BOARD_NETLIST`` in ``out_dir``
     (``postsynth.run_board_netlist`` simulates it).
@@ -274,9 +281,6 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
                                           seed=seed, reuse=reuse)
     board = BOARDS[board]
     out_dir = Path(out_dir)
-    # the user's own tool variables win, as in amaranth's build script
-    tools = {name: os.environ.get(name) or find_tool(program, "install dwconv[synth]")
-             for name, program in board.tools.items()}
     options = dict(synth_opts=synth_options(board.family, dsp=engine.target is not None),
                    script_after_read=PREPARE.strip(),
                    script_after_synth=f"write_verilog -noattr {BOARD_NETLIST}")
@@ -289,13 +293,14 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
 
         def synthesize():
             # the first step of the build script, alone: yosys on the plan's script
-            run_tool([tools["YOSYS"], "-q", "-l", f"{BOARD_NAME}.rpt", f"{BOARD_NAME}.ys"],
+            yosys = _tool_variables(board, ["YOSYS"])["YOSYS"]
+            run_tool([yosys, "-q", "-l", f"{BOARD_NAME}.rpt", f"{BOARD_NAME}.ys"],
                      cwd=out_dir, name=f"yosys ({board.name} design)",
                      log=out_dir / f"{BOARD_NAME}.yosys.out",
                      tool_log=out_dir / f"{BOARD_NAME}.rpt")
         return cached_netlist(f"board-{key}", out_dir / BOARD_NETLIST, synthesize)
     run_tool(["sh", f"{plan.script}.sh"], cwd=out_dir, name=f"the {board.name} build",
-             log=out_dir / "build.log", env=tool_env(**tools))
+             log=out_dir / "build.log", env=tool_env(**_tool_variables(board)))
     bitstream = out_dir / f"{BOARD_NAME}{board.bitstream}"
     if not bitstream.exists():
         raise RuntimeError(f"the {board.name} build made no bitstream; see the logs in "
