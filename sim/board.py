@@ -280,6 +280,8 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
     platform, top, engine = _board_design(layer, formats, lanes, board, frames=frames,
                                           seed=seed, reuse=reuse)
     board = BOARDS[board]
+    # before anything is written: a missing tool leaves no build folder behind
+    tools = _tool_variables(board, ["YOSYS"] if netlist_only else None)
     out_dir = Path(out_dir)
     options = dict(synth_opts=synth_options(board.family, dsp=engine.target is not None),
                    script_after_read=PREPARE.strip(),
@@ -293,14 +295,13 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
 
         def synthesize():
             # the first step of the build script, alone: yosys on the plan's script
-            yosys = _tool_variables(board, ["YOSYS"])["YOSYS"]
-            run_tool([yosys, "-q", "-l", f"{BOARD_NAME}.rpt", f"{BOARD_NAME}.ys"],
+            run_tool([tools["YOSYS"], "-q", "-l", f"{BOARD_NAME}.rpt", f"{BOARD_NAME}.ys"],
                      cwd=out_dir, name=f"yosys ({board.name} design)",
                      log=out_dir / f"{BOARD_NAME}.yosys.out",
                      tool_log=out_dir / f"{BOARD_NAME}.rpt")
         return cached_netlist(f"board-{key}", out_dir / BOARD_NETLIST, synthesize)
     run_tool(["sh", f"{plan.script}.sh"], cwd=out_dir, name=f"the {board.name} build",
-             log=out_dir / "build.log", env=tool_env(**_tool_variables(board)))
+             log=out_dir / "build.log", env=tool_env(**tools))
     bitstream = out_dir / f"{BOARD_NAME}{board.bitstream}"
     if not bitstream.exists():
         raise RuntimeError(f"the {board.name} build made no bitstream; see the logs in "

@@ -205,3 +205,20 @@ def test_an_interrupted_run_stops_the_tool(tmp_path):
             break
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+def test_a_board_build_without_its_tools_writes_nothing(small_export, tmp_path, monkeypatch,
+                                                        capsys):
+    from dwconv import cli
+    from dwconv.sim import tools
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setattr(tools, "search_path", lambda: str(empty))
+    for name in ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "board"
+    assert cli.main(["build", str(small_export), "--board", "icebreaker", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not installed; install dwconv[synth]" in err[0], err
+    assert not out.exists()
