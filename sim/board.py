@@ -224,11 +224,16 @@ class _BoardTop(wiring.Component):
         return m
 
 
+def _board(name):
+    """The ``Board`` named ``name``."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}")
+    return BOARDS[name]
+
+
 def _board_design(layer, formats, lanes, board, *, frames, seed, reuse):
     """(platform, top, engine): the self-checking design for ``board``."""
-    if board not in BOARDS:
-        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
-    board = BOARDS[board]
+    board = _board(board)
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, reuse=reuse)
     # multipliers as DSP block instances when all of them fit (more would not place, and
@@ -277,11 +282,11 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
     nextpnr places, is written by the same yosys run as ``BOARD_NETLIST`` in ``out_dir``
     (``postsynth.run_board_netlist`` simulates it).
     """
+    # before anything is built or written: a missing tool leaves no build folder behind
+    tools = _tool_variables(_board(board), ["YOSYS"] if netlist_only else None)
     platform, top, engine = _board_design(layer, formats, lanes, board, frames=frames,
                                           seed=seed, reuse=reuse)
     board = BOARDS[board]
-    # before anything is written: a missing tool leaves no build folder behind
-    tools = _tool_variables(board, ["YOSYS"] if netlist_only else None)
     out_dir = Path(out_dir)
     options = dict(synth_opts=synth_options(board.family, dsp=engine.target is not None),
                    script_after_read=PREPARE.strip(),

@@ -192,11 +192,13 @@ def test_an_interrupted_run_stops_the_tool(tmp_path):
     """If the caller stops (an exception in ``on_line``, or Ctrl-C, which the tool in its own
     session does not get), the tool does not run on."""
     pid_file = tmp_path / "tool.pid"
-    script = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+    script = (f"import os, time\nwith open({str(pid_file)!r}, 'w') as f:\n"
+              "    f.write(str(os.getpid()))\n"
               "print('started', flush=True)\ntime.sleep(60)\n")
 
     def on_line(line):
-        raise KeyboardInterrupt
+        if line == "started":
+            raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         run_tool(python(script), cwd=tmp_path, on_line=on_line)
     pid = int(pid_file.read_text())
