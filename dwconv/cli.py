@@ -32,7 +32,7 @@ from .golden.formats import DEFAULT_FORMATS, LayerFormats
 from .golden.keras_io import ModelFileError
 from .golden.layer import from_channels_last, to_channels_last
 from .golden.spec import LayerError
-from .sim.tools import MissingToolError
+from .sim.tools import MissingToolError, ToolError, ToolTimeout
 
 __all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_LANES",
            "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes",
@@ -670,12 +670,22 @@ def add_synth_args(parser):
     add_quiet_arg(parser)
 
 
-def _tool_failure(reason):
-    """The one-line error for a failed yosys or nextpnr run, with what to try."""
-    if "Assert" in reason:
-        return (f"{reason}: an internal error of the tool (a bug, not a fit problem); "
+def _tool_failure(error):
+    """The one-line error for a tool that failed (a ``ToolError``), with what to try: a
+    yosys assertion is the tool's own bug; a place and route failure may be a design that
+    does not fit; otherwise the tool's log has the rest."""
+    kept = error.log is not None and pathlib.Path(error.log).exists()
+    message = _one_line(f"{error.tool} failed: {error.reason}" if not kept else error)
+    if "Assert" in error.reason:
+        return (f"{message}: an internal error of the tool (a bug, not a fit problem); "
                 f"another --lanes, --reuse or format set makes a different netlist")
-    return f"{reason}; the design may not fit the device: try fewer --lanes or another --device"
+    if error.tool.startswith("nextpnr") and not isinstance(error, ToolTimeout):
+        return (f"{message}; the design may not fit the device: try fewer --lanes or another "
+                f"--device")
+    if kept:
+        return f"{message}; the log has the rest"
+    return (f"{message}; the tools' logs were in a temporary folder (dwconv synth --build-dir "
+            f"DIR keeps them)" if error.log else f"{message}; see dwconv --help")
 
 
 def run_synth(args):
@@ -688,14 +698,9 @@ def run_synth(args):
         raise UsageError(f"--device {args.device!r} is not a {args.target} device; use one of "
                          f"{', '.join(DEVICES[args.target])}")
     design = load_design(args, target=False)
-    try:
-        result = design.synth(args.target, device=args.device, seeds=args.seeds,
-                              dsp=not args.no_dsp, seed_timeout=args.seed_timeout,
-                              build_dir=args.build_dir, progress=_progress(args))
-    except FileNotFoundError as error:
-        raise UsageError(f"{error}") from None
-    except RuntimeError as error:
-        raise UsageError(_tool_failure(str(error).splitlines()[0])) from None
+    result = design.synth(args.target, device=args.device, seeds=args.seeds,
+                          dsp=not args.no_dsp, seed_timeout=args.seed_timeout,
+                          build_dir=args.build_dir, progress=_progress(args))
     print(format_synth_table([result]))
     if report_path:
         text = json.dumps(result, indent=2) + "\n"
@@ -737,10 +742,7 @@ def run_build(args):
         raise UsageError("--simulate-netlist needs Icarus Verilog (iverilog, vvp), which is "
                          "not installed; install it (e.g. apt-get install iverilog) or leave "
                          "the option out")
-    try:
-        bitstream = build_board(layer, formats, lanes, args.board, args.output, reuse=reuse)
-    except FileNotFoundError as error:
-        raise UsageError(f"{error}; install dwconv[synth]") from None
+    bitstream = build_board(layer, formats, lanes, args.board, args.output, reuse=reuse)
     print(f"wrote {bitstream}: self-checking {args.board} design (LEDs show pass / fail)")
     if args.simulate_netlist:
         spec = layer.spec
@@ -979,11 +981,18 @@ def _with_advice(error):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (the console script exits with it)."""
+    """Run the command line; returns the exit code (the console script exits with it).
+
+    User errors, and a tool that is missing or fails (``sim.tools``: MissingToolError,
+    ToolError, with the tool's own message), are exit code 2; every other exception is an
+    internal error, exit code 1."""
     try:
         args = build_parser().parse_args(argv)
         code = args.run(args)
         return 0 if code is None else code
+    except ToolError as error:
+        print(f"dwconv: error: {_tool_failure(error)}", file=sys.stderr)
+        return 2
     except USER_ERRORS as error:
         print(f"dwconv: error: {_with_advice(error)}", file=sys.stderr)
         return 2

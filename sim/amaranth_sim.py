@@ -8,6 +8,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from .beats import pack_beats, unpack_beats, weight_load_values
+from .build_cache import cycle_budget
 
 __all__ = ["StreamResult", "run_amaranth", "run_cycles"]
 
@@ -110,10 +111,9 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
             (value, n == len(values) - 1) for n, value in enumerate(values))
     if max_cycles is None:
         # reuse R: the engine takes one beat every R cycles
-        max_cycles = int((count * beats_per_frame * engine.reuse
-                          + sum(map(len, load_values.values())))
-                         * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2) + 20 * (
-                             engine.latency + beats_per_frame * engine.reuse) + 1000)
+        max_cycles = cycle_budget(count * beats_per_frame * engine.reuse,
+                                  sum(map(len, load_values.values())), stall, engine.latency,
+                                  beats_per_frame * engine.reuse)
     rng = np.random.default_rng(seed)
     state = {"taken": [], "flags": [], "first_in": None, "last_in": None, "first_out": None,
              "last_out": None, "error": False}

@@ -34,6 +34,7 @@ Peer formulas, per frame, normalized to the same P channel lanes and P*kh*kw*M m
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -50,8 +51,11 @@ from ..golden.float_ref import float_forward_nhwc
 from ..golden.formats import LayerFormats
 from ..golden.spec import LayerSpec
 from ..hw.engine import DepthwiseEngine
+from ..progress import Progress
 from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
+from .keras_import import import_keras
 from .simulate import line_buffer_minimum
+from .tools import ToolTimeout, run_tool
 
 __all__ = ["main", "run_bench", "synthesis_only", "boards_only", "choose_formats",
            "peer_cycles", "lanes_for"]
@@ -138,21 +142,41 @@ def peer_cycles(spec, lanes):
 
 
 class _Log:
-    def __init__(self, stream):
-        self.stream = stream
+    """The benchmark's output: notes with the time since the start, and the progress of each
+    phase (``dwconv.progress``: a bar on a terminal, a line per step otherwise, nothing at
+    all when ``quiet``).
+
+    Members
+    -------
+    __call__(text) : a note.
+    phase(total, what) : a ``Progress`` of ``total`` steps, the current one until closed.
+    step(label) : one step of the current phase.
+    """
+
+    def __init__(self, stream=None, *, quiet=False):
+        self.stream = sys.stderr if stream is None else stream
+        self.mode = "off" if quiet else "auto"
         self.started = time.perf_counter()
+        self._phases = []
 
     def __call__(self, text):
-        print(f"[{time.perf_counter() - self.started:6.0f} s] {text}", file=self.stream,
-              flush=True)
+        text = f"[{time.perf_counter() - self.started:6.0f} s] {text}"
+        if self._phases:
+            self._phases[-1].note(text)
+        elif self.mode != "off":
+            print(f"dwconv: {text}", file=self.stream, flush=True)
 
+    @contextlib.contextmanager
+    def phase(self, total, what):
+        with Progress(total, what, mode=self.mode, stream=self.stream) as progress:
+            self._phases.append(progress)
+            try:
+                yield progress
+            finally:
+                self._phases.pop()
 
-def _import_keras(home):
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "jax")
-        os.environ.setdefault("KERAS_HOME", str(pathlib.Path(home).resolve()))
-    import keras
-    return keras
+    def step(self, label=""):
+        self._phases[-1].step(label)
 
 
 def _keras_call(keras, keras_layer, x):
@@ -242,52 +266,59 @@ def _simulate(layer, formats, lanes, frames, rng, input_range, build_root):
 
 def _layer_rows(keras, entries, build_root, rng, log, source):
     """One row per layer: design figures and its simulation (each layer simulated)."""
-    rows = []
-    for layer, keras_layer, formats8, formats16, input_range in entries:
-        spec = layer.spec
-        lanes = lanes_for(spec)
-        input_max = max(abs(v) for v in input_range)
-        x = rng.uniform(*input_range, (2, *spec.input_shape))
-        log(f"  {spec.name} {spec.height}x{spec.width}x{spec.channels} P={lanes}: "
-            f"Verilator, {SIM_FRAMES} frames, then again with stalls {SIM_STALL}")
-        simulation = _simulate(layer, formats8, lanes, SIM_FRAMES, rng, input_range,
-                               build_root)
-        stalled = simulation["stalled"]
-        log(f"    {simulation['cycles']} cycles, efficiency {simulation['efficiency']:.4f}, "
-            f"mismatches {simulation['mismatches']}; build {simulation['build_seconds']} s, "
-            f"sim {simulation['sim_seconds']} s ({simulation['cycles_per_second']:,} cycles/s)"
-            f" + {stalled['sim_seconds']} s stalled ({stalled['cycles_per_second']:,} "
-            f"cycles/s); {simulation['seconds']} s in all")
-        peers = peer_cycles(spec, lanes)
-        per_frame = simulation["cycles"] / simulation["frames"]
-        rows.append({
-            "source": source, "layer": spec.name, "input_shape": list(spec.input_shape),
-            "kernel_size": list(spec.kernel_size), "strides": list(spec.strides),
-            "padding": spec.padding, "pads": list(spec.pads),
-            "depth_multiplier": spec.depth_multiplier, "lanes": lanes,
-            "multipliers": simulation["multipliers"],
-            "line_buffer_words": simulation["line_buffer_words"],
-            "line_buffer_min_words": line_buffer_minimum(spec),
-            "simulation": simulation,
-            "cycles_per_frame": per_frame,
-            "peers_per_frame": peers,
-            "ratio": {name: per_frame / value for name, value in peers.items()},
-            "quantization": _quantization(keras, layer, keras_layer, x,
-                                          {8: formats8, 16: formats16}),
-            "input_max": input_max,
-        })
-    return rows
+    with log.phase(len(entries), f"bench layers ({source})"):
+        return [_layer_row(keras, entry, build_root, rng, log, source) for entry in entries]
+
+
+def _layer_row(keras, entry, build_root, rng, log, source):
+    """The row of one layer (see ``_layer_rows``), one step of the layers' phase."""
+    layer, keras_layer, formats8, formats16, input_range = entry
+    spec = layer.spec
+    lanes = lanes_for(spec)
+    input_max = max(abs(v) for v in input_range)
+    x = rng.uniform(*input_range, (2, *spec.input_shape))
+    log(f"  {spec.name} {spec.height}x{spec.width}x{spec.channels} P={lanes}: "
+        f"Verilator, {SIM_FRAMES} frames, then again with stalls {SIM_STALL}")
+    simulation = _simulate(layer, formats8, lanes, SIM_FRAMES, rng, input_range,
+                           build_root)
+    stalled = simulation["stalled"]
+    log(f"    {simulation['cycles']} cycles, efficiency {simulation['efficiency']:.4f}, "
+        f"mismatches {simulation['mismatches']}; build {simulation['build_seconds']} s, "
+        f"sim {simulation['sim_seconds']} s ({simulation['cycles_per_second']:,} cycles/s)"
+        f" + {stalled['sim_seconds']} s stalled ({stalled['cycles_per_second']:,} "
+        f"cycles/s); {simulation['seconds']} s in all")
+    peers = peer_cycles(spec, lanes)
+    per_frame = simulation["cycles"] / simulation["frames"]
+    row = {
+        "source": source, "layer": spec.name, "input_shape": list(spec.input_shape),
+        "kernel_size": list(spec.kernel_size), "strides": list(spec.strides),
+        "padding": spec.padding, "pads": list(spec.pads),
+        "depth_multiplier": spec.depth_multiplier, "lanes": lanes,
+        "multipliers": simulation["multipliers"],
+        "line_buffer_words": simulation["line_buffer_words"],
+        "line_buffer_min_words": line_buffer_minimum(spec),
+        "simulation": simulation,
+        "cycles_per_frame": per_frame,
+        "peers_per_frame": peers,
+        "ratio": {name: per_frame / value for name, value in peers.items()},
+        "quantization": _quantization(keras, layer, keras_layer, x,
+                                      {8: formats8, 16: formats16}),
+        "input_max": input_max,
+    }
+    log.step(spec.name)
+    return row
+
+
+#: the simulators timed by ``_speeds``; its steps: each of them, end to end, golden models
+SPEED_SIMULATORS = ("verilator", "icarus", "amaranth", "cocotb-verilator", "cocotb-icarus")
+SPEED_STEPS = len(SPEED_SIMULATORS) + 2
 
 
 def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
             native_frames=NATIVE_SPEED_FRAMES, cocotb=True):
     """Cycles per second of each simulator, end to end time of the compiled path, and
     golden models against Keras predict (``cocotb=False``: not the cocotb runs)."""
-    from .amaranth_sim import run_amaranth
-    from .cocotb_sim import run_cocotb
-    from .native_sim import run_native_timed
     from .simulate import simulate_layer
-    from .tools import MissingToolError, require_tools
 
     spec = layer.spec
     kernel_raw, bias_raw = quantize_weights(layer, formats)
@@ -296,59 +327,11 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
     x_raw = formats.input.quantize(x)
     expected = fixed_forward_raw(layer, formats, x_raw)
     simulators = {}
-    for name in ("verilator", "icarus", "amaranth", "cocotb-verilator", "cocotb-icarus"):
-        native = name in ("verilator", "icarus")
-        # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
-        frames = native_frames if name == "verilator" else SPEED_FRAMES
-        stall = SIM_STALL if native else 0.0
-        if name.startswith("cocotb-") and not cocotb:
-            simulators[name] = {"skipped": "not run by --quick"}
-            continue
-        if name != "amaranth":
-            try:
-                require_tools(name)
-            except MissingToolError as error:
-                simulators[name] = {"skipped": str(error).split(";")[0]}
-                continue
-        build = None
-        if native:
-            started = time.perf_counter()
-            result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
-                                              stall=stall, seed=1, build_dir=build_root)
-            seconds = time.perf_counter() - started
-            build = round(timing.build_seconds, 1)
-            if timing.build_seconds:
-                # the timed run is the one with the cached build
-                started = time.perf_counter()
-                result, timing = run_native_timed(engine, x_raw[:frames], simulator=name,
-                                                  stall=stall, seed=1, build_dir=build_root)
-                seconds = time.perf_counter() - started
-            cycles, sim_seconds = timing.cycles_run, timing.sim_seconds
-            cpu = {"sim_cpu_seconds": round(timing.sim_cpu_seconds, 3),
-                   "cycles_per_cpu_second": round(cycles / max(timing.sim_cpu_seconds, 1e-6))}
-        else:
-            if name != "amaranth" and warm_up:
-                # the first run builds (or finds) the simulator; the second is the timed one
-                started = time.perf_counter()
-                run_cocotb(engine, x_raw[:1], simulator=name.removeprefix("cocotb-"),
-                           build_dir=build_root)
-                build = round(time.perf_counter() - started, 1)
-            started = time.perf_counter()
-            result = (run_amaranth(engine, x_raw[:frames]) if name == "amaranth" else
-                      run_cocotb(engine, x_raw[:frames], simulator=name.removeprefix("cocotb-"),
-                                 build_dir=build_root))
-            seconds = sim_seconds = time.perf_counter() - started
-            cycles = result.cycles
-            cpu = {}
-        simulators[name] = {"frames": frames, "stall": stall, "cycles": cycles,
-                            "seconds": round(seconds, 2), "sim_seconds": round(sim_seconds, 3),
-                            "cycles_per_second": round(cycles / sim_seconds),
-                            "build_or_first_run_seconds": build,
-                            "mismatches": int(np.count_nonzero(result.outputs
-                                                               != expected[:frames])), **cpu}
-        log(f"  {name}: {frames} frames, stall {stall}: {cycles} cycles in {sim_seconds:.2f} s "
-            f"({cycles / sim_seconds:,.0f} cycles/s"
-            + (f", {cpu['cycles_per_cpu_second']:,} per CPU second)" if cpu else ")"))
+    for name in SPEED_SIMULATORS:
+        simulators[name] = _simulator_speed(name, engine, x_raw, expected, build_root, log,
+                                            warm_up=warm_up, cocotb=cocotb,
+                                            native_frames=native_frames)
+        log.step(f"{name} skipped" if "skipped" in simulators[name] else name)
 
     # what `dwconv simulate --sim verilator --stall 0.1` does for 256 frames, less the files:
     # input quantization, fixed and float golden models, engine and Verilog, the cached
@@ -367,8 +350,88 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
                       "mismatches": report["mismatches"]}
         log(f"  end to end, {native_frames} frames through Verilator with stalls "
             f"{SIM_STALL}: {end_to_end['seconds']} s (simulator {report['sim_seconds']} s)")
-    x = x[:SPEED_FRAMES]
+    log.step("end to end")
+    golden = _golden_speeds(keras, layer, formats, x[:SPEED_FRAMES], log)
+    log.step("golden models")
+    return {"layer": spec.name, "input_shape": list(spec.input_shape),
+            "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
+            "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
+            "end_to_end": end_to_end, "golden": golden}
 
+
+def _simulator_speed(name, engine, x_raw, expected, build_root, log, *, warm_up, cocotb,
+                     native_frames):
+    """One simulator's speed on the first frames of ``x_raw`` (or why it was skipped)."""
+    from .tools import MissingToolError, require_tools
+
+    native = name in ("verilator", "icarus")
+    # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
+    frames = native_frames if name == "verilator" else SPEED_FRAMES
+    stall = SIM_STALL if native else 0.0
+    if name.startswith("cocotb-") and not cocotb:
+        return {"skipped": "not run by --quick"}
+    if name != "amaranth":
+        try:
+            require_tools(name)
+        except MissingToolError as error:
+            return {"skipped": str(error).split(";")[0]}
+    timed = _native_speed if native else _interpreted_speed
+    result, seconds, cycles, sim_seconds, build, cpu = timed(
+        name, engine, x_raw[:frames], stall, build_root, warm_up)
+    log(f"  {name}: {frames} frames, stall {stall}: {cycles} cycles in {sim_seconds:.2f} s "
+        f"({cycles / sim_seconds:,.0f} cycles/s"
+        + (f", {cpu['cycles_per_cpu_second']:,} per CPU second)" if cpu else ")"))
+    return {"frames": frames, "stall": stall, "cycles": cycles, "seconds": round(seconds, 2),
+            "sim_seconds": round(sim_seconds, 3),
+            "cycles_per_second": round(cycles / sim_seconds),
+            "build_or_first_run_seconds": build,
+            "mismatches": int(np.count_nonzero(result.outputs != expected[:frames])), **cpu}
+
+
+def _native_speed(name, engine, x_raw, stall, build_root, warm_up):
+    """(result, seconds, cycles, simulator seconds, build seconds, CPU figures) of a
+    compiled run (a build first needs no warm-up run: it is timed apart)."""
+    from .native_sim import run_native_timed
+
+    def timed_run():
+        started = time.perf_counter()
+        result, timing = run_native_timed(engine, x_raw, simulator=name, stall=stall, seed=1,
+                                          build_dir=build_root)
+        return result, timing, time.perf_counter() - started
+
+    result, timing, seconds = timed_run()
+    build = round(timing.build_seconds, 1)
+    if timing.build_seconds:
+        # the timed run is the one with the cached build
+        result, timing, seconds = timed_run()
+    cycles = timing.cycles_run
+    cpu = {"sim_cpu_seconds": round(timing.sim_cpu_seconds, 3),
+           "cycles_per_cpu_second": round(cycles / max(timing.sim_cpu_seconds, 1e-6))}
+    return result, seconds, cycles, timing.sim_seconds, build, cpu
+
+
+def _interpreted_speed(name, engine, x_raw, stall, build_root, warm_up):
+    """The same for Amaranth's simulator and cocotb (Python in the cycle loop); with
+    ``warm_up``, a first one-frame cocotb run builds (or finds) the simulator."""
+    from .amaranth_sim import run_amaranth
+    from .cocotb_sim import run_cocotb
+
+    build = None
+    simulator = name.removeprefix("cocotb-")
+    if name != "amaranth" and warm_up:
+        started = time.perf_counter()
+        run_cocotb(engine, x_raw[:1], simulator=simulator, build_dir=build_root)
+        build = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    result = (run_amaranth(engine, x_raw) if name == "amaranth" else
+              run_cocotb(engine, x_raw, simulator=simulator, build_dir=build_root))
+    seconds = time.perf_counter() - started
+    return result, seconds, result.cycles, seconds, build, {}
+
+
+def _golden_speeds(keras, layer, formats, x, log):
+    """Best-of-5 times of Keras predict and the float and fixed golden models on ``x``."""
+    spec = layer.spec
     inputs = keras.Input(shape=spec.input_shape)
     model = keras.Model(inputs, _keras_layer(keras, layer)(inputs))
     batch = x.astype(np.float32)
@@ -392,10 +455,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
     log(f"  Keras predict {golden['keras_predict_seconds'] * 1e3:.1f} ms, float golden "
         f"{golden['float_golden_seconds'] * 1e3:.1f} ms, fixed golden "
         f"{golden['fixed_golden_seconds'] * 1e3:.1f} ms ({SPEED_FRAMES} frames)")
-    return {"layer": spec.name, "input_shape": list(spec.input_shape),
-            "kernel_size": list(spec.kernel_size), "padding": spec.padding, "lanes": lanes,
-            "frames": SPEED_FRAMES, "formats": formats.to_dict(), "simulators": simulators,
-            "end_to_end": end_to_end, "golden": golden}
+    return golden
 
 
 #: place and route that has not finished by then is recorded as timed out: nextpnr can spend
@@ -406,28 +466,19 @@ TOOL_TIMEOUT = 600
 def _dwconv(argv, log, timeout=TOOL_TIMEOUT):
     """Run a ``dwconv`` command line as a user would; returns (exit code, error line,
     what it printed)."""
-    import signal
-    import subprocess
-
     log(f"  dwconv {' '.join(argv)}")
-    # a session of its own, so that a timeout stops the tools it started too
-    process = subprocess.Popen([sys.executable, "-m", "dwconv.cli", *argv], text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
     try:
-        printed, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate()
-        error = f"not finished after {timeout} s (stopped)"
-        log(f"    {error}")
-        return -1, error, ""
+        run = run_tool([sys.executable, "-m", "dwconv.cli", *argv], cwd=os.getcwd(),
+                       name="dwconv", timeout=timeout, capture=True, check=False)
+    except ToolTimeout as stopped:
+        log(f"    {stopped.reason}")
+        return -1, stopped.reason, ""
     # the tools' log is in a temporary folder that is gone afterwards: keep the message only
-    lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in stderr.splitlines()
+    lines = [re.sub(r" \(log /[^)]*\)", "", line) for line in run.output.splitlines()
              if line.startswith("dwconv:")]
-    if process.returncode:
-        log(f"    {lines[-1] if lines else f'exit code {process.returncode}'}")
-    return process.returncode, (lines[-1] if lines else None), printed
+    if run.returncode:
+        log(f"    {lines[-1] if lines else f'exit code {run.returncode}'}")
+    return run.returncode, (lines[-1] if lines else None), run.output
 
 
 #: a seed whose nextpnr has not finished by then is stopped and left out (``dwconv synth
@@ -496,64 +547,77 @@ def _synthesis(configurations, work, log):
     for name, (layer, formats) in configurations.items():
         (work / "synth" / name).mkdir(parents=True, exist_ok=True)
         export_layer(work / "synth" / name / "layer", layer, formats)
-    for name, target, device, lanes, reuse, weights, seeds in SYNTH_RUNS:
-        layer = configurations[name][0]
-        folder = work / "synth" / name
-        report = folder / f"{target}-{device}-P{lanes}-R{reuse}-{weights}.json"
-        code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
-                               "--device", device, "--lanes", str(lanes),
-                               "--reuse", str(reuse), "--weights", weights,
-                               "--seeds", str(seeds), "--seed-timeout", str(SEED_TIMEOUT),
-                               "--report", str(report)], log,
-                              timeout=TOOL_TIMEOUT + SEED_TIMEOUT * seeds)
-        result = (json.loads(report.read_text()) if code == 0 else
-                  {"target": target, "device": device, "lanes": lanes, "reuse": reuse,
-                   "weights": weights, "error": error or f"exit code {code}"})
-        results.append(dict(result, configuration=name,
-                            input_shape=list(layer.spec.input_shape),
-                            kernel_size=list(layer.spec.kernel_size),
-                            padding=layer.spec.padding))
+    with log.phase(len(SYNTH_RUNS), "bench synthesis"):
+        for run in SYNTH_RUNS:
+            results.append(_synthesis_run(configurations, run, work, log))
+            log.step(" ".join(map(str, run[:6])))
     return {"results": results, "boards": _boards(work, log)}
+
+
+def _synthesis_run(configurations, run, work, log):
+    """``dwconv synth`` of one run of ``SYNTH_RUNS``: its report, or its error."""
+    name, target, device, lanes, reuse, weights, seeds = run
+    layer = configurations[name][0]
+    folder = work / "synth" / name
+    report = folder / f"{target}-{device}-P{lanes}-R{reuse}-{weights}.json"
+    code, error, _ = _dwconv(["synth", str(folder / "layer"), "--target", target,
+                              "--device", device, "--lanes", str(lanes),
+                              "--reuse", str(reuse), "--weights", weights,
+                              "--seeds", str(seeds), "--seed-timeout", str(SEED_TIMEOUT),
+                              "--report", str(report)], log,
+                             timeout=TOOL_TIMEOUT + SEED_TIMEOUT * seeds)
+    result = (json.loads(report.read_text()) if code == 0 else
+              {"target": target, "device": device, "lanes": lanes, "reuse": reuse,
+               "weights": weights, "error": error or f"exit code {code}"})
+    return dict(result, configuration=name, input_shape=list(layer.spec.input_shape),
+                kernel_size=list(layer.spec.kernel_size), padding=layer.spec.padding)
 
 
 def _boards(work, log):
     """``dwconv build --simulate-netlist`` of the exported seed layer for every board of
-    ``BOARD_RUNS``."""
+    ``BOARD_RUNS``, one step each."""
+    boards = []
+    with log.phase(len(BOARD_RUNS), "bench boards"):
+        for run in BOARD_RUNS:
+            boards.append(_board_run(run, work, log))
+            log.step(run[0])
+    return boards
+
+
+def _board_run(run, work, log):
+    """One board of ``BOARD_RUNS``: its build, its netlist's simulation, the figures."""
     from .board import BOARD_NETLIST
     from .postsynth import run_board_netlist
 
-    boards = []
-    for board, lanes, reuse, simulator in BOARD_RUNS:
-        started = time.perf_counter()
-        out = work / "board" / board
-        out.parent.mkdir(parents=True, exist_ok=True)
-        code, error, printed = _dwconv(
-            ["build", str(work / "synth" / "seed_dw" / "layer"), "--board", board,
-             "--lanes", str(lanes), "--reuse", str(reuse),
-             *(["--simulate-netlist"] if simulator == "icarus" else []), "-o", str(out)], log)
-        passed = re.search(r"pass LED lit after (\d+) cycles", printed)
-        netlist_seconds = None
-        if simulator == "verilator" and code == 0:
-            log(f"  {board} netlist under Verilator")
-            simulated = time.perf_counter()
-            result = run_board_netlist(out / BOARD_NETLIST, board, out / "netlist_verilator",
-                                       max_cycles=BOARD_MAX_CYCLES)
-            netlist_seconds = round(time.perf_counter() - simulated, 1)
-            verdicts = [line for line in result.log.splitlines()
-                        if line.startswith(("PASS", "FAIL"))]
-            log(f"    {verdicts[-1] if verdicts else 'no verdict'} ({netlist_seconds} s)")
-            passed = re.match(r"PASS (\d+)", verdicts[-1]) if result.passed else None
-            if not result.passed:
-                code, error = 1, (verdicts[-1] if verdicts else result.log[-300:])
-        boards.append({"configuration": "seed_dw", "board": board, "lanes": lanes,
-                       "reuse": reuse, "simulated": simulator is not None,
-                       "netlist_simulator": simulator, "netlist_seconds": netlist_seconds,
-                       "exit_code": code, "error": error,
-                       "seconds": round(time.perf_counter() - started, 1),
-                       "netlist_cycles": int(passed.group(1)) if passed else None,
-                       "bitstream_bytes": sum(f.stat().st_size for f in out.glob(
-                           "dwconv_selfcheck.b*")) if out.exists() else None})
-    return boards
+    board, lanes, reuse, simulator = run
+    started = time.perf_counter()
+    out = work / "board" / board
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code, error, printed = _dwconv(
+        ["build", str(work / "synth" / "seed_dw" / "layer"), "--board", board,
+         "--lanes", str(lanes), "--reuse", str(reuse),
+         *(["--simulate-netlist"] if simulator == "icarus" else []), "-o", str(out)], log)
+    passed = re.search(r"pass LED lit after (\d+) cycles", printed)
+    netlist_seconds = None
+    if simulator == "verilator" and code == 0:
+        log(f"  {board} netlist under Verilator")
+        simulated = time.perf_counter()
+        result = run_board_netlist(out / BOARD_NETLIST, board, out / "netlist_verilator",
+                                   max_cycles=BOARD_MAX_CYCLES)
+        netlist_seconds = round(time.perf_counter() - simulated, 1)
+        verdicts = [line for line in result.log.splitlines()
+                    if line.startswith(("PASS", "FAIL"))]
+        log(f"    {verdicts[-1] if verdicts else 'no verdict'} ({netlist_seconds} s)")
+        passed = re.match(r"PASS (\d+)", verdicts[-1]) if result.passed else None
+        if not result.passed:
+            code, error = 1, (verdicts[-1] if verdicts else result.log[-300:])
+    return {"configuration": "seed_dw", "board": board, "lanes": lanes, "reuse": reuse,
+            "simulated": simulator is not None, "netlist_simulator": simulator,
+            "netlist_seconds": netlist_seconds, "exit_code": code, "error": error,
+            "seconds": round(time.perf_counter() - started, 1),
+            "netlist_cycles": int(passed.group(1)) if passed else None,
+            "bitstream_bytes": sum(f.stat().st_size for f in out.glob("dwconv_selfcheck.b*"))
+            if out.exists() else None}
 
 
 def _random_layer(spec, rng):
@@ -570,16 +634,18 @@ def _work_folder(work):
     return pathlib.Path(work) if work is not None else pathlib.Path("build") / "bench"
 
 
-def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, stream=None):
-    """Run the benchmark; writes ``out``/bench.json and ``out``/BENCH.md, returns the data."""
-    stream = stream or sys.stdout
+def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, stream=None,
+              quiet=False):
+    """Run the benchmark; writes ``out``/bench.json and ``out``/BENCH.md, returns the data.
+
+    Progress and notes go to ``stream`` (default standard error; nothing when ``quiet``)."""
     out = pathlib.Path(out)
     work = _work_folder(work)
     work.mkdir(parents=True, exist_ok=True)
     build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
     synth = (not quick) if synth is None else synth
-    log = _Log(stream)
-    keras = _import_keras(work / "keras-home")
+    log = _Log(stream, quiet=quiet)
+    keras = import_keras(work / "keras-home")
     rng = np.random.default_rng(1)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
 
@@ -616,9 +682,10 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
         speed_formats = choose_formats(speed_layer, 1.0, 8)
         speed_lanes = 8
     # the quick run times the first run (build included) to save a run of each simulator
-    speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, rng, log,
-                     warm_up=not quick, cocotb=not quick,
-                     native_frames=SPEED_FRAMES if quick else NATIVE_SPEED_FRAMES)
+    with log.phase(SPEED_STEPS, "bench simulator speeds"):
+        speeds = _speeds(keras, speed_layer, speed_formats, speed_lanes, build_root, rng, log,
+                         warm_up=not quick, cocotb=not quick,
+                         native_frames=SPEED_FRAMES if quick else NATIVE_SPEED_FRAMES)
 
     data = {
         "about": {
@@ -686,37 +753,38 @@ def _add_synthesis(data, out, work, log):
     _write(out, data, log)
 
 
-def speed_only(out=".", *, work=None, build_root=None, stream=None):
+def speed_only(out=".", *, work=None, build_root=None, stream=None, quiet=False):
     """Redo the simulator-speed figures of an earlier run's ``out``/bench.json."""
     out = pathlib.Path(out)
     work = _work_folder(work)
     build_root = pathlib.Path(build_root) if build_root is not None else work / "cocotb"
-    log = _Log(stream or sys.stdout)
+    log = _Log(stream, quiet=quiet)
     data = json.loads((out / "bench.json").read_text())
     log("simulator speed and golden models against Keras")
     layer = _random_layer(REFERENCE_LAYERS[0], np.random.default_rng(2))
-    data["speed"] = _speeds(_import_keras(work / "keras-home"), layer,
-                            choose_formats(layer, 1.0, 8), 8, build_root,
-                            np.random.default_rng(1), log)
+    with log.phase(SPEED_STEPS, "bench simulator speeds"):
+        data["speed"] = _speeds(import_keras(work / "keras-home"), layer,
+                                choose_formats(layer, 1.0, 8), 8, build_root,
+                                np.random.default_rng(1), log)
     _write(out, data, log)
     return data
 
 
-def synthesis_only(out=".", *, work=None, stream=None):
+def synthesis_only(out=".", *, work=None, stream=None, quiet=False):
     """Redo the synthesis figures of an earlier run's ``out``/bench.json."""
     out = pathlib.Path(out)
     work = _work_folder(work)
     data = json.loads((out / "bench.json").read_text())
-    _add_synthesis(data, out, work, _Log(stream or sys.stdout))
+    _add_synthesis(data, out, work, _Log(stream, quiet=quiet))
     return data
 
 
-def boards_only(out=".", *, work=None, stream=None):
+def boards_only(out=".", *, work=None, stream=None, quiet=False):
     """Redo the board builds (and their netlist simulations) of an earlier run's
     ``out``/bench.json, on the seed layer that run exported."""
     out = pathlib.Path(out)
     work = _work_folder(work)
-    log = _Log(stream or sys.stdout)
+    log = _Log(stream, quiet=quiet)
     data = json.loads((out / "bench.json").read_text())
     log("board builds")
     data["synthesis"]["boards"] = _boards(work, log)
@@ -743,15 +811,18 @@ def main(argv=None):
                         help="redo only the board builds of the bench.json in --out")
     parser.add_argument("--speed-only", action="store_true",
                         help="redo only the simulator-speed figures of the bench.json in --out")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress and no notes (errors only)")
     args = parser.parse_args(argv)
     if args.synth_only:
-        synthesis_only(args.out, work=args.work)
+        synthesis_only(args.out, work=args.work, quiet=args.quiet)
     elif args.boards_only:
-        boards_only(args.out, work=args.work)
+        boards_only(args.out, work=args.work, quiet=args.quiet)
     elif args.speed_only:
-        speed_only(args.out, work=args.work)
+        speed_only(args.out, work=args.work, quiet=args.quiet)
     else:
-        run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work)
+        run_bench(args.out, quick=args.quick, synth=args.synth, work=args.work,
+                  quiet=args.quiet)
     return 0
 
 

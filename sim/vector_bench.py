@@ -5,12 +5,11 @@ no cocotb, no Python in the loop, just iverilog and vvp.
 """
 
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .tools import find_tool, run_tool
 from .vectors import VECTORS_JSON
 
 __all__ = ["TESTBENCH", "VectorBenchResult", "testbench_parameters", "run_vector_testbench",
@@ -75,23 +74,21 @@ def run_icarus(testbench, options, sources, work_dir, plusargs=()):
     """Compile our testbench ``testbench`` (a file in dwconv.sim, its module named after
     it) with ``sources`` and ``options`` (-D, -P), run it in ``work_dir``; it passed if the
     last line starting with PASS or FAIL says PASS."""
-    iverilog = shutil.which("iverilog")
-    if iverilog is None:
-        raise FileNotFoundError("iverilog (Icarus Verilog) is not installed")
+    advice = "install Icarus Verilog (e.g. apt-get install iverilog)"
+    iverilog, vvp = find_tool("iverilog", advice), find_tool("vvp", advice)
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     top = testbench.removesuffix(".v")
     binary = work_dir / f"{top}.vvp"
     command = [iverilog, "-g2012", "-s", top, "-o", str(binary), *options]
     with resources.as_file(resources.files("dwconv.sim") / testbench) as testbench_path:
-        compiled = subprocess.run([*command, str(testbench_path), *map(str, sources)],
-                                  capture_output=True, text=True, check=False)
-    log = compiled.stdout + compiled.stderr
+        compiled = run_tool([*command, testbench_path, *(Path(p).resolve() for p in sources)],
+                            cwd=work_dir, capture=True, check=False)
+    log = compiled.output
     if compiled.returncode != 0:
         return VectorBenchResult(False, log)
-    ran = subprocess.run([shutil.which("vvp") or "vvp", "-n", str(binary), *plusargs],
-                         capture_output=True, text=True, cwd=work_dir, check=False)
-    log += ran.stdout + ran.stderr
-    verdicts = [line for line in ran.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    ran = run_tool([vvp, "-n", binary, *plusargs], cwd=work_dir, capture=True, check=False)
+    log += ran.output
+    verdicts = [line for line in ran.output.splitlines() if line.startswith(("PASS", "FAIL"))]
     return VectorBenchResult(ran.returncode == 0 and verdicts[-1:] != [] and
                              verdicts[-1].startswith("PASS"), log)

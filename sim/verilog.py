@@ -2,11 +2,11 @@
 
 import re
 
-from amaranth._toolchain.yosys import find_yosys
 from amaranth.back import rtlil
 
 from ..hw.engine import DepthwiseEngine
 from .lint import WAIVERS
+from .yosys import run_yosys
 
 __all__ = ["build_engine", "engine_verilog", "lint_pragmas", "module_name",
            "without_array_aliases", "DEFAULT_TOP", "TARGET_WAIVERS"]
@@ -129,8 +129,6 @@ def engine_verilog(engine, *, top=DEFAULT_TOP, kind=None):
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top module name {top!r} is not a Verilog identifier")
     rtlil_text = rtlil.convert(engine, name=top, emit_src=False)
-    yosys = find_yosys(lambda version: version >= (0, 40))
     script = "\n".join([f"read_rtlil <<rtlil\n{without_array_aliases(rtlil_text)}\nrtlil",
                         "proc -norom", "memory_collect", "write_verilog -norename"])
-    return _header(engine, top, kind) + lint_pragmas(
-        engine, yosys.run(["-q", "-"], script, ignore_warnings=True))
+    return _header(engine, top, kind) + lint_pragmas(engine, run_yosys(script))

@@ -2,7 +2,9 @@
 
 Whatever they are given, they either succeed or raise one of the documented user errors
 (FormatError, LayerError, ModelFileError: what the CLI turns into exit code 2); nothing
-else escapes.  Examples are bounded so the file runs in a few seconds.
+else escapes.  What they accept round-trips: a format set prints back to strings that parse
+to it, a layer read from layer.json or a Keras file exports and reads back the same.
+Examples are bounded so the file runs in a few seconds.
 """
 
 import io
@@ -56,9 +58,10 @@ def test_format_strings(text):
                        format_texts | json_values, max_size=5))
 def test_format_sets(strings):
     try:
-        LayerFormats.from_strings(**strings)
+        formats = LayerFormats.from_strings(**strings)
     except USER_ERRORS:
-        pass
+        return
+    assert LayerFormats.from_strings(**formats.to_dict(separable=True)) == formats
 
 
 SPEC = LayerSpec(input_shape=(4, 5, 2), kernel_size=3, padding="same", name="dw")
@@ -90,9 +93,23 @@ def test_layer_json(good_export, tmp_path_factory, data):
     (folder / "layer.json").write_text(json.dumps(document))
     (folder / "weights.npz").write_bytes(npz)
     try:
-        read_export(folder)
+        layer, formats = read_export(folder)
     except USER_ERRORS:
-        pass
+        return
+    assert_round_trip(layer, formats, tmp_path_factory)
+
+
+def assert_round_trip(layer, formats, tmp_path_factory):
+    """``layer`` (with its formats dict, or None) exported and read back is the same."""
+    stored = None if formats is None else LayerFormats.from_strings(**formats)
+    folder = tmp_path_factory.mktemp("again") / "layer"
+    export_layer(folder, layer, stored)
+    again, again_formats = read_export(folder)
+    assert again.spec == layer.spec
+    np.testing.assert_array_equal(again.kernel, layer.kernel)
+    np.testing.assert_array_equal(again.bias, layer.bias)
+    if stored is not None:
+        assert LayerFormats.from_strings(**again_formats) == stored
 
 
 def _keras_file(path, config):
@@ -131,6 +148,11 @@ def test_keras_config(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("keras") / "m.keras"
     _keras_file(path, model)
     try:
-        load_keras_layer(path)
+        loaded = load_keras_layer(path)
     except USER_ERRORS:
-        pass
+        return
+    # the weights are the file's, whatever the configuration said
+    np.testing.assert_array_equal(loaded.kernel, KERNEL)
+    np.testing.assert_array_equal(loaded.bias, BIAS if loaded.spec.use_bias
+                                  else np.zeros_like(BIAS))
+    assert_round_trip(loaded, None, tmp_path_factory)

@@ -114,6 +114,7 @@ def test_a_tool_assertion_is_named_as_such(tmp_path):
     error does not call it a fit problem."""
     from dwconv.cli import _tool_failure
     from dwconv.sim.synth import _run
+    from dwconv.sim.tools import ToolError
 
     tool = tmp_path / "fake_yosys.py"
     tool.write_text("import pathlib\npathlib.Path('yosys.log').write_text("
@@ -124,8 +125,9 @@ def test_a_tool_assertion_is_named_as_such(tmp_path):
              tmp_path, tool_log=tmp_path / "yosys.log")
     reason = str(failure.value).splitlines()[0]
     assert reason.startswith("yosys failed: ERROR: Assert `a == b' failed")
-    assert "internal error of the tool" in _tool_failure(reason)
-    assert "may not fit" in _tool_failure("nextpnr-ecp5 failed: ERROR: Unable to place")
+    assert "internal error of the tool" in _tool_failure(failure.value)
+    assert "may not fit" in _tool_failure(ToolError("nextpnr-ecp5", "ERROR: Unable to place"))
+    assert "may not fit" not in _tool_failure(ToolError("yosys", "ERROR: out of memory"))
 
 
 FAKE_NEXTPNR = """\
