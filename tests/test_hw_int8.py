@@ -9,7 +9,8 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dwconv.hw.int8 import Fp32Requantizer, InputOffset, PerChannelRequantizer
+from dwconv.hw.int8_offset import InputOffset
+from dwconv.hw.requantize_int8 import Fp32Requantizer, PerChannelRequantizer
 from test_tflite_int8_ref import ref_double, ref_single
 
 
