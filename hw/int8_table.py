@@ -56,6 +56,8 @@ class ChannelTable(wiring.Component):
     first, take, apply : In(1)
         ``port`` mode: the beat at the input is a frame's first; it is taken this cycle; a
         frame starting here takes a complete pending load.
+    cancel : In(1)
+        ``port`` mode: drop the pending load (also one completing this cycle).
     load : In(stream.Signature(table_load_layout()))
         ``port`` mode: the load words.
     error : Out(1)
@@ -74,8 +76,8 @@ class ChannelTable(wiring.Component):
         members = {"group": In(range(max(groups, 2))),
                    "entry": Out(data.ArrayLayout(layout, lanes))}
         if mode == "port":
-            members.update({"first": In(1), "take": In(1), "apply": In(1), "error": Out(1),
-                            "load": In(stream.Signature(table_load_layout()))})
+            members.update({"first": In(1), "take": In(1), "apply": In(1), "cancel": In(1),
+                            "error": Out(1), "load": In(stream.Signature(table_load_layout()))})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -143,4 +145,6 @@ class ChannelTable(wiring.Component):
 
         with m.If(ending & final):
             m.d.sync += pending.eq(1)
+        with m.If(self.cancel):
+            m.d.sync += pending.eq(0)
         m.d.comb += self.error.eq((accepted & final) ^ ending)

@@ -169,7 +169,7 @@ def _members(acc_width, lanes, weights):
                "o": Out(stream.Signature(int8_beat(8, lanes)))}
     if weights == "port":
         members.update({"load": In(stream.Signature(table_load_layout())), "apply": In(1),
-                        "error": Out(1)})
+                        "cancel": In(1), "error": Out(1)})
     return members
 
 
@@ -182,7 +182,8 @@ def _channel_table(m, stage, here, advance):
     if stage.weights == "port":
         m.d.comb += [table.first.eq(stage.i.payload.first),
                      table.take.eq(stage.i.valid & advance),
-                     table.apply.eq(stage.apply), stage.error.eq(table.error)]
+                     table.apply.eq(stage.apply), table.cancel.eq(stage.cancel),
+                     stage.error.eq(table.error)]
         wiring.connect(m, wiring.flipped(stage.load), table.load)
     return table
 
@@ -234,9 +235,10 @@ class PerChannelRequantizer(wiring.Component):
     -------
     i : In(stream.Signature(int8_beat(acc_width, lanes)))
     o : Out(stream.Signature(int8_beat(8, lanes)))
-    load : In(stream.Signature(table_load_layout())); apply : In(1); error : Out(1)
+    load : In(stream.Signature(table_load_layout())); apply, cancel : In(1); error : Out(1)
         ``port`` mode only: the load words; a frame whose first beat is taken with
-        ``apply`` high takes a complete load; a discarded load's pulse.
+        ``apply`` high takes a complete load; ``cancel`` drops a complete load; a discarded
+        load's pulse.
     """
 
     layout = PER_CHANNEL_LAYOUT
@@ -413,7 +415,7 @@ class Fp32Requantizer(wiring.Component):
 
     Members
     -------
-    i, o, load, apply, error
+    i, o, load, apply, cancel, error
         As PerChannelRequantizer's.
     """
 
