@@ -65,6 +65,12 @@ class Int8Plan:
         C/P; P*M; R; cycles from a window's shift decision to its int8 output (the
         depthwise part's latency, the offset's and the requantizer's); the depthwise part's
         output queue.
+    multipliers, real_multipliers : int
+        The depthwise part's (``EnginePlan``'s) and the requantizer's, whose lanes each
+        multiply on four partial products of at most 18 x 18 bits
+        (``requantizer_multipliers``).
+    line_buffer_words : int
+        The depthwise part's.
     entries : list of dict
         The requantizer's per-channel constants (``requantize_int8.requantizer_entries``).
     table_values, depthwise_values, load_words, load_width : int
@@ -105,6 +111,12 @@ class Int8Plan:
         self.queue_depth = self.depthwise.queue_depth
         self.latency = self.depthwise.latency + InputOffset.latency + LATENCY[rounding]
         self.acc_width = inner.output.width
+        # each output lane's requantizer multiplies on four registered partial products
+        self.requantizer_multipliers = 4 * self.out_lanes
+        self.multipliers = self.depthwise.multipliers + self.requantizer_multipliers
+        self.real_multipliers = (self.depthwise.real_multipliers
+                                 + self.requantizer_multipliers)
+        self.line_buffer_words = self.depthwise.line_buffer_words
         self.table_values = spec.out_channels * (1 if rounding == "fp32" else 2)
         self.depthwise_values = spec.out_channels * (spec.taps + spec.use_bias)
         self.load_words = self.table_values + self.depthwise_values

@@ -1,6 +1,6 @@
 """Per-output-channel constants of an int8 requantizer: built in, or loaded through a port."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,6 +16,21 @@ TABLE_WORD_BITS = 32
 def table_load_layout():
     """A table load beat: ``value`` (one 32-bit word) and ``last`` (the load's final one)."""
     return data.StructLayout({"value": TABLE_WORD_BITS, "last": 1})
+
+
+def _pick(column, shape, index):
+    """``column[index]`` of constants: one constant where they are all equal, else a tree
+    of two-way multiplexers on the index bits (no case statement: in the Verilog that
+    ``engine_verilog`` writes, a case on constants becomes a function Icarus rejects)."""
+    items = [Const(v, shape) for v in column]
+    if len(set(column)) == 1:
+        return items[0]
+    for bit in range(len(index)):
+        if len(items) == 1:
+            break
+        items = [Mux(index[bit], items[k + 1], items[k]) if k + 1 < len(items) else items[k]
+                 for k in range(0, len(items), 2)]
+    return items[0]
 
 
 class ChannelTable(wiring.Component):
@@ -92,11 +107,7 @@ class ChannelTable(wiring.Component):
         for lane in range(self.lanes):
             for name, field in self.layout:
                 column = [self.entries[g * self.lanes + lane][name] for g in range(self.groups)]
-                if len(set(column)) == 1:
-                    value = Const(column[0], field.shape)
-                else:
-                    value = Array(Const(v, field.shape) for v in column)[self.group]
-                m.d.comb += self.entry[lane][name].eq(value)
+                m.d.comb += self.entry[lane][name].eq(_pick(column, field.shape, self.group))
 
     def _banks(self, m):
         lanes, groups = self.lanes, self.groups

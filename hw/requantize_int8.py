@@ -375,13 +375,14 @@ def _leading_one(m, value, name):
     return Cat(*reversed(index))
 
 
-def _round_even_at(value, drop):
+def _round_even_at(value, drop, most):
     """``value >> drop`` rounded to nearest, ties to even, for an unsigned ``value`` and a
-    small variable ``drop`` >= 1: the round bit, the OR of the bits below it (each under
-    its own mask bit, no comparator) and the parity of the result."""
+    small ``drop`` in [1, most]: the round bit, the OR of the bits below it (each under its
+    own mask bit, no comparator; only bits that some drop puts below, so no compare is
+    constant) and the parity of the result."""
     floor = value >> drop
     round_bit = (Cat(0, value) >> drop)[0]            # bit drop - 1 of value
-    below = Cat(*[value[k] & (k + 1 < drop) for k in range(len(value))]).any()
+    below = Cat(*[value[k] & (k + 1 < drop) for k in range(min(len(value), most - 1))]).any()
     return floor + (round_bit & (below | floor[0]))
 
 
@@ -490,7 +491,7 @@ class Fp32Requantizer(wiring.Component):
         # 4: float32(|acc|) = A * 2**k, A normalized to [2**23, 2**24]
         a = reg(unsigned(25), "a")
         with m.If(advance):
-            m.d.sync += a.eq(Mux(big, _round_even_at(magnitude3, drop), magnitude3 << lift))
+            m.d.sync += a.eq(Mux(big, _round_even_at(magnitude3, drop, 8), magnitude3 << lift))
         k5 = delayed(k, signed(6), "k", 3)
         # 5, 6: A * S, in [2**46, 2**48) (0 when acc or the scale is 0)
         product = _split_product(m, advance, a, mantissa[3], f"l{lane}")
@@ -504,8 +505,8 @@ class Fp32Requantizer(wiring.Component):
         few = reg(1, "few")          # shift below 15: R >> shift is at least 512
         many = reg(1, "many")        # shift above 25: R >> shift rounds to 0
         with m.If(advance):
-            m.d.sync += [r.eq(Mux(high, _round_even_at(product[:48], 24),
-                                  _round_even_at(product[:48], 23))),
+            m.d.sync += [r.eq(Mux(high, _round_even_at(product[:48], 24, 24),
+                                  _round_even_at(product[:48], 23, 23))),
                          amount.eq(Mux(shift < 15, 15, Mux(shift > 25, 25, shift))),
                          few.eq(shift < 15), many.eq(shift > 25)]
         # 8: R >> shift: its floor, round bit and sticky bit (the OR of the bits below)
