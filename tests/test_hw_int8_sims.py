@@ -111,3 +111,15 @@ def test_cocotb_with_backpressure(rounding, weights, simulator):
     result = run_cocotb(engine, x[:2], simulator=simulator, stall=0.3, seed=3, loads=loads,
                         build_dir=cocotb_build_root())
     check(result, want[rounding][:2])
+
+
+@VERILATOR
+@pytest.mark.parametrize("name, lanes, rounding, weights", [
+    ("dw3x2_s21_same", 3, "fp32", "port"), ("dw3x3_m2", 1, "double", "const"),
+    ("dw3x3_valid_s2", 2, "single", "port")])
+def test_shipped_verilog_lints_clean(name, lanes, rounding, weights):
+    from dwconv.sim.lint import lint_verilog
+    from dwconv.sim.verilog import engine_verilog
+    layer, _, _ = fixture(name)
+    engine = Int8Engine.from_layer(layer, lanes, rounding, weights=weights)
+    assert lint_verilog(engine_verilog(engine)) == []
