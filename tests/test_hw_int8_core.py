@@ -197,9 +197,9 @@ def _malformed(engine, values, kind):
     return [(int(v), n == len(cut) - 1) for n, v in enumerate(cut)]
 
 
-@pytest.mark.parametrize("kind", ["early_in_table", "at_table_end", "early_in_depthwise",
-                                  "late"])
-@pytest.mark.parametrize("rounding", ["fp32", "double"])
+@pytest.mark.parametrize("kind, rounding", [
+    ("early_in_table", "fp32"), ("at_table_end", "double"), ("early_in_depthwise", "single"),
+    ("late", "fp32"), ("late", "double")])
 def test_malformed_load_is_discarded(kind, rounding):
     # the bad load (new weights) is dropped whole: the next frame keeps the built-in ones;
     # the error flag rises, nothing hangs, and a good load after it is taken
@@ -276,6 +276,11 @@ def test_plan_figures_and_checks():
         Int8Plan.from_layer(layer, 2, "double", weights="ports")
     with pytest.raises(TypeError, match="takes a plan"):
         Int8Core(plan, 2)
+    engine = Int8Engine.from_layer(layer, 2, "double", weights="port")
+    retargeted = engine.retargeted("ecp5")
+    assert retargeted.plan.depthwise.target == "ecp5" and retargeted.weights == "port"
+    assert engine.retargeted(None) is engine
+    assert engine.multipliers == engine.plan.depthwise.multipliers + 4 * 6
 
 
 def test_verilog_has_the_weight_port():
