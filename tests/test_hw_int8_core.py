@@ -15,8 +15,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from dwconv.golden.int8_ref import accumulate, predict_int8
-from dwconv.golden.spec import LayerError
+from dwconv.golden.int8_ref import Int8Layer, accumulate, predict_int8
+from dwconv.golden.spec import LayerError, LayerSpec
 from dwconv.golden.tflite_io import load_tflite_layer
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.hw.int8 import Int8Engine
@@ -69,10 +69,11 @@ class UserTop(wiring.Component):
         return m
 
 
-def run_user_top(core, frames, *, stall, seed, load=None, load_after=0):
-    """Frames through ``UserTop(core)`` back to back with random stalls; ``load``
-    (weight port values) is sent, concurrently with the frames, ``load_after`` cycles after
-    the start.  Returns (outputs (N, oh, ow, C*M), flags per output beat, error)."""
+def run_user_top(core, frames, *, stall, seed, loads=()):
+    """Frames through ``UserTop(core)`` back to back with random stalls; ``loads``, pairs
+    (gap, weight port values), are sent concurrently with the frames, one after the other,
+    each ``gap`` cycles after the one before (the first: after the start).  Returns
+    (outputs (N, oh, ow, C*M), flags per output beat, error)."""
     plan = core.plan
     spec, lanes, groups = plan.spec, plan.lanes, plan.groups
     dut = UserTop(core)
@@ -90,13 +91,12 @@ def run_user_top(core, frames, *, stall, seed, load=None, load_after=0):
                                  rngs[0], stall)
 
     async def loader(ctx):
-        if load is None:
-            return
-        if load_after:
-            await ctx.tick().repeat(load_after)
-        for n, value in enumerate(load):
-            await stream_put(ctx, dut.w, {"value": int(value), "last": n == len(load) - 1},
-                             rngs[1], stall)
+        for gap, load in loads:
+            if gap:
+                await ctx.tick().repeat(gap)
+            for n, value in enumerate(load):
+                await stream_put(ctx, dut.w, {"value": int(value),
+                                              "last": n == len(load) - 1}, rngs[1], stall)
 
     async def sink(ctx):
         for _ in range(out_beats):
@@ -171,7 +171,7 @@ def test_load_racing_the_frames(rounding, seed, after):
     plan = Int8Plan.from_layer(layer, 1, rounding, weights="port")
     frames = np.concatenate([x, x[:1]])
     outputs, flags, error = run_user_top(Int8Core(plan), frames, stall=0.3, seed=seed,
-                                         load=plan.load_values(other), load_after=after)
+                                         loads=[(after, plan.load_values(other))])
     old, new = predict_int8(layer, frames, rounding), predict_int8(other, frames, rounding)
     kinds = []
     for k in range(len(frames)):
@@ -180,6 +180,44 @@ def test_load_racing_the_frames(rounding, seed, after):
         assert is_old or is_new, f"frame {k} mixes the two weight sets ({rounding})"
         kinds.append("old" if is_old and not is_new else "new")
     assert kinds == sorted(kinds, reverse=True) and kinds[-1] == "new", kinds
+    assert flags == expected_flags(layer.spec, plan.groups, len(frames)) and not error
+
+
+def tiny_layer(seed):
+    """A small random int8 layer (4x5x2, 3x3 same, M = 2): short frames, many of them."""
+    rng = np.random.default_rng(seed)
+    spec = LayerSpec(input_shape=(4, 5, 2), kernel_size=(3, 3), padding="same",
+                     depth_multiplier=2)
+    return Int8Layer(spec, rng.integers(-128, 128, (3, 3, 2, 2)).astype(np.int8),
+                     rng.integers(-3000, 3000, 4).astype(np.int32),
+                     rng.uniform(0.002, 0.02, 4).astype(np.float32), 0.05, -3, 0.3, 4)
+
+
+@pytest.mark.parametrize("rounding, stall", [("fp32", 0.0), ("double", 0.0),
+                                             ("single", 0.25)])
+def test_loads_racing_frame_starts_at_every_phase(rounding, stall):
+    # short frames back to back and loads of alternating weight sets at irregular gaps,
+    # so loads end at every phase of a frame (also right at a frame start): every output
+    # frame is wholly one set, and after the last load the frames are its set
+    layer = tiny_layer(1)
+    other = other_weights(layer)
+    plan = Int8Plan.from_layer(layer, 2, rounding, weights="port")
+    rng = np.random.default_rng(2)
+    frames = rng.integers(-128, 128, (36, 4, 5, 2))
+    gaps = rng.integers(0, 40, 8)
+    sets = [other, layer] * 4
+    loads = [(int(gap), plan.load_values(w)) for gap, w in zip(gaps, sets)]
+    outputs, flags, error = run_user_top(Int8Core(plan), frames, stall=stall, seed=3,
+                                         loads=loads)
+    wants = [predict_int8(w, frames, rounding) for w in (layer, other)]
+    kinds = []
+    for k in range(len(frames)):
+        assert not np.array_equal(wants[0][k], wants[1][k])
+        matches = [n for n in (0, 1) if np.array_equal(outputs[k], wants[n][k])]
+        assert matches, f"frame {k} mixes two weight sets ({rounding})"
+        kinds.append(matches[0])
+    switches = sum(a != b for a, b in zip(kinds, kinds[1:]))
+    assert kinds[0] == 0 and kinds[-1] == 0 and switches >= 4, kinds
     assert flags == expected_flags(layer.spec, plan.groups, len(frames)) and not error
 
 
