@@ -1,4 +1,4 @@
-"""The stream-native int8 core: InputOffset -> DepthwiseCore -> requantizer, for Amaranth designs."""
+"""The stream-native int8 core: InputOffset -> DepthwiseCore -> requantizer, for Amaranth."""
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring

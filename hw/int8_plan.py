@@ -57,8 +57,13 @@ class Int8Plan:
 
     Members
     -------
+    spec, lanes, rounding, weights, target, input_zero_point, output_zero_point, act_min,
+    act_max
+        As given.
+    factors : dict
+        ``multipliers``, ``shifts`` and ``scales`` as given (None where not).
     depthwise : EnginePlan
-        The depthwise part's plan.
+        The depthwise part's plan; ``acc_width`` the bits of its exact sums.
     formats : LayerFormats
         The formats at the ports: int8 in and out (what the simulators pack and unpack).
     groups, out_lanes, reuse, latency, queue_depth : int
