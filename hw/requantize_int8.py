@@ -33,7 +33,7 @@ def _pipeline_control(m, stage):
     """
     advance = Signal()
     m.d.comb += [advance.eq(~stage.o.valid | stage.o.ready), stage.i.ready.eq(advance)]
-    group = Signal(range(stage.groups))
+    group = Signal(range(max(stage.groups, 2)))   # no zero-width signal with one group
     here = Signal.like(group)
     m.d.comb += here.eq(Mux(stage.i.payload.first, 0, group))
     with m.If(stage.i.valid & advance):

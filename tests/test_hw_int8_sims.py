@@ -123,3 +123,19 @@ def test_shipped_verilog_lints_clean(name, lanes, rounding, weights):
     layer, _, _ = fixture(name)
     engine = Int8Engine.from_layer(layer, lanes, rounding, weights=weights)
     assert lint_verilog(engine_verilog(engine)) == []
+
+
+@VERILATOR
+@pytest.mark.parametrize("rounding, weights", [("fp32", "const"), ("single", "port")])
+def test_one_channel_group_lints_clean(rounding, weights):
+    # found by the fuzzer: with one channel group the requantizer's group count had no
+    # bits, and Verilator's ASCRANGE stopped the build (a 1x1 kernel, one channel)
+    from dwconv.golden.int8_ref import Int8Layer
+    from dwconv.golden.spec import LayerSpec
+    from dwconv.sim.lint import lint_verilog
+    from dwconv.sim.verilog import engine_verilog
+    spec = LayerSpec(input_shape=(2, 3, 1), kernel_size=(1, 1), padding="same")
+    layer = Int8Layer(spec, np.array([[[[-77]]]], np.int8), np.array([900], np.int32),
+                      np.array([0.01], np.float32), 0.05, -3, 0.3, 4)
+    engine = Int8Engine.from_layer(layer, 1, rounding, weights=weights)
+    assert lint_verilog(engine_verilog(engine)) == []
