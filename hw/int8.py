@@ -12,7 +12,7 @@ __all__ = ["Int8Engine", "INT8_ROUNDINGS"]
 #: The plan's figures that the engine shows as its own attributes.
 _FIGURES = ("spec", "lanes", "rounding", "weights", "reuse", "target", "groups", "out_lanes",
             "formats", "latency", "queue_depth", "multipliers", "real_multipliers",
-            "line_buffer_words", "load_words", "load_width")
+            "line_buffer_words", "store", "load_words", "load_width")
 
 
 class Int8Engine(wiring.Component):
@@ -38,7 +38,7 @@ class Int8Engine(wiring.Component):
         Also the source of the attributes ``spec``, ``lanes``, ``rounding``, ``weights``,
         ``reuse``, ``target``, ``groups``, ``out_lanes``, ``formats`` (int8 at the ports),
         ``latency``, ``queue_depth``, ``multipliers``, ``real_multipliers``,
-        ``line_buffer_words``, ``load_words`` and ``load_width``.
+        ``line_buffer_words``, ``store``, ``load_words`` and ``load_width``.
     s_axis_tdata, s_axis_tvalid, s_axis_tuser, s_axis_tlast : In; s_axis_tready : Out
         P int8 lanes, lane 0 in the least significant bits.
     m_axis_tdata, m_axis_tvalid, m_axis_tuser, m_axis_tlast : Out; m_axis_tready : In

@@ -76,6 +76,8 @@ class Int8Plan:
         (``requantizer_multipliers``).
     line_buffer_words : int
         The depthwise part's.
+    store : WeightPlan
+        The depthwise part's weight store (its kernel and bias formats' shapes).
     entries : list of dict
         The requantizer's per-channel constants (``requantize_int8.requantizer_entries``).
     table_values, depthwise_values, load_words, load_width : int
@@ -122,6 +124,7 @@ class Int8Plan:
         self.real_multipliers = (self.depthwise.real_multipliers
                                  + self.requantizer_multipliers)
         self.line_buffer_words = self.depthwise.line_buffer_words
+        self.store = self.depthwise.store
         self.table_values = spec.out_channels * (1 if rounding == "fp32" else 2)
         self.depthwise_values = spec.out_channels * (spec.taps + spec.use_bias)
         self.load_words = self.table_values + self.depthwise_values
