@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult, load_width
+from .amaranth_sim import StreamResult
 from .beats import pack_beats, weight_load_values
 from .build_cache import cycle_budget, locked, log_tail
 from .verilog import DEFAULT_TOP, engine_verilog
@@ -130,7 +130,7 @@ def run_cocotb(engine, frames_raw, *, simulator="verilator", stall=0.0, seed=0, 
     for frame in frames_raw:
         beats = pack_beats(frame[None], lanes, engine.formats.input.width)
         frames.append([beats[i:i + row_beats] for i in range(0, len(beats), row_beats)])
-    load_values = {str(k): weight_load_values(spec, kernel, bias, load_width(engine))
+    load_values = {str(k): weight_load_values(spec, kernel, bias, engine.store.load_width)
                    for k, (kernel, bias) in (loads or {}).items()}
     out_per_frame = spec.out_height * spec.out_width * groups
     frame_beats = spec.height * row_beats
