@@ -10,7 +10,13 @@ from amaranth.sim import Simulator
 from .beats import pack_beats, unpack_beats, weight_load_values
 from .build_cache import cycle_budget
 
-__all__ = ["StreamResult", "run_amaranth", "run_cycles"]
+__all__ = ["StreamResult", "run_amaranth", "run_cycles", "load_width"]
+
+
+def load_width(engine):
+    """Bits of a weight port value: the engine's ``load_width`` where it has one (a block or
+    an int8 engine, whose loads hold more than a depthwise store's), else its store's."""
+    return engine.load_width if hasattr(engine, "load_width") else engine.store.load_width
 
 
 def run_cycles(engine, first_in, last_in, last_out):
@@ -106,7 +112,7 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
     out_per_frame = spec.out_height * spec.out_width * _out_groups(engine)
     load_values = {k: list(beats) for k, beats in (load_beats or {}).items()}
     for k, (kernel, bias) in (loads or {}).items():
-        values = weight_load_values(spec, kernel, bias, engine.store.load_width)
+        values = weight_load_values(spec, kernel, bias, load_width(engine))
         load_values.setdefault(k, []).extend(
             (value, n == len(values) - 1) for n, value in enumerate(values))
     if max_cycles is None:

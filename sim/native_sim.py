@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult, run_cycles
+from .amaranth_sim import StreamResult, load_width, run_cycles
 from .build_cache import cache_key, cache_root, cycle_budget, locked
 from .lint import waiver_flags
 from .tools import ToolError, require_tools, run_tool, tool_path, tool_version
@@ -190,7 +190,7 @@ def _parameters(engine):
         "OUT_FRAME_BEATS": spec.out_height * spec.out_width * out_groups,
     }
     if engine.weights == "port":
-        parameters["WEIGHT_BITS"] = getattr(engine, "load_width", engine.store.load_width)
+        parameters["WEIGHT_BITS"] = load_width(engine)
         parameters["WEIGHT_WORDS"] = getattr(engine, "load_words", (
             spec.taps * spec.channels * spec.depth_multiplier
             + (spec.out_channels if spec.use_bias else 0)))
@@ -355,8 +355,7 @@ def run_native_timed(engine, frames_raw, *, simulator="verilator", stall=0.0, se
     from .beats import weight_load_values
     load_text = "".join(
         f"{int(k):x}\n" + _hex_lines(weight_load_values(spec, kernel, bias,
-                                                        getattr(engine, "load_width",
-                                                                engine.store.load_width)))
+                                                        load_width(engine)))
         for k, (kernel, bias) in loads.items())
     load_words = len(loads) * parameters.get("WEIGHT_WORDS", 0)
     if max_cycles is None:

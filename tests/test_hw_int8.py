@@ -9,7 +9,8 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dwconv.hw.int8 import Fp32Requantizer, InputOffset, PerChannelRequantizer
+from dwconv.hw.int8_offset import InputOffset
+from dwconv.hw.requantize_int8 import Fp32Requantizer, PerChannelRequantizer
 from test_tflite_int8_ref import ref_double, ref_single
 
 
@@ -245,3 +246,83 @@ def test_fp32_requantizer_hand_picked():
     out = run_stream(dut, [([c[0] for c in cases], True, True)], lanes=len(cases))
     assert out[0][0] == [fp32_reference(a, sc, -29, -128, 127) for a, sc in cases]
     assert out[0][0][0] == 101
+
+
+def run_loaded(dut, words, beats):
+    """Load ``words`` through the table port of ``dut`` (weights="port"), then push
+    ``beats`` (the first one a frame's first) with the sink always ready; returns the
+    output values per beat."""
+    out = []
+
+    async def bench(ctx):
+        ctx.set(dut.apply, 1)
+        ctx.set(dut.o.ready, 1)
+        for n, word in enumerate(words):
+            ctx.set(dut.load.payload.value, word)
+            ctx.set(dut.load.payload.last, n == len(words) - 1)
+            ctx.set(dut.load.valid, 1)
+            await ctx.tick().until(dut.load.ready)
+        ctx.set(dut.load.valid, 0)
+        for values, first, last in beats:
+            ctx.set(dut.i.payload.data, [int(v) for v in values])
+            ctx.set(dut.i.payload.first, first)
+            ctx.set(dut.i.payload.last, last)
+            ctx.set(dut.i.valid, 1)
+            *_, valid, data = await ctx.tick().sample(dut.o.valid, dut.o.payload.data)
+            if valid:
+                out.append([int(v) for v in data])
+        ctx.set(dut.i.valid, 0)
+        while len(out) < len(beats):
+            *_, valid, data = await ctx.tick().sample(dut.o.valid, dut.o.payload.data)
+            if valid:
+                out.append([int(v) for v in data])
+        assert not ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rounding=st.sampled_from(["fp32", "double", "single"]))
+def test_loaded_factors_equal_the_reference(data, rounding):
+    # built with factors that are not the drawn ones, then loaded with them through the
+    # port: the float32 bits (zero, subnormal bits as 0) or M0 and shift words decode in
+    # hardware to the values the references use
+    lanes = data.draw(st.integers(1, 2), label="lanes")
+    groups = data.draw(st.integers(1, 3), label="groups")
+    channels = lanes * groups
+    common = dict(acc_width=32, lanes=lanes, groups=groups, output_zero_point=-7,
+                  weights="port")
+    pixels = 3
+    acc = data.draw(st.lists(ACC, min_size=pixels * channels, max_size=pixels * channels),
+                    label="acc")
+    beats = [(acc[i * lanes:(i + 1) * lanes], i == 0, i % groups == groups - 1)
+             for i in range(pixels * groups)]
+    if rounding == "fp32":
+        scales = data.draw(st.lists(SCALE, min_size=channels, max_size=channels),
+                           label="scales")
+        words = [int(np.float32(s).view(np.uint32)) for s in scales]
+        dut = Fp32Requantizer(**common, scales=[1.0] * channels)
+        want = lambda a, o: fp32_reference(a, scales[o], -7, -128, 127)
+    else:
+        m0 = data.draw(st.lists(M0, min_size=channels, max_size=channels), label="m0")
+        shifts = data.draw(st.lists(st.integers(-31, 30), min_size=channels,
+                                    max_size=channels), label="shifts")
+        words = [v & 0xFFFFFFFF for pair in zip(m0, shifts) for v in pair]
+        dut = PerChannelRequantizer(**common, multipliers=[1 << 30] * channels,
+                                    shifts=[0] * channels, rounding=rounding)
+        want = lambda a, o: reference(a, m0[o], shifts[o], -7, -128, 127, rounding)
+    out = run_loaded(dut, words, beats)
+    for i, ((values, _, _), got) in enumerate(zip(beats, out)):
+        g = i % groups
+        assert got == [want(v, g * lanes + q) for q, v in enumerate(values)], f"beat {i}"
+
+
+def test_subnormal_scale_bits_load_as_zero():
+    dut = Fp32Requantizer(acc_width=32, lanes=2, groups=1, scales=[1.0, 1.0],
+                          output_zero_point=5, weights="port")
+    words = [1, int(np.float32(0.5).view(np.uint32))]       # a subnormal's bits, 0.5
+    assert run_loaded(dut, words, [([1 << 30, 1 << 30], True, True)]) == [[5, 127]]
