@@ -98,16 +98,7 @@ def test_fuzz_amaranth(kind, tmp_path):
     assert set(kinds) == {kind}
 
 
-VERILATOR_SLICES = [
-    "depthwise", "separable",
-    # Known gaps of the int8 engine's Verilog (found by this fuzzer, owned by the
-    # int8 engine's work): sim.verilog's header reads ``engine.multipliers``, which
-    # Int8Engine lacks, and its fp32 requantizer's Verilog fails Verilator's lint on small
-    # layers (ASCRANGE, CMPCONST on a 1x1, one-channel layer).
-    pytest.param("int8", marks=pytest.mark.xfail(
-        strict=False, reason="the int8 engine's Verilog: no multipliers figure for the "
-                             "header; Verilator lint warnings on small layers")),
-]
+VERILATOR_SLICES = ["depthwise", "separable", "int8"]
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed")
