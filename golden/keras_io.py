@@ -40,7 +40,6 @@ import zipfile
 from dataclasses import dataclass, field
 
 import h5py
-import numpy as np
 
 from .layer import Layer, SeparableLayer
 from .limits import CONFIG_BYTES, read_dataset, read_zip_member

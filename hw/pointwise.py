@@ -297,7 +297,7 @@ class PointwiseStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        G, R, L = self.groups, self.reuse, self.in_lanes
+        G, R = self.groups, self.reuse
         acc_fmt = self.accumulator
 
         # -- input: the beat register, its phase, the credit check
@@ -529,7 +529,7 @@ class _PortWeights:
 
     def __init__(self, stage, m, take, starts, held_bank):
         self.stage = stage
-        G, R, L, F = stage.groups, stage.reuse, stage.in_lanes, stage.filters
+        R, F = stage.reuse, stage.filters
         GR = stage.phases
         w_shape, b_shape = format_shape(stage.pointwise), format_shape(stage.bias)
         index_bits = max(GR - 1, 0).bit_length()

@@ -1,7 +1,6 @@
 """BENCH.md from the data ``bench.run_bench`` measured (tables, and how each figure was made)."""
 
 import math
-import textwrap
 
 __all__ = ["render"]
 
