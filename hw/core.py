@@ -118,6 +118,9 @@ class DepthwiseCore(wiring.Component):
                                                  plan.bias_raw, mode=plan.weights)
         m.submodules.out_queue = out_queue = OutputQueue(self.beat_out, plan.queue_depth)
         m.submodules.out_skid = skid = SkidBuffer(self.beat_out)
+        # parts and registers that the invariants of sim/formal.py read
+        self.framer, self.scanner, self.starts = framer, scanner, starts
+        self.out_queue, self.out_skid = out_queue, skid
 
         # -- input side.  The framer decides on a shift from registers and the input ports
         # alone; the scanner sees it a cycle later (shift_q), the line buffer a cycle later
@@ -150,6 +153,7 @@ class DepthwiseCore(wiring.Component):
                                    | (credits.any() & ((refund & pop)
                                                        | ((refund | pop) & ~shift_q)))
                                    | (refund & pop & ~shift_q))]
+        self.credits, self.refund, self.pop = credits, refund, pop
 
         # "outputs still to come", registered, so the scanner and the start queue stay out
         # of the shift decision's path.  A cycle late, it costs at most one flush shift
@@ -239,11 +243,13 @@ class DepthwiseCore(wiring.Component):
 
         # flags travel beside the datapath, one register per stage
         valid, first, last = window.fire, window.first, window.last
+        self.flag_stages = [(valid, first, last)]     # oldest last
         for stage in range(plan.latency - 3):
             valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
                                         for n in ("valid", "first", "last"))
             m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
             valid, first, last = valid_q, first_q, last_q
+            self.flag_stages.append((valid, first, last))
 
         # -- output side: the queue, then a skid buffer so the sink's ready stays at the edge
         m.d.comb += [

@@ -191,6 +191,12 @@ class OutputScanner(wiring.Component):
         group_penult = Signal(init=groups == 2, name="group_penult")
         col_penult = Signal(init=spec.out_width == 2, name="col_penult")
         row_penult = Signal(init=spec.out_height == 2, name="row_penult")
+        # the position registers, for the invariants of sim/formal.py
+        self.registers = dict(
+            active=active, row=row, col=col, group=group, at_first=at_first,
+            last_group=last_group, last_col=last_col, last_row=last_row,
+            group_penult=group_penult, col_penult=col_penult, row_penult=row_penult,
+            line_end=line_end, last_output=last_output, head_valid=head_valid)
         # last_output after each kind of move: to the next group, column, row.  After the
         # frame's last output the position goes back to the frame's first, so a frame start
         # sets only ``active`` and ``last_output``: the position registers are enabled by

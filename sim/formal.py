@@ -41,12 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Cover, Fragment, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from ..hw.engine import SCAN_DELAY
 from ..hw.scanner import OutputScanner
+from .formal_invariants import input_invariants, output_invariants, owed_invariant
 
 __all__ = ["StreamProperties", "ProofResult", "run_sby", "drain_cycles", "PROPERTIES", "FRAMINGS"]
 
@@ -91,7 +92,7 @@ class StreamProperties(wiring.Component):
     """
 
     def __init__(self, engine, *, framing="well_formed", sink="free", properties=PROPERTIES,
-                 cover_frames=None, drain=None):
+                 cover_frames=None, drain=None, invariants=True, early_tlast=False):
         if engine.weights != "const":
             raise ValueError("the formal wrapper drives no weight port: build the engine "
                              "with weights='const'")
@@ -110,7 +111,7 @@ class StreamProperties(wiring.Component):
         if sink == "free" and needs_ready:
             raise ValueError(f"{sorted(needs_ready)} need sink='ready'")
         self.engine, self.framing, self.sink, self.properties = engine, framing, sink, properties
-        self.cover_frames = cover_frames
+        self.cover_frames, self.invariants, self.early_tlast = cover_frames, invariants, early_tlast
         spec, groups = engine.spec, engine.groups
         self.in_row = spec.width * groups
         self.in_frame = spec.height * self.in_row
@@ -127,7 +128,9 @@ class StreamProperties(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine = dut = self.engine
+        dut = self.engine
+        # elaborated here, so that the invariants can read the parts it is built from
+        m.submodules.engine = fragment = Fragment.get(dut, platform)
         m.d.comb += [
             dut.s_axis_tdata.eq(self.s_axis_tdata), dut.s_axis_tvalid.eq(self.s_axis_tvalid),
             dut.s_axis_tuser.eq(self.s_axis_tuser), dut.s_axis_tlast.eq(self.s_axis_tlast),
@@ -164,14 +167,20 @@ class StreamProperties(wiring.Component):
         with m.If(m_take):
             m.d.sync += out_pos.eq(_wrap_inc(out_pos, self.out_frame))
         if "m_framing" in self.properties:
+            # the mutation moves the tlast expected one beat earlier (a negative control)
+            row_end = _end_of_row(out_pos + self.early_tlast, self.out_row, self.out_frame)
             with m.If(dut.m_axis_tvalid):
-                m.d.comb += Assert(
-                    (dut.m_axis_tuser == (out_pos == 0))
-                    & (dut.m_axis_tlast == _end_of_row(out_pos, self.out_row, self.out_frame)),
-                    "m_framing")
+                m.d.comb += Assert((dut.m_axis_tuser == (out_pos == 0))
+                                   & (dut.m_axis_tlast == row_end), "m_framing")
+        checks_output = {"m_framing", "no_extra"} & set(self.properties)
+        if self.invariants and checks_output:
+            in_flight = output_invariants(m, dut, fragment, out_pos, self.out_row,
+                                          self.out_frame)
 
         if "in_framing" in self.properties:
             m.d.comb += Assert(~dut.error, "in_framing")
+            if self.invariants and self.framing == "well_formed":
+                input_invariants(m, dut, in_pos, self.in_row, self.in_frame)
 
         if self.framing == "any":
             return m
@@ -183,6 +192,8 @@ class StreamProperties(wiring.Component):
         m.d.sync += owed.eq(owed + (s_take & dut.s_axis_tuser) * self.out_frame - m_take)
         if "no_extra" in self.properties:
             m.d.comb += Assert(owed >= 0, "no_extra")
+            if self.invariants:
+                owed_invariant(m, dut, owed, in_flight, self.out_frame)
 
         # cycles since the last input beat was taken
         quiet = Signal(range(self.drain + 1))
