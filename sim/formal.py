@@ -26,6 +26,17 @@ Properties (each an ``Assert`` named after its key in ``PROPERTIES``):
 ``in_live``
     A source's beat waits at most ``wait`` cycles while the sink is ready.
 
+What is proved for all time, and what is bounded (``tests/test_formal.py``, the table in
+``docs/verification-formal.md``): ``m_hold``, ``m_framing`` (any input framing) and
+``in_framing`` + ``m_framing`` + ``no_extra`` (well-formed input) are proved by k-induction
+(``prove``), so they hold in every cycle after reset, however long the run; ``complete``
+and ``in_live`` are bounded (``bmc``: no counterexample within a frame and its drain from
+reset), and the ``early_tlast`` mutation and a short drain bound must fail (negative
+controls).  The induction of the framing properties closes because
+``formal_invariants`` asserts the engine's reachable-state relations beside them (the
+positions of the beats in flight, the scanner's, the queues' levels and pointers, the
+credits, the framer's position); with ``invariants=False`` it does not.
+
 The source follows the AXI-Stream rules (assumed): once valid it holds tvalid, tdata,
 tuser and tlast until ready.  With ``framing="any"`` it may put tuser/tlast anywhere (the
 engine must still keep its output framed); with ``framing="well_formed"`` its frames have
@@ -75,6 +86,12 @@ class StreamProperties(wiring.Component):
         ``complete`` is checked (shows the bounds are reachable, so the proofs are not vacuous).
     drain : int or None
         Overrides the computed drain bound (a too small one must make ``complete`` fail).
+    invariants : bool
+        Also assert the engine's reachable-state relations (``formal_invariants``) that
+        ``m_framing``, ``no_extra`` and ``in_framing`` need to close by k-induction.
+    early_tlast : bool
+        A mutation for negative controls: ``m_framing`` expects tlast a beat before each
+        row's end, so it must fail.
 
     Members
     -------
