@@ -153,7 +153,7 @@ class DepthwiseCore(wiring.Component):
                                    | (credits.any() & ((refund & pop)
                                                        | ((refund | pop) & ~shift_q)))
                                    | (refund & pop & ~shift_q))]
-        self.credits, self.refund, self.pop, self.has_credit = credits, refund, pop, has_credit
+        self.credits, self.refund, self.pop = credits, refund, pop
 
         # "outputs still to come", registered, so the scanner and the start queue stay out
         # of the shift decision's path.  A cycle late, it costs at most one flush shift

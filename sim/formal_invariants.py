@@ -151,9 +151,7 @@ def output_invariants(m, engine, fragment, out_pos, out_row, out_frame):
     # every fired beat still in the core holds a credit, and so does each shift whose
     # credit is not yet refunded or counted (credits are counted a cycle late)
     held = (in_flight - skid.o.valid - sk["spare_full"]) + core.pop + core.refund
-    m.d.comb += [Assert(core.credits + held == engine.queue_depth, "inv_credits"),
-                 # registered from last cycle's count and its changes: this cycle's count
-                 Assert(core.has_credit == (core.credits >= 2), "inv_has_credit")]
+    m.d.comb += Assert(core.credits + held == engine.queue_depth, "inv_credits")
     return in_flight
 
 

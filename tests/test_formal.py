@@ -28,7 +28,8 @@ CONFIGS = {
 STALL_DEPTH = 24
 
 #: k of the k-induction proofs of the framing properties: the smallest that closes with the
-#: invariants of dwconv.sim.formal_invariants (at 2 an unreachable credit flag survives).
+#: invariants of dwconv.sim.formal_invariants (at 2, registers worked out a cycle ahead, the
+#: scanner's firing decisions and the credit flag, start unreachable and survive).
 INDUCTION_DEPTH = 3
 
 
