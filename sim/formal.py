@@ -192,7 +192,8 @@ class StreamProperties(wiring.Component):
         checks_output = {"m_framing", "no_extra"} & set(self.properties)
         if self.invariants and checks_output:
             in_flight = output_invariants(m, dut, fragment, out_pos, self.out_row,
-                                          self.out_frame)
+                                          self.out_frame,
+                                          flags="m_framing" in self.properties)
 
         if "in_framing" in self.properties:
             m.d.comb += Assert(~dut.error, "in_framing")

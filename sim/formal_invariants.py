@@ -70,10 +70,11 @@ def _popcount(bits):
     return sum(bits[n] for n in range(len(bits)))
 
 
-def output_invariants(m, engine, fragment, out_pos, out_row, out_frame):
+def output_invariants(m, engine, fragment, out_pos, out_row, out_frame, *, flags=True):
     """Assert the output side's relations; ``out_pos`` is the wrapper's position of the next
-    output beat the sink takes.  Returns the number of output beats in flight (fired, not
-    yet taken)."""
+    output beat the sink takes.  Without ``flags``, only the counts (what ``no_extra``
+    needs), not the tuser/tlast of the beats in flight.  Returns the number of output beats
+    in flight (fired, not yet taken)."""
     core = engine.core
     scanner, queue, skid = core.scanner, core.out_queue, core.out_skid
     sc, qr, sk = scanner.registers, queue.registers, skid.registers
@@ -123,8 +124,9 @@ def output_invariants(m, engine, fragment, out_pos, out_row, out_frame):
     pos = out_pos
     def check(valid, payload, name):
         nonlocal pos
-        m.d.comb += Assert(~valid | framing.matches(payload.first, payload.last, pos),
-                           f"inv_flags_{name}")
+        if flags:
+            m.d.comb += Assert(~valid | framing.matches(payload.first, payload.last, pos),
+                               f"inv_flags_{name}")
         after = Signal(pos_width, name=f"pos_after_{name}")
         m.d.comb += after.eq(pos + valid)
         pos = after
@@ -132,8 +134,8 @@ def output_invariants(m, engine, fragment, out_pos, out_row, out_frame):
     check(skid.o.valid, skid.o.payload, "skid_out")
     check(sk["spare_full"], sk["spare"], "skid_spare")
     check(queue.o.valid, queue.o.payload, "queue_out")
-    rows = _memory_rows(m, fragment, core.beat_out, depth)
-    for address, row_value in enumerate(rows):
+    for address, row_value in enumerate(_memory_rows(m, fragment, core.beat_out, depth)
+                                        if flags else ()):
         ahead = (address - qr["read_at"])[:address_bits]
         m.d.comb += Assert(~(ahead < stored) | framing.matches(row_value.first, row_value.last,
                                                                pos + ahead),
