@@ -19,6 +19,8 @@ parts and the output queue's memory through extra asynchronous read ports.
 
 from amaranth.hdl import Assert, Const, MemoryInstance, Mux, Signal, Value, signed
 
+from ..hw.start_queue import REGISTER_DEPTH
+
 __all__ = ["output_invariants", "owed_invariant", "input_invariants"]
 
 
@@ -68,6 +70,20 @@ class _Framing:
 
 def _popcount(bits):
     return sum(bits[n] for n in range(len(bits)))
+
+
+class _Flags:
+    """``first`` and ``last`` as a payload's members."""
+
+    def __init__(self, first, last):
+        self.first, self.last = first, last
+
+
+def _all(terms):
+    result = Const(1)
+    for term in terms:
+        result = result & term
+    return result
 
 
 def output_invariants(m, engine, fragment, out_pos, out_row, out_frame, *, flags=True):
@@ -157,20 +173,6 @@ def output_invariants(m, engine, fragment, out_pos, out_row, out_frame, *, flags
     return in_flight
 
 
-class _Flags:
-    """``first`` and ``last`` as a payload's members."""
-
-    def __init__(self, first, last):
-        self.first, self.last = first, last
-
-
-def _all(terms):
-    result = Const(1)
-    for term in terms:
-        result = result & term
-    return result
-
-
 def owed_invariant(m, engine, owed, in_flight, out_frame):
     """Assert that ``owed`` (output beats owed by the frames started, less those taken)
     is what the engine holds: beats in flight, the rest of the scanner's frame, and a frame
@@ -178,6 +180,9 @@ def owed_invariant(m, engine, owed, in_flight, out_frame):
     core = engine.core
     sc, st = core.scanner.registers, core.starts.registers
     spec, groups = engine.spec, engine.groups
+    if core.starts.depth > REGISTER_DEPTH:
+        raise ValueError("the start queue invariants describe its register form only "
+                         f"(up to {REGISTER_DEPTH} entries)")
     full, write_at, read_at = st["full"], st["write_at"], st["read_at"]
     depth = len(full)
     index = (sc["row"] * spec.out_width + sc["col"]) * groups + sc["group"]
