@@ -27,15 +27,16 @@ Properties (each an ``Assert`` named after its key in ``PROPERTIES``):
     A source's beat waits at most ``wait`` cycles while the sink is ready.
 
 What is proved for all time, and what is bounded (``tests/test_formal.py``, the table in
-``docs/verification-formal.md``): ``m_hold``, ``m_framing`` (any input framing) and
-``in_framing`` + ``m_framing`` + ``no_extra`` (well-formed input) are proved by k-induction
-(``prove``), so they hold in every cycle after reset, however long the run; ``complete``
-and ``in_live`` are bounded (``bmc``: no counterexample within a frame and its drain from
-reset), and the ``early_tlast`` mutation and a short drain bound must fail (negative
-controls).  The induction of the framing properties closes because
-``formal_invariants`` asserts the engine's reachable-state relations beside them (the
-positions of the beats in flight, the scanner's, the queues' levels and pointers, the
-credits, the framer's position); with ``invariants=False`` it does not.
+``docs/verification-formal.md``): ``m_hold``, ``m_framing`` (any input framing, so also
+well-formed) and ``in_framing`` + ``no_extra`` (well-formed input) are proved by
+k-induction (``prove``) for the engines the tests build, so they hold in every cycle after
+reset, however long the run; ``complete`` and ``in_live`` are bounded (``bmc``: no
+counterexample within a frame and its drain from reset); the ``early_tlast`` mutation and
+a short drain bound must fail (negative controls).  The induction of the framing
+properties closes because ``formal_invariants`` asserts the engine's reachable-state
+relations beside them (the positions of the beats in flight and the scanner's, the queues'
+levels and pointers, the credits, the framer's position); with ``invariants=False`` it
+does not.
 
 The source follows the AXI-Stream rules (assumed): once valid it holds tvalid, tdata,
 tuser and tlast until ready.  With ``framing="any"`` it may put tuser/tlast anywhere (the
