@@ -24,9 +24,6 @@ CONFIGS = {
     "2x3x2_k2x2_P1": ((2, 3, 2), (2, 2), 1),
 }
 
-#: Cycles of the free-stall runs: a whole frame (12 beats) with stalls and what it fires.
-STALL_DEPTH = 24
-
 #: k of the k-induction proofs of the framing properties: the smallest that closes with the
 #: invariants of dwconv.sim.formal_invariants (at 2, registers worked out a cycle ahead, the
 #: scanner's firing decisions and the credit flag, start unreachable and survive).
