@@ -27,7 +27,11 @@ __all__ = ["output_invariants", "owed_invariant", "input_invariants"]
 def _subfragment(fragment, *path):
     """The subfragment of ``fragment`` reached by the submodule names ``path``."""
     for name in path:
-        fragment = next(sub for sub, sub_name, _ in fragment.subfragments if sub_name == name)
+        found = [sub for sub, sub_name, _ in fragment.subfragments if sub_name == name]
+        if not found:
+            raise ValueError(f"the engine has no submodule {'.'.join(path)}: the invariants "
+                             f"read the output queue's memory there")
+        fragment = found[0]
     return fragment
 
 
