@@ -116,6 +116,9 @@ class DepthwiseCore(wiring.Component):
                                                  plan.bias_raw, mode=plan.weights)
         m.submodules.out_queue = out_queue = OutputQueue(self.beat_out, plan.queue_depth)
         m.submodules.out_skid = skid = SkidBuffer(self.beat_out)
+        # parts and registers that the invariants of sim/formal.py read
+        self.framer, self.scanner, self.starts = framer, scanner, starts
+        self.out_queue, self.out_skid = out_queue, skid
 
         window, phase = self._control(m, framer, scanner, line_buffer, starts, store,
                                       out_queue)
@@ -126,11 +129,13 @@ class DepthwiseCore(wiring.Component):
         # flags travel beside the datapath, one register per stage from the window register
         # to the queue
         valid, first, last = window.fire, window.first, window.last
+        self.flag_stages = [(valid, first, last)]     # oldest last, for sim/formal.py
         for stage in range(plan.post_latency):
             valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
                                         for n in ("valid", "first", "last"))
             m.d.sync += [valid_q.eq(valid), first_q.eq(first), last_q.eq(last)]
             valid, first, last = valid_q, first_q, last_q
+            self.flag_stages.append((valid, first, last))
 
         # -- output side: the queue, then a skid buffer so the sink's ready stays at the edge
         m.d.comb += [
@@ -153,9 +158,10 @@ class DepthwiseCore(wiring.Component):
         with m.If(framer.shift):
             m.d.sync += pos.eq(pos + 1)
         window = self._datapath_lag(m, framer, line_buffer, scanner)
-        has_credit = credit_counter(m, plan.queue_depth, shift=shift_q,
-                                    fires=scanner.would_fire,
-                                    taken=out_queue.o.valid & out_queue.o.ready)
+        counter = credit_counter(m, plan.queue_depth, shift=shift_q, fires=scanner.would_fire,
+                                 taken=out_queue.o.valid & out_queue.o.ready)
+        has_credit = counter.has_credit
+        self.credits, self.refund, self.pop = counter.credits, counter.refund, counter.pop
 
         # "outputs still to come", registered, so the scanner and the start queue stay out
         # of the shift decision's path.  A cycle late, it costs at most one flush shift

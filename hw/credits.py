@@ -1,12 +1,25 @@
 """The credit counter: places in the output queue not yet promised to a fired output."""
 
+from typing import NamedTuple
+
 from amaranth.hdl import Signal
 
-__all__ = ["credit_counter"]
+__all__ = ["CreditCounter", "credit_counter"]
+
+
+class CreditCounter(NamedTuple):
+    """The counter's registers: ``has_credit`` drives the shift decision; ``credits``,
+    ``refund`` and ``pop`` are what the formal invariants (sim/formal_invariants.py) count."""
+
+    has_credit: Signal
+    credits: Signal
+    refund: Signal
+    pop: Signal
 
 
 def credit_counter(m, depth, *, shift, fires, taken):
-    """Credits of an output queue of ``depth`` places, in module ``m``; returns ``has_credit``.
+    """Credits of an output queue of ``depth`` places, in module ``m``; returns a
+    ``CreditCounter``.
 
     Every ``shift`` reserves a place; it is returned a cycle later (``refund``) unless the
     shift ``fires`` an output; each beat ``taken`` from the queue frees one a cycle later
@@ -32,4 +45,4 @@ def credit_counter(m, depth, *, shift, fires, taken):
                                | (credits.any() & ((refund & pop)
                                                    | ((refund | pop) & ~shift)))
                                | (refund & pop & ~shift))]
-    return has_credit
+    return CreditCounter(has_credit, credits, refund, pop)

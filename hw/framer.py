@@ -81,8 +81,13 @@ class InputFramer(wiring.Component):
         # end is one flip-flop in front of the state's update (docs/timing-closure.md,
         # item 31)
         line_beats = spec.width * self.groups
-        _, end_of_line = position_counter(m, line_beats, advance, "line_beat")
-        _, end_of_frame = position_counter(m, spec.height * line_beats, advance, "frame_beat")
+        line_beat, end_of_line = position_counter(m, line_beats, advance, "line_beat")
+        frame_beat, end_of_frame = position_counter(m, spec.height * line_beats, advance,
+                                                    "frame_beat")
+        # for the invariants of sim/formal.py
+        self.registers = dict(idle=idle, run=run, fill=fill, line_beat=line_beat,
+                              end_of_line=end_of_line, frame_beat=frame_beat,
+                              end_of_frame=end_of_frame)
 
         valid, first = self.i.valid, self.i.payload.first
         sof = valid & first

@@ -60,6 +60,9 @@ class OutputQueue(wiring.Component):
         # here and the output side's two (item 32).
         filled = Signal(self.depth)
         written, taken, plenty = Signal(), Signal(), Signal()
+        # for the invariants of sim/formal.py
+        self.registers = dict(filled=filled, written=written, taken=taken,
+                              write_at=write_at, read_at=read_at)
         stored = plenty | (filled[0] & ~taken)    # an entry is in memory now
         fetch = stored & (~self.o.valid | self.o.ready)
         m.d.comb += [write.en.eq(self.i.valid), write.addr.eq(write_at),

@@ -108,6 +108,13 @@ class OutputScanner(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = _Registers(self.spec, self.groups, self.counter_width)
+        # the position registers, for the invariants of sim/formal.py
+        self.registers = dict(
+            active=s.active, row=s.row.value, col=s.col.value, group=s.group.value,
+            at_first=s.at_first, last_group=s.group.last, last_col=s.col.last,
+            last_row=s.row.last, group_penult=s.group.penult, col_penult=s.col.penult,
+            row_penult=s.row.penult, line_end=s.line_end, last_output=s.last_output,
+            head_valid=s.head_valid)
         would_fire = Mux(s.updated, s.fire_if_update, s.fire_if_not)
         fire_now = self.shift & would_fire
         m.d.comb += [self.would_fire.eq(would_fire), self.busy.eq(s.active | s.head_valid)]

@@ -1,7 +1,8 @@
 """Formal proofs of the engine's stream protocol (SymbiYosys + yices), on two small layers.
 
-What each run proves, and why its depth, is in README "Reliability and formal proofs" and
-in dwconv.sim.formal.  BMC depths cover at least one full frame in and out.
+What each run proves, and why its depth, is in docs/verification-formal.md and in
+dwconv.sim.formal.  k-induction proofs hold for all time; BMC depths cover at least one
+full frame in and out.
 """
 
 import numpy as np
@@ -23,8 +24,10 @@ CONFIGS = {
     "2x3x2_k2x2_P1": ((2, 3, 2), (2, 2), 1),
 }
 
-#: Cycles of the free-stall runs: a whole frame (12 beats) with stalls and what it fires.
-STALL_DEPTH = 24
+#: k of the k-induction proofs of the framing properties: the smallest that closes with the
+#: invariants of dwconv.sim.formal_invariants (at 2, registers worked out a cycle ahead, the
+#: scanner's firing decisions and the credit flag, start unreachable and survive).
+INDUCTION_DEPTH = 3
 
 
 def make_engine(config):
@@ -55,16 +58,45 @@ def test_m_axis_holds_by_induction(engine, tmp_path):
 
 
 def test_output_framed_whatever_the_input(engine, tmp_path):
-    """Any tuser/tlast on the input, any stalls and resets: the output stays framed."""
+    """Any tuser/tlast on the input, any stalls and resets: the output stays framed, for
+    all time (k-induction, closed by the engine's reachable-state invariants)."""
     wrapper = StreamProperties(engine, framing="any", properties=["m_framing"])
-    check(run_sby(wrapper, mode="bmc", depth=STALL_DEPTH, workdir=tmp_path))
+    check(run_sby(wrapper, mode="prove", depth=INDUCTION_DEPTH, workdir=tmp_path))
 
 
 def test_well_formed_input_with_stalls(engine, tmp_path):
-    """Well-formed frames, free stalls on both sides: no error, framed, no extra beat."""
+    """Well-formed frames, free stalls on both sides: no error and no extra beat, for all
+    time (framed output follows from the proof above, which allows any input)."""
     wrapper = StreamProperties(engine, framing="well_formed",
-                               properties=["in_framing", "m_framing", "no_extra"])
-    check(run_sby(wrapper, mode="bmc", depth=STALL_DEPTH, workdir=tmp_path))
+                               properties=["in_framing", "no_extra"])
+    check(run_sby(wrapper, mode="prove", depth=INDUCTION_DEPTH, workdir=tmp_path))
+
+
+def test_early_tlast_fails(tmp_path):
+    """Negative control: expecting tlast a beat early, the framing proof does not close,
+    and a trace from reset breaks the check (a frame in and out, the sink ready: the
+    shortest way to a row's end)."""
+    engine = make_engine("2x3x2_k2x2_P1")
+    wrapper = StreamProperties(engine, framing="any", properties=["m_framing"],
+                               early_tlast=True)
+    result = run_sby(wrapper, mode="prove", depth=INDUCTION_DEPTH, workdir=tmp_path / "prove")
+    check(result, expect_pass=False)
+    trace = StreamProperties(engine, framing="well_formed", sink="ready",
+                             properties=["m_framing"], early_tlast=True, invariants=False)
+    result = run_sby(trace, mode="bmc", depth=trace.in_frame + trace.drain + 2,
+                     workdir=tmp_path / "bmc")
+    check(result, expect_pass=False)
+    assert result.status == "FAIL" and result.failed
+
+
+def test_induction_needs_the_invariants(tmp_path):
+    """Without the invariants the framing proof's induction does not close (the reason they
+    exist): from an unreachable state the output counter and the queue disagree."""
+    wrapper = StreamProperties(make_engine("2x3x2_k2x2_P1"), framing="any",
+                               properties=["m_framing"], invariants=False)
+    result = run_sby(wrapper, mode="prove", depth=INDUCTION_DEPTH, workdir=tmp_path)
+    check(result, expect_pass=False)
+    assert result.status == "UNKNOWN"
 
 
 def test_frames_complete_when_the_sink_is_ready(engine, tmp_path):

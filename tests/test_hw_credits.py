@@ -25,7 +25,7 @@ class Credits(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.has_credit.eq(credit_counter(m, self.depth, shift=self.shift,
-                                                      fires=self.fires, taken=self.taken))
+                                                      fires=self.fires, taken=self.taken).has_credit)
         return m
 
 
