@@ -36,19 +36,10 @@ PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 SLOW_MARKER = re.compile(r"#\s*run by (make \w+)")
 README_MAX_LINES = 300
 
-#: Commands on separable blocks and .tflite models that work once the branches making every
-#: command take those kinds are merged; until then a failure of one of these is a skip.
-PENDING = {
-    "golden sep/", "simulate sep/", "vectors sep/", "verilog sep/",
-    "golden model.tflite", "simulate model.tflite", "vectors model.tflite",
-    "verilog model.tflite", "export model.tflite", "golden int8/",
-}
 #: Figures a page states from the reports its own commands write: (report, field) pairs whose
 #: value must appear in the page's text.
 STATED = {"docs/architecture.md": [("fold.json", "cycles"), ("full.json", "cycles"),
                                    ("fold.json", "ideal_cycles")]}
-#: Pages other branches add; links to them may dangle until those are merged.
-PENDING_PAGES = {"docs/verification-formal.md"}
 
 
 def page_commands(page):
@@ -68,9 +59,6 @@ def page_commands(page):
 def _name(page):
     return str(page.relative_to(ROOT))
 
-
-def _pending(argv):
-    return any(shlex.join(argv).startswith(prefix) for prefix in PENDING)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +93,7 @@ def _workdir(inputs, tmp_path, monkeypatch):
 def test_page_commands_run(page, inputs, tmp_path, monkeypatch, capsys):
     _workdir(inputs, tmp_path, monkeypatch)
     no_icarus = shutil.which("iverilog") is None
-    skipped, pending = [], []
+    skipped = []
     for argv, marker in page_commands(page):
         needs_icarus = any(arg.endswith("icarus") for arg in argv)
         if marker or (needs_icarus and no_icarus):
@@ -116,20 +104,13 @@ def test_page_commands_run(page, inputs, tmp_path, monkeypatch, capsys):
             continue
         code = cli.main(argv)
         output = capsys.readouterr()
-        if code != 0 and _pending(argv):
-            pending.append(f"dwconv {shlex.join(argv)}: {output.err.strip()}")
-            continue
         assert code == 0, f"{_name(page)}: dwconv {shlex.join(argv)} exited {code}: {output.err}"
     for report, field in STATED.get(_name(page), []):
         value = json.loads(pathlib.Path(report).read_text())[field]
         assert re.search(rf"\b{value}\b", page.read_text()), \
             f"{_name(page)} does not state {report}'s {field}, {value}"
-    reasons = ([f"Icarus Verilog (iverilog) is not installed: not run: {'; '.join(skipped)}"]
-               if skipped else []) + \
-              ([f"pending the separable/int8 command work: {'; '.join(pending)}"]
-               if pending else [])
-    if reasons:
-        pytest.skip(" / ".join(reasons))
+    if skipped:
+        pytest.skip(f"Icarus Verilog (iverilog) is not installed: not run: {'; '.join(skipped)}")
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if PYTHON_BLOCK.findall(p.read_text())],
@@ -216,8 +197,7 @@ def test_links_resolve(page):
         path, _, anchor = target.partition("#")
         linked = (page.parent / path).resolve() if path else page
         if not linked.exists():
-            if str(linked.relative_to(ROOT)) not in PENDING_PAGES:
-                broken.append(target)
+            broken.append(target)
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(target)
     assert not broken, f"{_name(page)}: broken links {broken}"
