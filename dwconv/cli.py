@@ -362,6 +362,7 @@ def run_export(args):
 
     if args.all:
         return _export_all(args)
+    from .golden.int8_ref import Int8Layer
     from .golden.layer import SeparableLayer
     from .loading import load
 
@@ -369,6 +370,12 @@ def run_export(args):
                  pointwise=args.pointwise)
     if isinstance(layer, SeparableLayer):   # no Design yet: its engine is hw.separable's
         return export_layer(args.output, layer, formats_from_args(args, layer.formats))
+    if isinstance(layer, Int8Layer):        # the model's quantization: no formats to give
+        given = [role for role in DEFAULT_FORMATS if getattr(args, f"{role}_format", None)]
+        if given:
+            raise UsageError(f"--{given[0]}-format: int8 layer {layer.name!r} computes in its "
+                             f"model's own quantization; it takes no formats")
+        return export_layer(args.output, layer)
     design = load_design(args, quantized=False)
     export_layer(args.output, design.layer, design.formats)
 

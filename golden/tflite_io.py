@@ -438,7 +438,8 @@ def _load(model, picked):
     kernel = kernel.reshape(kh, kw, channels, multiplier)
     try:
         return Int8Layer(spec, kernel, bias.astype(np.int32), scales, in_scale, in_zp,
-                         out_scale, out_zp, act_min, act_max, fused, per_channel)
+                         out_scale, out_zp, act_min, act_max, fused, per_channel,
+                         source=model.path.name)
     except LayerError as error:
         raise ModelFileError(f"{where}: {error}") from None
 
