@@ -712,8 +712,8 @@ def dscnn_figures(work, log, *, synth=True):
     for lanes in DSCNN_LANES:
         log(f"DS-CNN 25x5x64 int8, P={lanes}: Verilator")
         engine = _dscnn_engine(layer, lanes)
-        one, _ = run_native_timed(engine, frames[:1], build_dir=work / "dscnn" / "native")
-        run, timing = run_native_timed(engine, frames, build_dir=work / "dscnn" / "native")
+        one, timing = run_native_timed(engine, frames[:1], build_dir=work / "dscnn" / "native")
+        run, _ = run_native_timed(engine, frames, build_dir=work / "dscnn" / "native")
         mismatches = int((one.outputs != expected[:1]).sum() + (run.outputs != expected).sum())
         cycles.append({
             "lanes": lanes, "multipliers": engine.multipliers,
