@@ -44,6 +44,7 @@ from .keras_io import ModelFileError, load_all_layers, load_model_layer, survey_
 from .layer import SEPARABLE_KINDS, Layer, SeparableLayer
 from .limits import check_npz, read_config_file
 from .spec import LayerError, LayerSpec
+from .tflite_io import is_tflite, load_tflite_layer
 
 __all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",
            "read_export", "load_layer", "load_all_layers", "export_tree", "read_tree",
@@ -333,7 +334,8 @@ def is_tree(path):
 
 
 def load_layer(path, layer_name=None, fuse=False, pointwise=False):
-    """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json.
+    """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json (an
+    Int8Layer from a ``.tflite`` model or an int8 export).
 
     Returns ``(layer, formats)``: formats is the dict stored in layer.json (defaults for
     that layer), the one QKeras quantizers give on model import, or None.  ``layer_name``
@@ -364,4 +366,6 @@ def load_layer(path, layer_name=None, fuse=False, pointwise=False):
             raise ModelFileError(f"{path} holds layer {layer.name!r}, not {layer_name!r}; "
                                  f"drop --layer or export {layer_name!r}")
         return layer, formats
+    if is_tflite(path):
+        return load_tflite_layer(path, layer_name, pointwise=pointwise), None
     return load_model_layer(path, layer_name, fuse, pointwise)

@@ -482,14 +482,36 @@ def _load(model, picked):
         raise ModelFileError(f"{where}: {error}") from None
 
 
-def load_tflite_layer(path, layer=None):
+def _pointwise_after(model, picked):
+    """The index of a CONV_2D with a 1x1 kernel that takes the picked layer's output alone,
+    or None."""
+    op_index, _, pattern = picked
+    output = (pattern["bts"] if pattern else model.ops[op_index])[2][0]
+    after = model.consumers(output)
+    if len(after) != 1 or model.ops[after[0]][0] != "CONV_2D":
+        return None
+    inputs = model.ops[after[0]][1]
+    filters = model.shape(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else ()
+    return after[0] if len(filters) == 4 and filters[1:3] == (1, 1) else None
+
+
+def load_tflite_layer(path, layer=None, pointwise=False):
     """The chosen depthwise layer of a .tflite file as an Int8Layer.
 
     ``layer`` is a unique part of its output tensor's name, or its op index in the main
-    subgraph; with one depthwise op it may be omitted.
+    subgraph; with one depthwise op it may be omitted.  ``pointwise`` asks for the layer
+    joined with a 1x1 CONV_2D after it (``--fuse --pointwise``): there is no int8 separable
+    block, so where such a CONV_2D follows, that is an error saying so.
     """
     model = read_tflite(path)
-    return _load(model, _pick(model, layer))
+    picked = _pick(model, layer)
+    conv = _pointwise_after(model, picked) if pointwise else None
+    if conv is not None:
+        raise ModelFileError(f"{model.path}: DEPTHWISE_CONV_2D op {picked[0]} "
+                             f"({picked[1]!r}) feeds a 1x1 CONV_2D (op {conv}), but int8 "
+                             f"separable blocks are not supported; drop --pointwise to read "
+                             f"the depthwise op alone")
+    return _load(model, picked)
 
 
 def load_all_tflite_layers(path):

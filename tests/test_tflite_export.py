@@ -289,3 +289,25 @@ def test_malformed_folder_through_the_cli(exported, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "'input_scale' must be a number" in err[0], err
     assert not (tmp_path / "y.npy").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The MobileNet pair: DEPTHWISE_CONV_2D then a 1x1 CONV_2D
+
+def test_pair_as_a_block_is_refused_saying_the_depthwise_op_reads_alone(tmp_path, capsys):
+    path = DATA / "dw_pw.tflite"
+    message = (r"DEPTHWISE_CONV_2D op 0 \('.*'\) feeds a 1x1 CONV_2D \(op 1\), but int8 "
+               r"separable blocks are not supported; drop --pointwise to read the depthwise "
+               r"op alone")
+    with pytest.raises(ModelFileError, match=message):
+        load_tflite_layer(path, pointwise=True)
+    with pytest.raises(ModelFileError, match=message):
+        dwconv.load(path, layer="0", fuse=True, pointwise=True)
+    assert main(["export", str(path), "--fuse", "--pointwise", "-o", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "drop --pointwise to read the depthwise op alone" in err[0], err
+    assert not (tmp_path / "e").exists()
+    # the depthwise op alone, picked or not, and a layer with no CONV_2D after it
+    assert_same_layer(dwconv.load(path, layer="0"), load_tflite_layer(path, 0))
+    assert_same_layer(load_tflite_layer(DATA / "dw3x3_same.tflite", pointwise=True),
+                      load_tflite_layer(DATA / "dw3x3_same.tflite"))
