@@ -44,7 +44,7 @@ from .keras_io import ModelFileError, load_all_layers, load_model_layer, survey_
 from .layer import SEPARABLE_KINDS, Layer, SeparableLayer
 from .limits import check_npz, read_config_file
 from .spec import LayerError, LayerSpec
-from .tflite_io import is_tflite, load_tflite_layer
+from .tflite_io import is_tflite, load_tflite_layer, survey_tflite_layers
 
 __all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",
            "read_export", "load_layer", "load_all_layers", "export_tree", "read_tree",
@@ -246,9 +246,11 @@ def export_all(source, folder, formats_for, fuse=False, pointwise=False,
 
     ``formats_for(layer_id, layer, stored)`` gives the LayerFormats of a layer from the
     formats its file stored (QKeras) or None; ``check_ids(ids)``, if given, checks the ids
-    of the layers to be written before anything is (a configuration naming a missing one).  All or nothing: a layer the engine cannot build (or whose
-    formats do not fit) stops it with nothing written, unless ``skip_unsupported``; then
-    the rest is written and the survey lists what was left out.  Returns the ModelSurvey.
+    of the layers to be written before anything is (a configuration naming a missing one).
+    All or nothing: a layer the engine cannot build (or whose formats do not fit) stops it
+    with nothing written, unless ``skip_unsupported``; then the rest is written and the
+    survey lists what was left out.  Returns the ModelSurvey.  A ``.tflite`` model gives
+    its int8 layers, which take no formats (``formats_for`` is not called).
     """
     chosen = {}
 
@@ -260,7 +262,11 @@ def export_all(source, folder, formats_for, fuse=False, pointwise=False,
             raise FormatError(f"formats: {error}") from None
         chosen[layer_id] = formats
 
-    survey = survey_layers(source, fuse, pointwise, skip_unsupported, check)
+    if is_tflite(source):
+        survey = survey_tflite_layers(source, skip_unsupported)
+        chosen = {layer_id: None for layer_id, _, _ in survey.entries}
+    else:
+        survey = survey_layers(source, fuse, pointwise, skip_unsupported, check)
     if not survey.entries:
         raise LayerError(f"no layer of {survey.model} can be exported: "
                          f"{len(survey.skipped)} skipped, e.g. {survey.skipped[0][0]!r} "

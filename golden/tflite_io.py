@@ -22,12 +22,13 @@ import numpy as np
 import tflite
 
 from .int8_ref import Int8Layer, activation_range
-from .keras_io import ModelFileError
+from .keras_io import ModelFileError, ModelSurvey
 from .limits import read_model_file
 from .spec import LayerError, LayerSpec
 
 __all__ = ["Int8Layer", "TFLiteModel", "read_tflite", "load_tflite_layer",
-           "load_all_tflite_layers", "tflite_layer_names", "is_tflite"]
+           "load_all_tflite_layers", "survey_tflite_layers", "tflite_layer_names",
+           "is_tflite"]
 
 _OPS = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 _TYPES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
@@ -516,8 +517,32 @@ def load_tflite_layer(path, layer=None, pointwise=False):
 
 def load_all_tflite_layers(path):
     """Every depthwise layer of a .tflite file: a list of ``(name, Int8Layer)`` in op order."""
+    return [(name, layer) for name, layer, _ in survey_tflite_layers(path).entries]
+
+
+def survey_tflite_layers(path, skip_unsupported=False):
+    """Every depthwise layer of a .tflite file (``export --all``): a ``ModelSurvey`` whose
+    entries are ``(name, Int8Layer, None)`` in op order.
+
+    A layer that cannot be read stops it with a ModelFileError naming the op and what is
+    unsupported; with ``skip_unsupported`` it is listed in ``skipped`` instead.
+    """
     model = read_tflite(path)
     found = _candidates(model)
     if not found:
-        _pick(model, None)
-    return [(picked[1], _load(model, picked)) for picked in found]
+        _pick(model, None)              # raises the "no DEPTHWISE_CONV_2D op" error
+    counts = {}
+    for name, _, _ in model.ops:
+        counts[name] = counts.get(name, 0) + 1
+    survey = ModelSurvey(model.path.name, ", ".join(f"{n} {op}" for op, n in counts.items()))
+    for picked in found:
+        survey.found.append((picked[1], "DEPTHWISE_CONV_2D"))
+        try:
+            survey.entries.append((picked[1], _load(model, picked), None))
+        except ModelFileError as error:
+            if not skip_unsupported:
+                raise ModelFileError(f"{error}; export --all --skip-unsupported writes the "
+                                     f"other layers") from None
+            reason = str(error).split(f"({picked[1]!r})", 1)[-1].lstrip(": ")
+            survey.skipped.append((picked[1], "DEPTHWISE_CONV_2D", reason))
+    return survey

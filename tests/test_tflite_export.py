@@ -311,3 +311,31 @@ def test_pair_as_a_block_is_refused_saying_the_depthwise_op_reads_alone(tmp_path
     assert_same_layer(dwconv.load(path, layer="0"), load_tflite_layer(path, 0))
     assert_same_layer(load_tflite_layer(DATA / "dw3x3_same.tflite", pointwise=True),
                       load_tflite_layer(DATA / "dw3x3_same.tflite"))
+
+
+# ---------------------------------------------------------------------------------------------
+# export --all of a .tflite model: a tree of int8 folders
+
+def test_export_all_of_a_tflite_model(tmp_path, capsys):
+    assert main(["export", str(DATA / "dw_pw.tflite"), "--all", "-o", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "dw_pw.tflite: found 1 depthwise-like layer(s) (1 DEPTHWISE_CONV_2D)" in out, out
+    layers = dwconv.load_all(tmp_path / "t")
+    (name, layer), = layers.items()
+    assert_same_layer(layer, _fixture("dw_pw"))
+    assert_same_layer(load_layer(tmp_path / "t")[0], _fixture("dw_pw"))
+    assert name == _fixture("dw_pw").name
+
+
+def test_export_all_refuses_or_skips_an_unsupported_op(tmp_path, capsys):
+    path = DATA / "dw3x3_dil2_same.tflite"
+    assert main(["export", str(path), "--all", "-o", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "BATCH_TO_SPACE_ND and ADD" in err[0] and \
+        "--skip-unsupported writes the other layers" in err[0], err
+    assert main(["export", str(path), "--all", "--skip-unsupported",
+                 "-o", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "no layer of dw3x3_dil2_same.tflite can be exported: 1 " \
+                             "skipped" in err[0] and "is a dilated depthwise" in err[0], err
+    assert not (tmp_path / "t").exists()
