@@ -31,9 +31,9 @@ INT8_KIND = "TFLiteDepthwiseConv2D"
 FIX = "export the layer again with dwconv export"
 
 _RANGES = {"int8": (-128, 127), "int32": (-(1 << 31), (1 << 31) - 1)}
-#: weights.npz's members and their value types
-_MEMBERS = {"kernel": "int8", "bias": "int32", "multiplier": "int32", "shift": "int32",
-            "single_multiplier": "int32", "single_shift": "int32", "scale": "float32"}
+#: weights.npz's members
+_MEMBERS = ("kernel", "bias", "multiplier", "shift", "single_multiplier", "single_shift",
+            "scale")
 
 
 def int8_document(layer):
@@ -71,7 +71,14 @@ def _number(q, key, where, kind=float):
             (kind is int and not isinstance(value, int)):
         name = "an integer" if kind is int else "a number"
         raise ModelFileError(f"{where}: quantization {key!r} must be {name}, not {value!r}")
-    return kind(value)
+    return value if kind is int else _float(value, f"quantization {key!r}", where)
+
+
+def _float(value, what, where):
+    try:
+        return float(value)
+    except OverflowError:                   # a JSON integer beyond any float
+        raise ModelFileError(f"{where}: {what} is too large for a float") from None
 
 
 def _quantization(document, spec, where):
@@ -86,6 +93,7 @@ def _quantization(document, spec, where):
             isinstance(s, (int, float)) and not isinstance(s, bool) for s in scales):
         raise ModelFileError(f"{where}: quantization 'weight_scales' must be a list of "
                              f"{spec.out_channels} numbers (one per output channel)")
+    scales = [_float(s, "a weight scale", where) for s in scales]
     per_channel = q.get("per_channel")
     if not isinstance(per_channel, bool):
         raise ModelFileError(f"{where}: quantization 'per_channel' must be true or false, "
@@ -110,8 +118,11 @@ def _quantization(document, spec, where):
 
 
 def _integers(name, array, family, path, shape):
-    """``array`` as ``family`` (int8/int32) of ``shape``, refused when it is not integers
-    or holds values outside the family's range."""
+    """``array`` as ``family`` (int8/int32), refused when it is not integers of ``shape`` or
+    holds values outside the family's range."""
+    if array.shape != tuple(shape):
+        raise ModelFileError(f"{path}: {name} has shape {list(array.shape)}, not "
+                             f"{list(shape)}; {FIX}")
     if not np.issubdtype(array.dtype, np.integer):
         raise ModelFileError(f"{path}: {name} must be {family} integers, not {array.dtype}; "
                              f"{FIX}")
@@ -119,7 +130,7 @@ def _integers(name, array, family, path, shape):
     if array.size and (array.min() < low or array.max() > high):
         raise ModelFileError(f"{path}: {name} holds values outside {family} [{low}, {high}] "
                              f"(from {array.min()} to {array.max()}); {FIX}")
-    return array.astype(family).reshape(shape)
+    return array.astype(family)
 
 
 def read_int8_export(document, spec, weights, where, weights_path):
@@ -173,7 +184,9 @@ def _check_derived(layer, weights, path):
     scale = np.asarray(weights["scale"])
     if scale.dtype != np.float32:
         raise ModelFileError(f"{path}: scale must be float32, not {scale.dtype}; {FIX}")
-    scale = scale.reshape(layer.spec.out_channels)
+    if scale.shape != (layer.spec.out_channels,):
+        raise ModelFileError(f"{path}: scale has shape {list(scale.shape)}, not "
+                             f"[{layer.spec.out_channels}]; {FIX}")
     if not np.array_equal(scale, derived["scale"]):
         channel = int(np.flatnonzero(scale != derived["scale"])[0])
         raise ModelFileError(f"{path}: scale of channel {channel} is {float(scale[channel])}, "
