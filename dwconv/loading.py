@@ -90,7 +90,7 @@ def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
     from .golden.tflite_io import is_tflite, load_tflite_layer
 
     if is_tflite(path):         # an int8 layer: golden.int8_ref runs it, hw.int8 builds it
-        found = load_tflite_layer(path, layer)
+        found = load_tflite_layer(path, layer, pointwise=pointwise)
         return with_formats(found, None, found.name)
     config = read_config(config)
     fuse = fuse or bool(config is not None and config.fuse)

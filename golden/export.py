@@ -38,10 +38,13 @@ import numpy as np
 from .atomic import atomic_folder
 from .fixed import FormatError
 from .formats import DEFAULT_FORMATS, LayerFormats
+from .int8_export import INT8_KIND, int8_arrays, int8_counts, int8_document, read_int8_export
+from .int8_ref import Int8Layer
 from .keras_io import ModelFileError, load_all_layers, load_model_layer, survey_layers
 from .layer import SEPARABLE_KINDS, Layer, SeparableLayer
 from .limits import check_npz, read_config_file
 from .spec import LayerError, LayerSpec
+from .tflite_io import is_tflite, load_tflite_layer, survey_tflite_layers
 
 __all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",
            "read_export", "load_layer", "load_all_layers", "export_tree", "read_tree",
@@ -54,6 +57,11 @@ TREE_JSON = "layers.json"
 
 def layer_document(layer, formats=None):
     """The layer.json content for ``layer`` (formats: LayerFormats, dict or None)."""
+    if isinstance(layer, Int8Layer):
+        if formats is not None:
+            raise LayerError(f"int8 layer {layer.name!r} computes in its model's own "
+                             f"quantization; it takes no formats")
+        return int8_document(layer)
     separable = isinstance(layer, SeparableLayer)
     document = layer.spec.to_dict()
     if separable:
@@ -74,6 +82,8 @@ def layer_document(layer, formats=None):
 
 def _weight_arrays(layer):
     """weights.npz's arrays for ``layer``, in Keras' layouts."""
+    if isinstance(layer, Int8Layer):
+        return int8_arrays(layer)
     if not isinstance(layer, SeparableLayer):
         return {"kernel": layer.keras_kernel, "bias": layer.bias}
     depthwise = layer.depthwise
@@ -108,8 +118,36 @@ def _field(document, key, where, default=None, required=True):
     return document[key]
 
 
+def _read_weights(folder, expected, required):
+    """{name: array} of every member of ``folder``/weights.npz, after each member's size,
+    type and value count (``expected``: name -> count) are checked from its header; the
+    ``required`` names must be there."""
+    weights_path = folder / WEIGHTS_NPZ
+    check_npz(weights_path, expected)
+    try:
+        # our own handle: np.load leaks its file when the archive is damaged
+        with open(weights_path, "rb") as file:
+            weights = np.load(file, allow_pickle=False)
+            if not isinstance(weights, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{weights_path} is not an .npz archive; export the "
+                                     f"layer again with dwconv export")
+            with weights:
+                if any(name not in weights.files for name in required):
+                    raise ModelFileError(f"{weights_path} must hold "
+                                         f"{' and '.join(map(repr, required))}; export the "
+                                         f"layer again with dwconv export")
+                return {name: weights[name] for name in weights.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder} holds no {WEIGHTS_NPZ}; export the layer again with "
+                             f"dwconv export") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ModelFileError(f"{weights_path} is damaged ({error}); export the layer again "
+                             f"with dwconv export") from None
+
+
 def read_export(path):
-    """(Layer, formats dict or None) from an export folder or its layer.json."""
+    """(layer, formats dict or None) from an export folder or its layer.json: a Layer, a
+    SeparableLayer, or an Int8Layer (whose formats are None: the model's quantization)."""
     path = pathlib.Path(path)
     folder = path if path.is_dir() else path.parent
     json_path = folder / LAYER_JSON
@@ -147,6 +185,10 @@ def read_export(path):
             kind=_DEPTHWISE_PART.get(kind, kind))
     except LayerError as error:
         raise LayerError(f"{where}: {error}") from None
+    weights_path = folder / WEIGHTS_NPZ
+    if kind == INT8_KIND:
+        weights = _read_weights(folder, int8_counts(spec), ("kernel", "bias"))
+        return read_int8_export(document, spec, weights, where, weights_path), None
     formats = document.get("formats")
     if formats is not None:
         if not isinstance(formats, dict) or set(formats) - set(DEFAULT_FORMATS):
@@ -157,30 +199,12 @@ def read_export(path):
         except FormatError as error:
             raise FormatError(f"{where}: {error}") from None
     fused = document.get("fused", [])
-    weights_path = folder / WEIGHTS_NPZ
-    # members' sizes, types and value counts from their headers, before np.load
-    check_npz(weights_path, {"kernel": spec.taps * spec.channels * spec.depth_multiplier,
-                             "bias": spec.out_channels})
-    try:
-        # our own handle: np.load leaks its file when the archive is damaged
-        with open(weights_path, "rb") as file:
-            weights = np.load(file, allow_pickle=False)
-            if not isinstance(weights, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{weights_path} is not an .npz archive; export the "
-                                     f"layer again with dwconv export")
-            with weights:
-                if "kernel" not in weights.files or "bias" not in weights.files:
-                    raise ModelFileError(f"{weights_path} must hold 'kernel' and 'bias'; "
-                                         f"export the layer again with dwconv export")
-                kernel, bias = weights["kernel"], weights["bias"]
-                pointwise = [weights[k] for k in ("pointwise_kernel", "pointwise_bias")
-                             if separable and k in weights.files]
-    except FileNotFoundError:
-        raise ModelFileError(f"{folder} holds no {WEIGHTS_NPZ}; export the layer again with "
-                             f"dwconv export") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise ModelFileError(f"{weights_path} is damaged ({error}); export the layer again "
-                             f"with dwconv export") from None
+    weights = _read_weights(folder, {"kernel": spec.taps * spec.channels
+                                     * spec.depth_multiplier, "bias": spec.out_channels},
+                            ("kernel", "bias"))
+    kernel, bias = weights["kernel"], weights["bias"]
+    pointwise = [weights[k] for k in ("pointwise_kernel", "pointwise_bias")
+                 if separable and k in weights]
     fused = tuple(map(str, fused)) if isinstance(fused, list) else ()
     if not separable:
         return Layer(spec, kernel, bias if spec.use_bias else None, fused=fused), formats
@@ -205,7 +229,7 @@ def read_export(path):
 
 #: The depthwise part's kind of each separable kind.
 _DEPTHWISE_PART = {"SeparableConv2D": "DepthwiseConv2D", "SeparableConv1D": "DepthwiseConv1D",
-                   "DepthwiseConv2D+Conv2D": "DepthwiseConv2D"}
+                   "DepthwiseConv2D+Conv2D": "DepthwiseConv2D", INT8_KIND: "DepthwiseConv2D"}
 
 
 def check_formats(layer, formats):
@@ -222,9 +246,11 @@ def export_all(source, folder, formats_for, fuse=False, pointwise=False,
 
     ``formats_for(layer_id, layer, stored)`` gives the LayerFormats of a layer from the
     formats its file stored (QKeras) or None; ``check_ids(ids)``, if given, checks the ids
-    of the layers to be written before anything is (a configuration naming a missing one).  All or nothing: a layer the engine cannot build (or whose
-    formats do not fit) stops it with nothing written, unless ``skip_unsupported``; then
-    the rest is written and the survey lists what was left out.  Returns the ModelSurvey.
+    of the layers to be written before anything is (a configuration naming a missing one).
+    All or nothing: a layer the engine cannot build (or whose formats do not fit) stops it
+    with nothing written, unless ``skip_unsupported``; then the rest is written and the
+    survey lists what was left out.  Returns the ModelSurvey.  A ``.tflite`` model gives
+    its int8 layers, which take no formats (``formats_for`` is not called).
     """
     chosen = {}
 
@@ -236,7 +262,11 @@ def export_all(source, folder, formats_for, fuse=False, pointwise=False,
             raise FormatError(f"formats: {error}") from None
         chosen[layer_id] = formats
 
-    survey = survey_layers(source, fuse, pointwise, skip_unsupported, check)
+    if is_tflite(source):
+        survey = survey_tflite_layers(source, skip_unsupported)
+        chosen = {layer_id: None for layer_id, _, _ in survey.entries}
+    else:
+        survey = survey_layers(source, fuse, pointwise, skip_unsupported, check)
     if not survey.entries:
         raise LayerError(f"no layer of {survey.model} can be exported: "
                          f"{len(survey.skipped)} skipped, e.g. {survey.skipped[0][0]!r} "
@@ -310,7 +340,8 @@ def is_tree(path):
 
 
 def load_layer(path, layer_name=None, fuse=False, pointwise=False):
-    """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json.
+    """A Layer from a ``.keras`` or ``.h5`` model, an export folder or its layer.json (an
+    Int8Layer from a ``.tflite`` model or an int8 export).
 
     Returns ``(layer, formats)``: formats is the dict stored in layer.json (defaults for
     that layer), the one QKeras quantizers give on model import, or None.  ``layer_name``
@@ -341,4 +372,6 @@ def load_layer(path, layer_name=None, fuse=False, pointwise=False):
             raise ModelFileError(f"{path} holds layer {layer.name!r}, not {layer_name!r}; "
                                  f"drop --layer or export {layer_name!r}")
         return layer, formats
+    if is_tflite(path):
+        return load_tflite_layer(path, layer_name, pointwise=pointwise), None
     return load_model_layer(path, layer_name, fuse, pointwise)

@@ -189,6 +189,8 @@ class Int8Layer:
         TFLite's fused activation name (NONE, RELU, RELU6, RELU_N1_TO_1).
     per_channel : bool
         Whether the file gives one weight scale per output channel.
+    source : str or None
+        The file name of the model the layer was read from.
     multiplier, shift : int64 arrays (C*M,)
         ``QuantizeMultiplier(input_scale * weight_scales[o] / output_scale)``, derived (the
         double rounding's; see ``quantized_multipliers``).
@@ -206,6 +208,7 @@ class Int8Layer:
     act_max: int = 127
     activation: str = "NONE"
     per_channel: bool = True
+    source: str | None = None
     multiplier: np.ndarray = field(init=False)
     shift: np.ndarray = field(init=False)
 
@@ -276,13 +279,18 @@ class Int8Layer:
         return self.spec.name
 
     def to_dict(self):
-        """The quantization parameters, for layer.json."""
+        """The quantization parameters, for layer.json (float32 values written as floats,
+        which read back exactly)."""
         return {
             "input_scale": self.input_scale, "input_zero_point": self.input_zero_point,
             "output_scale": self.output_scale, "output_zero_point": self.output_zero_point,
             "weight_scales": [float(s) for s in self.weight_scales],
-            "per_channel": self.per_channel, "activation": self.activation,
+            "per_channel": self.per_channel,
+            # TFLite's filter is [1, kh, kw, C*M]: per-channel scales run along dimension 3
+            "quantized_dimension": 3 if self.per_channel else None,
+            "fused_activation": self.activation,
             "act_min": self.act_min, "act_max": self.act_max,
+            "source_model": self.source,
         }
 
 

@@ -8,7 +8,8 @@ here, and two limits hold:
     The most bytes any one array or archive member may hold once read: a ``.keras`` zip's
     ``model.weights.h5``, each HDF5 dataset (shape x item size, from its header), each
     member of an exported folder's ``weights.npz`` and an input ``.npy`` array (from their
-    ``.npy`` headers).
+    ``.npy`` headers); and a whole ``.tflite`` file (a flatbuffer is read whole), from its
+    size on disk.
 ``DWCONV_MAX_CONFIG_BYTES`` (default 64 MiB)
     The most bytes of a configuration: a ``.keras`` zip's ``config.json``, an export's
     ``layer.json`` and ``layers.json``.  Real ones are kilobytes to a few megabytes.
@@ -33,7 +34,7 @@ import numpy as np
 
 __all__ = ["MODEL_BYTES", "CONFIG_BYTES", "DEFAULT_MODEL_BYTES", "DEFAULT_CONFIG_BYTES",
            "limit", "read_zip_member", "read_dataset", "check_npz", "check_npy",
-           "read_config_file"]
+           "read_config_file", "read_model_file"]
 
 MODEL_BYTES, CONFIG_BYTES = "DWCONV_MAX_MODEL_BYTES", "DWCONV_MAX_CONFIG_BYTES"
 DEFAULT_MODEL_BYTES, DEFAULT_CONFIG_BYTES = 1 << 30, 64 << 20
@@ -203,3 +204,19 @@ def read_config_file(path, *, variable=CONFIG_BYTES, error=None):
     if len(data) > bound:
         raise _too_large(str(path), bound, variable, error, at_least=True)
     return data.decode()
+
+
+def read_model_file(path, *, variable=MODEL_BYTES, error=None):
+    """The bytes of the model file at ``path`` (a ``.tflite`` flatbuffer), refused from its
+    size on disk when it is larger than the limit, and read no further than one byte past
+    it (a file that grows meanwhile).  OSErrors (a missing file, a folder) are the
+    caller's to report."""
+    bound = limit(variable, error)
+    size = os.path.getsize(path)
+    if size > bound:
+        raise _too_large(str(path), size, variable, error)
+    with open(path, "rb") as file:
+        data = file.read(bound + 1)
+    if len(data) > bound:
+        raise _too_large(str(path), bound, variable, error, at_least=True)
+    return data

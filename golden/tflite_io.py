@@ -15,17 +15,20 @@ the bias is added in a second requantization, which one layer cannot reproduce: 
 pattern is refused with a message saying so.
 """
 
+import math
 import pathlib
 
 import numpy as np
 import tflite
 
 from .int8_ref import Int8Layer, activation_range
-from .keras_io import ModelFileError
+from .keras_io import ModelFileError, ModelSurvey
+from .limits import read_model_file
 from .spec import LayerError, LayerSpec
 
 __all__ = ["Int8Layer", "TFLiteModel", "read_tflite", "load_tflite_layer",
-           "load_all_tflite_layers", "tflite_layer_names", "is_tflite"]
+           "load_all_tflite_layers", "survey_tflite_layers", "tflite_layer_names",
+           "is_tflite"]
 
 _OPS = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 _TYPES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
@@ -33,6 +36,9 @@ _ACTIVATIONS = {v: k for k, v in vars(tflite.ActivationFunctionType).items()
                 if not k.startswith("_")}
 _DTYPES = {tflite.TensorType.INT8: np.int8, tflite.TensorType.INT32: np.int32}
 DEPTHWISE = tflite.BuiltinOperator.DEPTHWISE_CONV_2D
+#: The most values an input frame may declare (2**28: 256 MB of int8), so that a shape in
+#: the file cannot make the golden model or the engine plan allocate without bound.
+MAX_INPUT_VALUES = 1 << 28
 
 
 def is_tflite(path):
@@ -60,9 +66,22 @@ class TFLiteModel:
             if self.model.SubgraphsLength() < 1:
                 raise ModelFileError(f"{path} holds no subgraph")
             self.graph = self.model.Subgraphs(0)
+            for what, count in (("subgraphs", self.model.SubgraphsLength()),
+                                ("operator codes", self.model.OperatorCodesLength()),
+                                ("buffers", self.model.BuffersLength()),
+                                ("tensors", self.graph.TensorsLength()),
+                                ("operators", self.graph.OperatorsLength())):
+                # each entry is a 4-byte offset at least: a longer list is a corrupt header
+                if count * 4 > len(buffer):
+                    raise ModelFileError(f"{path} declares {count:,} {what}, more than its "
+                                         f"{len(buffer):,} bytes can hold; the file is corrupt")
+            codes = self.model.OperatorCodesLength()
             self.ops = []
             for i in range(self.graph.OperatorsLength()):
                 op = self.graph.Operators(i)
+                if not 0 <= op.OpcodeIndex() < codes:
+                    raise ModelFileError(f"{path}: op {i} refers to operator code "
+                                         f"{op.OpcodeIndex()}, but the file has {codes}")
                 code = self.model.OperatorCodes(op.OpcodeIndex())
                 builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
                 name = _OPS.get(builtin, f"builtin operator {builtin}")
@@ -105,9 +124,15 @@ class TFLiteModel:
         return _TYPES.get(self.tensor_type(index), "unknown type")
 
     def shape(self, index):
-        return self._guard(f"tensor {index}", lambda: tuple(
+        """The tensor's declared shape, each dimension checked to be a positive int32."""
+        shape = self._guard(f"tensor {index}", lambda: tuple(
             int(v) for v in self.graph.Tensors(index).ShapeAsNumpy())
             if self.graph.Tensors(index).ShapeLength() else ())
+        if any(v < 1 for v in shape) or len(shape) > 8:
+            raise ModelFileError(f"{self.path}: tensor {self.tensor_name(index)!r} has shape "
+                                 f"{list(shape)}; only static shapes of positive sizes (up to "
+                                 f"8 dimensions) are supported")
+        return shape
 
     def quantization(self, index):
         """(float32 scales, int64 zero points, quantized dimension); empty without any."""
@@ -124,7 +149,20 @@ class TFLiteModel:
         """The constant contents of a tensor as its dtype, shaped; None for activations."""
         def read():
             t = self.graph.Tensors(index)
+            buffers = self.model.BuffersLength()
+            if not 0 <= t.Buffer() < buffers:
+                raise ModelFileError(f"{self.path}: tensor {self.tensor_name(index)!r} refers "
+                                     f"to buffer {t.Buffer()}, but the file has {buffers}")
             buffer = self.model.Buffers(t.Buffer())
+            if buffer is not None and buffer.DataLength():
+                table = buffer._tab      # where the data vector starts: inside the file?
+                start = table.Vector(table.Offset(4))
+                if start + buffer.DataLength() > len(self._buf):
+                    raise ModelFileError(
+                        f"{self.path}: buffer {t.Buffer()} of tensor "
+                        f"{self.tensor_name(index)!r} declares {buffer.DataLength():,} bytes "
+                        f"from byte {start:,}, past the end of the file "
+                        f"({len(self._buf):,} bytes); the file is corrupt")
             if buffer is None or buffer.DataLength() == 0:
                 if buffer is not None and buffer.Offset() > 1:
                     raise ModelFileError(f"{self.path}: tensor {self.tensor_name(index)!r} "
@@ -136,13 +174,13 @@ class TFLiteModel:
                 raise ModelFileError(f"{self.path}: constant tensor "
                                      f"{self.tensor_name(index)!r} is {self.type_name(index)}"
                                      f", not int8 or int32")
-            raw = np.asarray(buffer.DataAsNumpy(), np.uint8).tobytes()
             shape = self.shape(index)
-            count = int(np.prod(shape)) if shape else 1
-            if len(raw) != count * np.dtype(dtype).itemsize:
+            count = math.prod(shape)            # Python ints: no overflow
+            if buffer.DataLength() != count * np.dtype(dtype).itemsize:
                 raise ModelFileError(f"{self.path}: tensor {self.tensor_name(index)!r} holds "
-                                     f"{len(raw)} bytes, not the {count} values of shape "
-                                     f"{list(shape)}")
+                                     f"{buffer.DataLength():,} bytes, not the {count:,} values "
+                                     f"of its shape {list(shape)}")
+            raw = np.asarray(buffer.DataAsNumpy(), np.uint8).tobytes()
             return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")) \
                 .astype(dtype).reshape(shape)
         return self._guard(f"the data of tensor {index}", read)
@@ -174,7 +212,7 @@ def read_tflite(path):
     """Parse a .tflite file: a TFLiteModel, or a ModelFileError saying what is wrong."""
     path = pathlib.Path(path)
     try:
-        buffer = path.read_bytes()
+        buffer = read_model_file(path)
     except IsADirectoryError:
         raise ModelFileError(f"{path} is a folder, not a .tflite file") from None
     except OSError as error:
@@ -347,9 +385,10 @@ def _load(model, picked):
     if len(in_shape) != 4 or in_shape[0] != 1:
         raise ModelFileError(f"{where}: its input has shape {list(in_shape)}, not "
                              f"[1, H, W, C]")
-    if min(in_shape) < 1 or int(np.prod(in_shape, dtype=np.int64)) > 1 << 28:
-        raise ModelFileError(f"{where}: its input shape {list(in_shape)} is empty or too "
-                             f"large")
+    if math.prod(in_shape) > MAX_INPUT_VALUES:
+        raise ModelFileError(f"{where}: its input shape {list(in_shape)} holds "
+                             f"{math.prod(in_shape):,} values, more than the "
+                             f"{MAX_INPUT_VALUES:,} supported")
     channels = in_shape[3]
     if channels < 1 or outputs_ch % channels:
         raise ModelFileError(f"{where}: {outputs_ch} output channels is not a multiple of "
@@ -419,7 +458,7 @@ def _load(model, picked):
                 or model.quantization(bts_out)[1].tolist() != [out_zp]):
             raise ModelFileError(f"{where}: BATCH_TO_SPACE_ND changes the quantization")
         if (len(in_shape) != 4 or in_shape[0] != 1 or in_shape[3] != channels
-                or min(in_shape) < 1 or int(np.prod(in_shape, dtype=np.int64)) > 1 << 28):
+                or math.prod(in_shape) > MAX_INPUT_VALUES):
             raise ModelFileError(f"{where}: the input of its SPACE_TO_BATCH_ND has shape "
                                  f"{list(in_shape)}, not [1, H, W, {channels}]")
         padding = "valid" if not any(pads) else "same"
@@ -438,25 +477,72 @@ def _load(model, picked):
     kernel = kernel.reshape(kh, kw, channels, multiplier)
     try:
         return Int8Layer(spec, kernel, bias.astype(np.int32), scales, in_scale, in_zp,
-                         out_scale, out_zp, act_min, act_max, fused, per_channel)
+                         out_scale, out_zp, act_min, act_max, fused, per_channel,
+                         source=model.path.name)
     except LayerError as error:
         raise ModelFileError(f"{where}: {error}") from None
 
 
-def load_tflite_layer(path, layer=None):
+def _pointwise_after(model, picked):
+    """The index of a CONV_2D with a 1x1 kernel that takes the picked layer's output alone,
+    or None."""
+    op_index, _, pattern = picked
+    output = (pattern["bts"] if pattern else model.ops[op_index])[2][0]
+    after = model.consumers(output)
+    if len(after) != 1 or model.ops[after[0]][0] != "CONV_2D":
+        return None
+    inputs = model.ops[after[0]][1]
+    filters = model.shape(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else ()
+    return after[0] if len(filters) == 4 and filters[1:3] == (1, 1) else None
+
+
+def load_tflite_layer(path, layer=None, pointwise=False):
     """The chosen depthwise layer of a .tflite file as an Int8Layer.
 
     ``layer`` is a unique part of its output tensor's name, or its op index in the main
-    subgraph; with one depthwise op it may be omitted.
+    subgraph; with one depthwise op it may be omitted.  ``pointwise`` asks for the layer
+    joined with a 1x1 CONV_2D after it (``--fuse --pointwise``): there is no int8 separable
+    block, so where such a CONV_2D follows, that is an error saying so.
     """
     model = read_tflite(path)
-    return _load(model, _pick(model, layer))
+    picked = _pick(model, layer)
+    conv = _pointwise_after(model, picked) if pointwise else None
+    if conv is not None:
+        raise ModelFileError(f"{model.path}: DEPTHWISE_CONV_2D op {picked[0]} "
+                             f"({picked[1]!r}) feeds a 1x1 CONV_2D (op {conv}), but int8 "
+                             f"separable blocks are not supported; drop --pointwise to read "
+                             f"the depthwise op alone")
+    return _load(model, picked)
 
 
 def load_all_tflite_layers(path):
     """Every depthwise layer of a .tflite file: a list of ``(name, Int8Layer)`` in op order."""
+    return [(name, layer) for name, layer, _ in survey_tflite_layers(path).entries]
+
+
+def survey_tflite_layers(path, skip_unsupported=False):
+    """Every depthwise layer of a .tflite file (``export --all``): a ``ModelSurvey`` whose
+    entries are ``(name, Int8Layer, None)`` in op order.
+
+    A layer that cannot be read stops it with a ModelFileError naming the op and what is
+    unsupported; with ``skip_unsupported`` it is listed in ``skipped`` instead.
+    """
     model = read_tflite(path)
     found = _candidates(model)
     if not found:
-        _pick(model, None)
-    return [(picked[1], _load(model, picked)) for picked in found]
+        _pick(model, None)              # raises the "no DEPTHWISE_CONV_2D op" error
+    counts = {}
+    for name, _, _ in model.ops:
+        counts[name] = counts.get(name, 0) + 1
+    survey = ModelSurvey(model.path.name, ", ".join(f"{n} {op}" for op, n in counts.items()))
+    for picked in found:
+        survey.found.append((picked[1], "DEPTHWISE_CONV_2D"))
+        try:
+            survey.entries.append((picked[1], _load(model, picked), None))
+        except ModelFileError as error:
+            if not skip_unsupported:
+                raise ModelFileError(f"{error}; export --all --skip-unsupported writes the "
+                                     f"other layers") from None
+            reason = str(error).split(f"({picked[1]!r})", 1)[-1].lstrip(": ")
+            survey.skipped.append((picked[1], "DEPTHWISE_CONV_2D", reason))
+    return survey

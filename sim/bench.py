@@ -57,8 +57,8 @@ from .keras_import import import_keras
 from .simulate import line_buffer_minimum
 from .tools import ToolTimeout, run_tool
 
-__all__ = ["main", "run_bench", "synthesis_only", "boards_only", "choose_formats",
-           "peer_cycles", "lanes_for"]
+__all__ = ["main", "run_bench", "synthesis_only", "boards_only", "dscnn_only",
+           "choose_formats", "peer_cycles", "lanes_for"]
 
 MOBILENETS = ((0.35, 96), (1.0, 224))
 MAX_LANES = 8
@@ -711,6 +711,91 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
     return data
 
 
+# ---------------------------------------------------------------------------------------------
+# The DS-CNN keyword spotter's int8 depthwise layer (issue 22): cycles and synthesis
+
+#: The MLPerf Tiny DS-CNN's depthwise layer as TFLite converts it (25x5x64, 3x3 same, ReLU),
+#: with the interpreter's outputs stored beside it (``x``; ``auto``: the default resolver).
+DSCNN_MODEL = (pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "tflite"
+               / "dscnn_25x5x64.tflite")
+DSCNN_LANES = (16, 64)
+DSCNN_FRAMES = 8
+#: (target, device, lanes) of the synthesis runs, nextpnr seed 1 each
+DSCNN_SYNTH = [("ecp5", "85k", 16), ("ice40", "up5k", 16)]
+#: CFU-Playground ``kws_micro_accel`` (iCE40UP5K, TFLite Micro): its depthwise layers take
+#: 9,616 ticks of 1024 cycles at the end of its work (issue 22).
+CFU_DEPTHWISE_CYCLES = 9616 * 1024
+
+
+def _fit_figures(build_dir):
+    """What a failed place and route reported: {bel type: [used, available]} from nextpnr's
+    utilisation lines."""
+    found = {}
+    log_path = pathlib.Path(build_dir) / "nextpnr.log"
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    for bel, used, available in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text):
+        found[bel] = [int(used), int(available)]
+    return found
+
+
+def dscnn_figures(work, log, *, synth=True):
+    """Verilator cycles per inference of the DS-CNN depthwise layer at ``DSCNN_LANES`` (the
+    outputs compared with the interpreter's), and its synthesis for ``DSCNN_SYNTH``."""
+    from ..golden.tflite_io import load_tflite_layer
+    from ..hw.int8 import Int8Engine
+    from .native_sim import run_native_timed
+    from .synth import run_synth
+
+    layer = load_tflite_layer(DSCNN_MODEL)
+    with np.load(DSCNN_MODEL.with_suffix(".npz")) as stored:
+        x, expected = stored["x"], stored["auto"]
+    repeat = -(-DSCNN_FRAMES // len(x))
+    frames = np.concatenate([x] * repeat)[:DSCNN_FRAMES]
+    expected = np.concatenate([expected] * repeat)[:DSCNN_FRAMES]
+    spec = layer.spec
+    cycles = []
+    for lanes in DSCNN_LANES:
+        log(f"DS-CNN 25x5x64 int8, P={lanes}: Verilator")
+        engine = Int8Engine.from_layer(layer, lanes)
+        one, timing = run_native_timed(engine, frames[:1], build_dir=work / "dscnn" / "native")
+        run, _ = run_native_timed(engine, frames, build_dir=work / "dscnn" / "native")
+        mismatches = int((one.outputs != expected[:1]).sum() + (run.outputs != expected).sum())
+        cycles.append({
+            "lanes": lanes, "multipliers": engine.multipliers,
+            "ideal_cycles_per_frame": spec.height * spec.width * spec.channels // lanes,
+            "cycles_one_frame": one.cycles, "latency_cycles": one.latency_cycles,
+            "frames": DSCNN_FRAMES, "cycles": run.cycles,
+            "cycles_per_frame": round(run.cycles / DSCNN_FRAMES, 1),
+            "mismatches_vs_interpreter": mismatches,
+            "build_seconds": round(timing.build_seconds, 1)})
+    results = []
+    for target, device, lanes in DSCNN_SYNTH if synth else []:
+        log(f"DS-CNN 25x5x64 int8, P={lanes}: synthesis for {target} {device}")
+        folder = work / "dscnn" / f"{target}-{device}-P{lanes}"
+        try:
+            report = run_synth(Int8Engine.from_layer(layer, lanes), target, device=device,
+                               build_dir=folder, progress=log, seed=1)
+        except RuntimeError as error:
+            report = {"target": target, "device": device, "lanes": lanes,
+                      "error": str(error).splitlines()[0],
+                      "utilization": _fit_figures(folder)}
+        results.append(report)
+    return {"model": DSCNN_MODEL.name, "input_shape": list(spec.input_shape),
+            "kernel_size": list(spec.kernel_size), "padding": spec.padding,
+            "rounding": "fp32", "cycles": cycles, "synthesis": results,
+            "cfu_playground_depthwise_cycles": CFU_DEPTHWISE_CYCLES}
+
+
+def dscnn_only(out=".", *, work=None, synth=True, stream=None):
+    """Measure the DS-CNN figures (``dscnn_figures``) into ``out``/dscnn.json."""
+    out = pathlib.Path(out)
+    work = _work_folder(work)
+    data = dscnn_figures(work, _Log(stream or sys.stdout), synth=synth)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dscnn.json").write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
 def _cpu_seconds():
     """User + system CPU time of this process and of the children it waited for."""
     import resource
@@ -811,10 +896,15 @@ def main(argv=None):
                         help="redo only the board builds of the bench.json in --out")
     parser.add_argument("--speed-only", action="store_true",
                         help="redo only the simulator-speed figures of the bench.json in --out")
+    parser.add_argument("--dscnn-only", action="store_true",
+                        help="only the DS-CNN int8 layer's cycles and synthesis, into "
+                             "dscnn.json in --out (--no-synth: cycles only)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress and no notes (errors only)")
     args = parser.parse_args(argv)
-    if args.synth_only:
+    if args.dscnn_only:
+        dscnn_only(args.out, work=args.work, synth=args.synth is not False)
+    elif args.synth_only:
         synthesis_only(args.out, work=args.work, quiet=args.quiet)
     elif args.boards_only:
         boards_only(args.out, work=args.work, quiet=args.quiet)
