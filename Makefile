@@ -30,13 +30,13 @@ demo: $(STAMP)
 	$(VENV)/bin/dwconv demo
 
 bench: $(STAMP)
-	$(PY) -m dwconv.sim.bench
+	$(PY) -m dwconv.campaigns.bench
 
 # Long differential campaign: random layers and format sets, engine against the golden model.
 # FUZZ_ARGS, e.g. "--examples 20000 --seed 5" or "--sim verilator".
 FUZZ_ARGS ?= --examples 5000
 fuzz: $(STAMP) fuzz-extreme
-	$(PY) -m dwconv.sim.fuzz $(FUZZ_ARGS)
+	$(PY) -m dwconv.campaigns.fuzz $(FUZZ_ARGS)
 
 # Extreme layer specifications (tests/test_extreme_layers.py), each `dwconv verilog` (and
 # `simulate` where small) in a child process with memory and time limits.

@@ -28,7 +28,7 @@ from .design import Design, SimulationResult
 from .errors import ConfigError, DesignError
 from .golden.fixed import FormatError, QFormat
 from .golden.formats import LayerFormats
-from .golden.keras_io import ModelFileError
+from .models.keras_io import ModelFileError
 from .golden.layer import Layer
 from .golden.spec import LayerError, LayerSpec
 from .loading import LoadedLayer, load, load_all

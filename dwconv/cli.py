@@ -9,7 +9,7 @@ turns every user error into exit code 2 with one line on stderr:
     dwconv: error: <what is wrong>; <what to do>
 
 Unexpected exceptions are internal errors: one line, exit code 1 (set ``DWCONV_DEBUG=1``
-for the traceback).  Outputs are written all-or-nothing (see ``golden.atomic``), so a
+for the traceback).  Outputs are written all-or-nothing (see ``models.atomic``), so a
 failing command leaves no file behind.
 
 Shared helpers for commands: ``add_layer_args``, ``add_format_args``, ``add_lanes_arg``,
@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DesignError
-from .golden.atomic import OutputError, atomic_file, atomic_folder
+from .models.atomic import OutputError, atomic_file, atomic_folder
 from .golden.fixed import FormatError
 from .golden.formats import DEFAULT_FORMATS, LayerFormats
-from .golden.keras_io import ModelFileError
+from .models.keras_io import ModelFileError
 from .golden.layer import from_channels_last, to_channels_last
 from .golden.spec import LayerError
-from .sim.tools import MissingToolError, ToolError, ToolTimeout
+from .flows.tools import MissingToolError, ToolError, ToolTimeout
 
 __all__ = ["main", "COMMANDS", "Command", "UsageError", "USER_ERRORS", "DEFAULT_LANES",
            "add_layer_args", "add_format_args", "add_lanes_arg", "check_lanes",
@@ -188,7 +188,7 @@ def load_layer_args(args, *, quantized=True):
     the command quantizes the weights (``quantized``), weights that overflow their format
     get one warning line on stderr; they are saturated or wrapped as the format says.
     """
-    from .golden.export import load_layer
+    from .models.export import load_layer
 
     layer, stored = load_layer(args.layer, getattr(args, "layer_name", None),
                                getattr(args, "fuse", False), getattr(args, "pointwise", False))
@@ -337,7 +337,7 @@ def load_input(path, layer):
         if magic != b"\x93NUMPY":
             raise UsageError(f"{path} is not a .npy array file; save the array with "
                              f"numpy.save")
-        from .golden.limits import check_npy
+        from .models.limits import check_npy
         check_npy(path, error=UsageError)    # shape and size from the header, before loading
         array = np.load(path, allow_pickle=False)
     except UsageError:
@@ -403,7 +403,7 @@ def add_export_args(parser):
 
 
 def run_export(args):
-    from .golden.export import export_layer
+    from .models.export import export_layer
 
     if args.all:
         return _export_all(args)
@@ -416,7 +416,7 @@ def run_export(args):
 
 def _export_all(args):
     """export --all: every layer read and checked first, then the tree written at once."""
-    from .golden.export import export_all
+    from .models.export import export_all
 
     if args.layer_name is not None:
         raise UsageError("--all exports every layer: drop --layer NAME, or drop --all")
@@ -588,7 +588,7 @@ def add_verilog_args(parser):
 def run_verilog(args):
     import re
 
-    from .golden.export import is_tree
+    from .models.export import is_tree
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.top):
         raise UsageError(f"--top {args.top!r} is not a Verilog module name; use letters, "
@@ -608,9 +608,9 @@ def _verilog_tree(args):
     """verilog on an export tree: one module per layer, all built before any is written."""
     import json
 
-    from .golden.export import read_export, read_tree
+    from .models.export import read_export, read_tree
     from .loading import with_formats
-    from .sim.verilog import module_name
+    from .flows.verilog import module_name
 
     output = pathlib.Path(args.output)
     if output.suffix == ".v":
@@ -642,7 +642,7 @@ def _verilog_tree(args):
 # synth
 
 def add_synth_args(parser):
-    from .sim.synth import DEVICES, TARGETS
+    from .flows.synth import DEVICES, TARGETS
 
     add_layer_args(parser, pointwise=True)
     parser.add_argument("--target", required=True, choices=TARGETS, help="FPGA family")
@@ -691,7 +691,7 @@ def _tool_failure(error):
 def run_synth(args):
     import json
 
-    from .sim.synth import DEVICES, format_synth_table
+    from .flows.synth import DEVICES, format_synth_table
 
     report_path = _output_path(args.report, ".json") if args.report else None
     if args.device is not None and args.device not in DEVICES[args.target]:
@@ -711,7 +711,7 @@ def run_synth(args):
 # build
 
 def add_build_args(parser):
-    from .sim.board import BOARDS
+    from .flows.board import BOARDS
 
     add_layer_args(parser)
     parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
@@ -728,9 +728,9 @@ def add_build_args(parser):
 
 
 def run_build(args):
-    from .sim.board import BOARD_NETLIST, build_board
-    from .sim.postsynth import run_board_netlist
-    from .sim.tools import tool_path
+    from .flows.board import BOARD_NETLIST, build_board
+    from .flows.postsynth import run_board_netlist
+    from .flows.tools import tool_path
 
     design = load_design(args)
     if design.kind.name != "depthwise":
@@ -876,7 +876,7 @@ def _depthwise_only(layers):
 
 
 def _write_profiled(args, layers, profiles):
-    from .golden.export import export_layer, export_tree
+    from .models.export import export_layer, export_tree
 
     if args.all:
         export_tree(args.output, [(layer_id, layer, profiles[layer_id].formats)
@@ -892,7 +892,7 @@ def _write_profiled(args, layers, profiles):
 # demo
 
 def add_demo_args(parser):
-    from .sim.demo import DEFAULT_OUTPUT, DEMO_FRAMES
+    from .demo import DEFAULT_OUTPUT, DEMO_FRAMES
 
     parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), metavar="DIR",
                         help=f"folder for everything the demo writes (default {DEFAULT_OUTPUT})")
@@ -901,7 +901,7 @@ def add_demo_args(parser):
 
 
 def run_demo(args):
-    from .sim.demo import run_demo as demo
+    from .demo import run_demo as demo
 
     summary = demo(args.output, frames=args.frames)
     return 1 if summary["mismatches"] else 0
@@ -983,7 +983,7 @@ def _with_advice(error):
 def main(argv=None):
     """Run the command line; returns the exit code (the console script exits with it).
 
-    User errors, and a tool that is missing or fails (``sim.tools``: MissingToolError,
+    User errors, and a tool that is missing or fails (``flows.tools``: MissingToolError,
     ToolError, with the tool's own message), are exit code 2; every other exception is an
     internal error, exit code 1."""
     try:

@@ -28,7 +28,7 @@ import pathlib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .golden.atomic import atomic_file
+from .models.atomic import atomic_file
 from .golden.fixed import FormatError
 from .golden.formats import DEFAULT_FORMATS, LayerFormats
 

@@ -371,7 +371,7 @@ class Design:
         """The Verilog text ``dwconv verilog`` writes, with top module ``top``."""
         import re
 
-        from .sim.verilog import engine_verilog
+        from .flows.verilog import engine_verilog
 
         if not isinstance(top, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
             raise DesignError(f"top {top!r} is not a Verilog module name; use letters, digits "
@@ -424,7 +424,7 @@ class Design:
         import tempfile
 
         from .progress import progress_for
-        from .sim.synth import DEVICES, run_synth
+        from .flows.synth import DEVICES, run_synth
 
         target = target or self.target
         if target not in DEVICES:

@@ -413,12 +413,12 @@ class _Int8(Kind):
         return [int(v) & ((1 << width) - 1) for v in values], width
 
 
-#: The figures ``sim.synth`` and the reports read of an engine.
+#: The figures ``flows.synth`` and the reports read of an engine.
 _ENGINE_FIGURES = ("multipliers", "real_multipliers", "line_buffer_words", "store")
 
 
 def _with_figures(engine, target, rebuild):
-    """``engine`` (an Int8Engine) with what ``sim.synth`` and the reports read of every
+    """``engine`` (an Int8Engine) with what ``flows.synth`` and the reports read of every
     engine, where it does not have it itself: its inner depthwise engine's figures, its
     target, ``retargeted`` (``rebuild(target)``).  Its parts, built with it, are no
     forgotten hardware when it is made for its figures alone (Amaranth warns about unused

@@ -11,8 +11,8 @@ import dataclasses
 import pathlib
 
 from .config import read_config
-from .golden.export import is_tree, load_layer, read_export, read_tree
-from .golden.keras_io import load_all_layers
+from .models.export import is_tree, load_layer, read_export, read_tree
+from .models.keras_io import load_all_layers
 from .golden.layer import Layer
 
 __all__ = ["LoadedLayer", "load", "load_all", "with_formats"]
@@ -87,7 +87,7 @@ def load(path, layer=None, fuse=False, *, config=None, pointwise=False):
     LoadedLayer, SeparableLayer or Int8Layer
         The last two carry ``formats`` and ``layer_id`` as attributes.
     """
-    from .golden.tflite_io import is_tflite, load_tflite_layer
+    from .models.tflite_io import is_tflite, load_tflite_layer
 
     if is_tflite(path):         # an int8 layer: golden.int8_ref runs it, hw.int8 builds it
         found = load_tflite_layer(path, layer, pointwise=pointwise)
@@ -107,7 +107,7 @@ def load_all(path, fuse=False, *, config=None):
     With ``config``, its entries must all name layers of the model, and each layer carries
     the configuration's formats for it.
     """
-    from .golden.tflite_io import is_tflite, load_all_tflite_layers
+    from .models.tflite_io import is_tflite, load_all_tflite_layers
 
     config = read_config(config)
     fuse = fuse or bool(config is not None and config.fuse)

@@ -116,7 +116,7 @@ class DepthwiseCore(wiring.Component):
                                                  plan.bias_raw, mode=plan.weights)
         m.submodules.out_queue = out_queue = OutputQueue(self.beat_out, plan.queue_depth)
         m.submodules.out_skid = skid = SkidBuffer(self.beat_out)
-        # parts and registers that the invariants of sim/formal.py read
+        # parts and registers that the invariants of flows/formal.py read
         self.framer, self.scanner, self.starts = framer, scanner, starts
         self.out_queue, self.out_skid = out_queue, skid
 
@@ -129,7 +129,7 @@ class DepthwiseCore(wiring.Component):
         # flags travel beside the datapath, one register per stage from the window register
         # to the queue
         valid, first, last = window.fire, window.first, window.last
-        self.flag_stages = [(valid, first, last)]     # oldest last, for sim/formal.py
+        self.flag_stages = [(valid, first, last)]     # oldest last, for flows/formal.py
         for stage in range(plan.post_latency):
             valid_q, first_q, last_q = (Signal(name=f"{n}_{stage}")
                                         for n in ("valid", "first", "last"))

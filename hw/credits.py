@@ -9,7 +9,7 @@ __all__ = ["CreditCounter", "credit_counter"]
 
 class CreditCounter(NamedTuple):
     """The counter's registers: ``has_credit`` drives the shift decision; ``credits``,
-    ``refund`` and ``pop`` are what the formal invariants (sim/formal_invariants.py) count."""
+    ``refund`` and ``pop`` are what the formal invariants (flows/formal_invariants.py) count."""
 
     has_credit: Signal
     credits: Signal

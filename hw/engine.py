@@ -100,7 +100,7 @@ class DepthwiseEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = DepthwiseCore(self.plan)
-        self.core = core      # for the invariants of sim/formal.py
+        self.core = core      # for the invariants of flows/formal.py
         m.d.comb += [
             core.i.payload.data.eq(self.s_axis_tdata),
             core.i.payload.first.eq(self.s_axis_tuser),

@@ -84,7 +84,7 @@ class InputFramer(wiring.Component):
         line_beat, end_of_line = position_counter(m, line_beats, advance, "line_beat")
         frame_beat, end_of_frame = position_counter(m, spec.height * line_beats, advance,
                                                     "frame_beat")
-        # for the invariants of sim/formal.py
+        # for the invariants of flows/formal.py
         self.registers = dict(idle=idle, run=run, fill=fill, line_beat=line_beat,
                               end_of_line=end_of_line, frame_beat=frame_beat,
                               end_of_frame=end_of_frame)

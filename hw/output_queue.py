@@ -60,7 +60,7 @@ class OutputQueue(wiring.Component):
         # here and the output side's two (item 32).
         filled = Signal(self.depth)
         written, taken, plenty = Signal(), Signal(), Signal()
-        # for the invariants of sim/formal.py
+        # for the invariants of flows/formal.py
         self.registers = dict(filled=filled, written=written, taken=taken,
                               write_at=write_at, read_at=read_at)
         stored = plenty | (filled[0] & ~taken)    # an entry is in memory now

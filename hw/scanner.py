@@ -108,7 +108,7 @@ class OutputScanner(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = _Registers(self.spec, self.groups, self.counter_width)
-        # the position registers, for the invariants of sim/formal.py
+        # the position registers, for the invariants of flows/formal.py
         self.registers = dict(
             active=s.active, row=s.row.value, col=s.col.value, group=s.group.value,
             at_first=s.at_first, last_group=s.group.last, last_col=s.col.last,

@@ -36,7 +36,7 @@ class SkidBuffer(wiring.Component):
         # flip-flops (o.ready | o_empty, with the reset), not behind the output registers'
         # wide shared enable (docs/timing-closure.md, item 30)
         o_empty = Signal(init=1)
-        # for the invariants of sim/formal.py
+        # for the invariants of flows/formal.py
         self.registers = dict(spare=spare, spare_full=spare_full, o_empty=o_empty)
         m.d.comb += self.i.ready.eq(~spare_full)
         with m.If(self.o.ready | ~self.o.valid):

@@ -66,7 +66,7 @@ class StartQueue(wiring.Component):
         full = Signal(self.depth)
         write_at = Signal(self.depth, init=1)     # one-hot
         read_at = Signal(self.depth, init=1)      # one-hot
-        # for the invariants of sim/formal.py
+        # for the invariants of flows/formal.py
         self.registers = dict(full=full, write_at=write_at, read_at=read_at)
         write, read = self.i.valid, self.o.valid & self.o.ready
         with m.If(write):

@@ -8,7 +8,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from .beats import pack_beats, unpack_beats, weight_load_values
-from .build_cache import cycle_budget
+from ..flows.build_cache import cycle_budget
 
 __all__ = ["StreamResult", "run_amaranth", "run_cycles", "load_width"]
 

@@ -23,10 +23,10 @@ import numpy as np
 
 from .amaranth_sim import StreamResult, run_cycles
 from .beats import pack_beats, unpack_beats, weight_load_values
-from .build_cache import cache_key, cache_root, cycle_budget, locked
+from ..flows.build_cache import cache_key, cache_root, cycle_budget, locked
 from .core_sim import output_framing
-from .tools import run_tool, tool_env, tool_version
-from .verilog import DEFAULT_TOP, engine_verilog
+from ..flows.tools import run_tool, tool_env, tool_version
+from ..flows.verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "run_cocotb", "default_build_root"]
 

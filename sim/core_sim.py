@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from .amaranth_sim import StreamResult, _wide_constants, run_cycles
 from .beats import pack_beats, unpack_beats, weight_load_values
-from .build_cache import cycle_budget
+from ..flows.build_cache import cycle_budget
 
 __all__ = ["run_core", "output_framing"]
 

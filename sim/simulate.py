@@ -76,7 +76,7 @@ def simulate_design(design, x_nhwc, *, sim="amaranth", stall=0.0, seed=0, build_
 
     kind = design.kind
     if sim != "amaranth":
-        from .tools import require_tools
+        from ..flows.tools import require_tools
         require_tools(sim)          # before any work: a missing tool is the user's to fix
     ideal = design.ideal_cycles(len(x_nhwc))
     native = sim in ("verilator", "icarus")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .tools import find_tool, run_tool
+from ..flows.tools import find_tool, run_tool
 from .vectors import VECTORS_JSON
 
 __all__ = ["TESTBENCH", "VectorBenchResult", "testbench_parameters", "run_vector_testbench",

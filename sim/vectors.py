@@ -32,7 +32,7 @@ import pathlib
 
 import numpy as np
 
-from ..golden.atomic import atomic_folder
+from ..models.atomic import atomic_folder
 from ..golden.layer import from_channels_last, to_channels_last
 from .beats import pack_beats
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 import dwconv
 from dwconv.cli import main
-from dwconv.golden.export import export_layer, export_tree
+from dwconv.models.export import export_layer, export_tree
 from dwconv.golden.fixed_ref import fixed_forward
 from dwconv.golden.float_ref import float_forward
 from dwconv.golden.formats import DEFAULT_FORMATS, LayerFormats
@@ -23,7 +23,7 @@ from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.progress import Progress
-from shared_build import native_build_root
+from support.shared_build import native_build_root
 
 FORMATS = {"input": "fixed<8,3,RND,SAT>", "weight": "fixed<8,1,RND,SAT>",
            "bias": "fixed<8,2,RND,SAT>", "output": "fixed<12,5,RND,SAT>"}
@@ -163,7 +163,7 @@ def test_predict_in_the_layers_layout(data_format, batch):
 
 
 def test_predict_matches_keras():
-    from keras_models import keras_output
+    from support.keras_models import keras_output
 
     layer = _layer("channels_first", use_bias=True, activation="relu")
     x = _input(layer).astype(np.float32)
@@ -284,7 +284,7 @@ def test_synth_wraps_the_tool_flow(monkeypatch):
     """Design.synth's own part: the arguments it passes, one progress step per tool run, the
     layer and formats in the report.  The tools themselves run in test_sim_synth (dwconv
     synth is this method)."""
-    from dwconv.sim import synth
+    from dwconv.flows import synth
 
     calls = {}
 

@@ -20,7 +20,7 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.hw.int8 import Int8Engine
 from dwconv.hw.separable import SeparableEngine
 from dwconv.sim.beats import unpack_beats
-from shared_build import native_build_root
+from support.shared_build import native_build_root
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 SEPARABLE_FORMATS = {"input": "fixed<8,3,RND,SAT>", "weight": "fixed<8,2,RND>",
@@ -226,7 +226,7 @@ def test_int8_simulates_exactly_in_verilator():
 
 def test_int8_verilog_of_one_channel_group_lints():
     """P = C: one channel group per pixel (the requantizer's group count has one value)."""
-    from dwconv.sim.lint import lint_verilog
+    from dwconv.flows.lint import lint_verilog
     if shutil.which("verilator") is None:
         pytest.skip("verilator is not installed")
     design, _ = _fixture("dw3x3_m2", lanes=3)

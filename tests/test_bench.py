@@ -8,8 +8,8 @@ import io
 import json
 
 from dwconv.golden.spec import LayerSpec
-from dwconv.sim.bench import peer_cycles, run_bench
-from shared_build import native_build_root
+from dwconv.campaigns.bench import peer_cycles, run_bench
+from support.shared_build import native_build_root
 
 
 def test_quick_bench_writes_json_and_markdown(tmp_path):
@@ -63,7 +63,7 @@ def test_peer_formulas_on_hand_computed_layers():
 
 
 def test_synthesis_tables_show_reuse_seeds_paths_and_board_netlists():
-    from dwconv.sim.bench_report import _synthesis_section
+    from dwconv.campaigns.bench_report import _synthesis_section
 
     run = {"configuration": "seed_dw", "target": "ice40", "device": "up5k",
            "part": "iCE40UP5K-SG48", "lanes": 1, "reuse": 2, "weights": "port",

@@ -1,9 +1,9 @@
 """The DS-CNN entry of the bench: its engine's figures and the parse of a failed fit
-(no simulation, no synthesis: those run in ``python -m dwconv.sim.bench --dscnn-only``)."""
+(no simulation, no synthesis: those run in ``python -m dwconv.campaigns.bench --dscnn-only``)."""
 
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 from dwconv.hw.int8 import Int8Engine
-from dwconv.sim import bench
+from dwconv.campaigns import bench
 
 
 def test_dscnn_engine_figures():

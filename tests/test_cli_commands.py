@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer, load_layer
+from dwconv.models.export import export_layer, load_layer
 from dwconv.golden.fixed_ref import fixed_forward, quantize_weights
 from dwconv.golden.float_ref import float_forward
 from dwconv.golden.formats import LayerFormats

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 import dwconv
 from dwconv.cli import main
 from dwconv.config import Config
-from dwconv.golden.export import export_tree
+from dwconv.models.export import export_tree
 from dwconv.golden.formats import DEFAULT_FORMATS, LayerFormats
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec

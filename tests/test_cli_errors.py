@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 

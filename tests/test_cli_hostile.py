@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.fixed_ref import fixed_forward_raw
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.layer import Layer

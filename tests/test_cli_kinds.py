@@ -12,7 +12,7 @@ import pytest
 
 import dwconv
 from dwconv.cli import main
-from dwconv.sim.lint import lint_verilog
+from dwconv.flows.lint import lint_verilog
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 FORMATS = ["--input-format", "fixed<8,3,RND,SAT>", "--weight-format", "fixed<8,2,RND>",
@@ -209,12 +209,12 @@ def test_tflite_vectors_verilog_config(tflite, tmp_path, capsys):
 
 
 def test_int8_export_folder_takes_every_command(tflite, tmp_path, capsys):
-    from dwconv.golden.export import export_layer
+    from dwconv.models.export import export_layer
     model, x, stored = tflite
     try:
         export_layer(tmp_path / "probe", dwconv.load(model))
     except AttributeError:
-        pytest.skip("int8 export folders come with golden/export.py's int8 support")
+        pytest.skip("int8 export folders come with models/export.py's int8 support")
     assert main(["export", str(model), "-o", str(tmp_path / "e")]) == 0
     folder = str(tmp_path / "e")
     assert main(["golden", folder, "-i", str(x), "-o", str(tmp_path / "y.npy"),

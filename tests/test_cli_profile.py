@@ -10,13 +10,13 @@ from hypothesis import given, settings, strategies as st
 
 import dwconv
 from dwconv.cli import main
-from dwconv.golden.export import export_layer, read_export
+from dwconv.models.export import export_layer, read_export
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.float_ref import float_forward
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 from dwconv.profile import choose_format, int_bits, profile_layer
-from shared_build import cache_home
+from support.shared_build import cache_home
 
 
 @pytest.mark.parametrize("magnitude, signed, width, bits", [

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 
-from dwconv.golden.export import load_layer
-from dwconv.sim.demo import DEMO_LANES, SEED_SPEC, run_demo, seed_layer
-from shared_build import native_build_root
+from dwconv.models.export import load_layer
+from dwconv.demo import DEMO_LANES, SEED_SPEC, run_demo, seed_layer
+from support.shared_build import native_build_root
 
 
 def test_demo_writes_everything_and_matches(tmp_path):

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from dwconv import cli
-from dwconv.sim.demo import seed_keras_model
-from shared_build import cache_home
+from dwconv.demo import seed_keras_model
+from support.shared_build import cache_home
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -1,7 +1,7 @@
 """Formal proofs of the engine's stream protocol (SymbiYosys + yices), on two small layers.
 
 What each run proves, and why its depth, is in docs/verification-formal.md and in
-dwconv.sim.formal.  k-induction proofs hold for all time; BMC depths cover at least one
+dwconv.flows.formal.  k-induction proofs hold for all time; BMC depths cover at least one
 full frame in and out.
 """
 
@@ -13,7 +13,7 @@ from dwconv.golden.formats import LayerFormats
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
-from dwconv.sim.formal import StreamProperties, drain_cycles, run_sby
+from dwconv.flows.formal import StreamProperties, drain_cycles, run_sby
 
 SMALL = "fixed<4,2>"
 
@@ -25,7 +25,7 @@ CONFIGS = {
 }
 
 #: k of the k-induction proofs of the framing properties: the smallest that closes with the
-#: invariants of dwconv.sim.formal_invariants (at 2, registers worked out a cycle ahead, the
+#: invariants of dwconv.flows.formal_invariants (at 2, registers worked out a cycle ahead, the
 #: scanner's firing decisions and the credit flag, start unreachable and survive).
 INDUCTION_DEPTH = 3
 

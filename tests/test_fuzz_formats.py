@@ -2,7 +2,7 @@
 
 The regression cases are the given-accumulator configurations that were wrong in hardware
 (a negative sum zero-extended into a wider accumulator format); the fuzz budget is the CI
-slice of ``make fuzz`` (dwconv.sim.fuzz): seeded examples of every kind (depthwise layers,
+slice of ``make fuzz`` (dwconv.campaigns.fuzz): seeded examples of every kind (depthwise layers,
 separable blocks, int8 layers) in the Amaranth simulator and three through the generated
 Verilog in Verilator (the long campaigns are ``make fuzz``).
 """
@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
-from dwconv.sim.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, main,
+from dwconv.campaigns.fuzz import (FuzzCase, check_engine, fuzz_cases, int8_cases, main,
                              mixed_cases, separable_cases)
 
-from engine_cases import random_layer
+from support.engine_cases import random_layer
 
 EIGHT_BIT = "fixed<8,3,RND,SAT>"
 
@@ -168,7 +168,7 @@ def test_failure_is_kept_and_replayed(tmp_path, capsys):
 
 def test_module_imports_without_hypothesis():
     """hypothesis is imported when fuzzing starts: without it, one line and exit code 2."""
-    code = ("import sys; sys.modules['hypothesis'] = None; import dwconv.sim.fuzz as f; "
+    code = ("import sys; sys.modules['hypothesis'] = None; import dwconv.campaigns.fuzz as f; "
             "sys.exit(f.main(['--examples', '1']))")
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert ran.returncode == 2, ran.stderr

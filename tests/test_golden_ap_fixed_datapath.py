@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from dwconv.golden.fixed_ref import fixed_forward_raw
-from dwconv.sim.fuzz import fuzz_cases
+from dwconv.campaigns.fuzz import fuzz_cases
 
 from test_golden_fixed import AP_HEADER, _ap_types, run_oracle
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden.atomic import atomic_file, atomic_folder
-from dwconv.golden.export import export_layer
+from dwconv.models.atomic import atomic_file, atomic_folder
+from dwconv.models.export import export_layer
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec

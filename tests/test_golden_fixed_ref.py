@@ -55,7 +55,7 @@ def _hls4ml_predict(layer, formats, x, outdir):
     """Build, compile and run the layer as a one-layer hls4ml model."""
     keras = pytest.importorskip("keras")
     hls4ml = pytest.importorskip("hls4ml")
-    from keras_models import keras_layer
+    from support.keras_models import keras_layer
 
     spec = layer.spec
     model = keras.Sequential([keras.Input(spec.input_shape),

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("keras")
 
-from keras_models import keras_output, random_input, random_layer  # noqa: E402
+from support.keras_models import keras_output, random_input, random_layer  # noqa: E402
 
 from dwconv.golden.float_ref import float_forward  # noqa: E402
 from dwconv.golden.layer import Layer  # noqa: E402

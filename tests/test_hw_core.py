@@ -26,7 +26,7 @@ from dwconv.hw.requantizer import Requantizer
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.beats import weight_load_values
 
-from engine_cases import FORMAT_SETS, random_layer
+from support.engine_cases import FORMAT_SETS, random_layer
 
 
 class UserTop(wiring.Component):

@@ -10,7 +10,7 @@ from dwconv.golden.spec import LayerError, LayerSpec
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.beats import weight_load_values
 
-from engine_cases import make_case, random_layer
+from support.engine_cases import make_case, random_layer
 
 SWEEP = [
     # kernels 1x1 to 7x7, rectangular and even

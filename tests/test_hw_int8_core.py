@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from dwconv.golden.int8_ref import Int8Layer, accumulate, predict_int8
 from dwconv.golden.spec import LayerError, LayerSpec
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.hw.int8 import Int8Engine
 from dwconv.hw.int8_core import Int8Core

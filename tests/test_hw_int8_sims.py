@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from dwconv.golden.int8_ref import predict_int8
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 from dwconv.hw.int8 import Int8Engine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.cocotb_sim import run_cocotb
 from dwconv.sim.native_sim import run_native_timed
-from shared_build import cocotb_build_root, native_build_root
+from support.shared_build import cocotb_build_root, native_build_root
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 
@@ -118,8 +118,8 @@ def test_cocotb_with_backpressure(rounding, weights, simulator):
     ("dw3x2_s21_same", 3, "fp32", "port"), ("dw3x3_m2", 1, "double", "const"),
     ("dw3x3_valid_s2", 2, "single", "port")])
 def test_shipped_verilog_lints_clean(name, lanes, rounding, weights):
-    from dwconv.sim.lint import lint_verilog
-    from dwconv.sim.verilog import engine_verilog
+    from dwconv.flows.lint import lint_verilog
+    from dwconv.flows.verilog import engine_verilog
     layer, _, _ = fixture(name)
     engine = Int8Engine.from_layer(layer, lanes, rounding, weights=weights)
     assert lint_verilog(engine_verilog(engine)) == []
@@ -132,8 +132,8 @@ def test_one_channel_group_lints_clean(rounding, weights):
     # bits, and Verilator's ASCRANGE stopped the build (a 1x1 kernel, one channel)
     from dwconv.golden.int8_ref import Int8Layer
     from dwconv.golden.spec import LayerSpec
-    from dwconv.sim.lint import lint_verilog
-    from dwconv.sim.verilog import engine_verilog
+    from dwconv.flows.lint import lint_verilog
+    from dwconv.flows.verilog import engine_verilog
     spec = LayerSpec(input_shape=(2, 3, 1), kernel_size=(1, 1), padding="same")
     layer = Int8Layer(spec, np.array([[[[-77]]]], np.int8), np.array([900], np.int32),
                       np.array([0.01], np.float32), 0.05, -3, 0.3, 4)

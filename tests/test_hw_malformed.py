@@ -6,8 +6,8 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from engine_cases import make_case
-from malformed_streams import CASES, Beat, Gap, Reset, build_case, check_answer
+from support.engine_cases import make_case
+from support.malformed_streams import CASES, Beat, Gap, Reset, build_case, check_answer
 
 LAYERS = {
     "same_P2_M2": dict(shape=(4, 5, 4), kernel=(3, 3), padding="same", multiplier=2, lanes=2),

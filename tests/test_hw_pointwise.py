@@ -12,8 +12,8 @@ from dwconv.golden.fixed import QFormat
 from dwconv.golden.spec import LayerError
 from dwconv.hw.pointwise import PointwisePlan, PointwiseStage
 
-from pointwise_reference import pointwise_reference
-from stream_bench import (beats_to_frames, expected_flags, frame_beats, pack, run_stream,
+from support.pointwise_reference import pointwise_reference
+from support.stream_bench import (beats_to_frames, expected_flags, frame_beats, pack, run_stream,
                           stream_ports)
 
 #: Format sets: truncation and wrap; rounding and saturation; an unsigned mid value and

@@ -11,18 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.fixed_ref import fixed_forward, quantize_weights
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.cocotb_sim import run_cocotb
-from dwconv.sim.lint import lint_verilog
+from dwconv.flows.lint import lint_verilog
 from dwconv.sim.vectors import write_vectors
-from dwconv.sim.verilog import engine_verilog
+from dwconv.flows.verilog import engine_verilog
 
-from engine_cases import make_case, random_layer
+from support.engine_cases import make_case, random_layer
 
 
 def folded(case, reuse):
@@ -201,7 +201,7 @@ def test_folded_verilog_is_lint_clean(weights):
 def test_dsp_netlist_matches_golden(target, weights, tmp_path):
     # the folded MACs as the target's DSP blocks (SB_MAC16, MULT18X18D with their
     # registers), through yosys, simulated with the cells' models
-    from dwconv.sim.postsynth import run_postsynth_vectors
+    from dwconv.flows.postsynth import run_postsynth_vectors
 
     spec = LayerSpec(input_shape=(4, 4, 2), kernel_size=(3, 3), padding="same",
                      activation="relu", name="dw")

@@ -17,13 +17,13 @@ from dwconv.hw.core import lane_beat
 from dwconv.hw.separable import SeparableCore, SeparableEngine, default_out_lanes
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.native_sim import run_native_timed
-from dwconv.sim.verilog import engine_verilog
+from dwconv.flows.verilog import engine_verilog
 
-from malformed_streams import CASES as MALFORMED_CASES, build_case, check_answer
-from separable_cases import make_block
-from shared_build import native_build_root
-from stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
-from stream_bench import stream_ports as stream_ports_of
+from support.malformed_streams import CASES as MALFORMED_CASES, build_case, check_answer
+from support.separable_cases import make_block
+from support.shared_build import native_build_root
+from support.stream_bench import axi_ports, beats_to_frames, expected_flags, frame_beats, run_stream
+from support.stream_bench import stream_ports as stream_ports_of
 from test_hw_malformed import play
 
 
@@ -160,7 +160,7 @@ def test_malformed_streams_of_the_engine_suite(name):
 
 
 def test_synthesis_rebuilds_the_block_for_its_target():
-    from dwconv.sim.synth import retarget
+    from dwconv.flows.synth import retarget
     case = make_block(shape=(4, 4, 4), kernel=(3, 3), filters=4, lanes=2, reuse=2)
     block = case.block
     for target in ("ecp5", "ice40", None):

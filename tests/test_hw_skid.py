@@ -149,7 +149,7 @@ class SkidProperties(wiring.Component):
 def test_formal_beats_once_in_order_and_held(tmp_path):
     """Bounded proof from reset: 12 cycles cover every order of the buffer's two places
     filling and draining (all its states are reached within 3), several times over."""
-    from dwconv.sim.formal import run_sby
+    from dwconv.flows.formal import run_sby
 
     result = run_sby(SkidProperties(), mode="bmc", depth=12, workdir=tmp_path, timeout=300)
     assert result.passed, result.log

@@ -1,4 +1,4 @@
-"""golden/keras_io.py and golden/fuse.py on files that Keras itself saved."""
+"""models/keras_io.py and golden/fuse.py on files that Keras itself saved."""
 
 import json
 import os
@@ -13,10 +13,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from dwconv.golden.float_ref import float_forward  # noqa: E402
-from dwconv.golden.keras_io import ModelFileError, load_keras_layer, snake_case  # noqa: E402
+from dwconv.models.keras_io import ModelFileError, load_keras_layer, snake_case  # noqa: E402
 from dwconv.golden.layer import Layer  # noqa: E402
 from dwconv.golden.spec import LayerError, LayerSpec  # noqa: E402
-from dwconv.golden.fuse import combine_activations, fold_batchnorm  # noqa: E402
+from dwconv.models.fuse import combine_activations, fold_batchnorm  # noqa: E402
 
 L = keras.layers
 
@@ -176,7 +176,7 @@ def test_reader_does_not_import_keras(saved):
     _, paths = saved
     script = (
         "import sys, json\n"
-        "from dwconv.golden.export import load_layer\n"
+        "from dwconv.models.export import load_layer\n"
         "out = {}\n"
         "for path in sys.argv[1:]:\n"
         "    layer, _ = load_layer(path, 'dw_b', fuse=True)\n"
@@ -381,7 +381,7 @@ def nested_saved(tmp_path_factory):
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_nested_layers_are_found_with_their_weights(nested_saved, suffix):
-    from dwconv.golden.keras_io import depthwise_layer_names, read_model
+    from dwconv.models.keras_io import depthwise_layer_names, read_model
 
     model, paths = nested_saved
     graph = read_model(paths[suffix])
@@ -436,7 +436,7 @@ def test_nested_fuse_and_name_errors(nested_saved, suffix):
 def test_export_all(nested_saved, tmp_path, capsys):
     """export --all writes one folder per layer (fused), in the model's order."""
     from dwconv.cli import main
-    from dwconv.golden.export import load_layer, read_tree
+    from dwconv.models.export import load_layer, read_tree
 
     _, paths = nested_saved
     tree = tmp_path / "tree"
@@ -477,7 +477,7 @@ def _mobilenet_classifier():
 def test_mobilenet_backbone_inside_a_classifier(tmp_path, capsys):
     """All 17 depthwise layers of a nested MobileNetV2, fused with BN and ReLU6, in one call."""
     from dwconv.cli import main
-    from dwconv.golden.export import load_layer, read_tree
+    from dwconv.models.export import load_layer, read_tree
 
     model = _mobilenet_classifier()
     path = tmp_path / "classifier.keras"

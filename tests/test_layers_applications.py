@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("keras")
 
 from dwconv.cli import main                                   # noqa: E402
-from dwconv.golden.export import read_tree                    # noqa: E402
+from dwconv.models.export import read_tree                    # noqa: E402
 
 #: model -> (builder, depthwise-like layers, their kind, layers after a ZeroPadding)
 MODELS = {

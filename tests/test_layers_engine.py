@@ -16,7 +16,7 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.simulate import simulate_layer
 
-from engine_cases import FORMAT_SETS, random_layer
+from support.engine_cases import FORMAT_SETS, random_layer
 
 CASES = [
     # DepthwiseConv1D: stride, dilation, same/valid, multiplier, lanes

@@ -10,9 +10,9 @@ keras = pytest.importorskip("keras")
 L = keras.layers
 
 from dwconv.cli import main                                           # noqa: E402
-from dwconv.golden.export import load_layer, read_tree                # noqa: E402
+from dwconv.models.export import load_layer, read_tree                # noqa: E402
 from dwconv.golden.float_ref import float_forward                     # noqa: E402
-from dwconv.golden.keras_io import survey_layers                      # noqa: E402
+from dwconv.models.keras_io import survey_layers                      # noqa: E402
 from dwconv.golden.layer import SeparableLayer                        # noqa: E402
 from dwconv.golden.spec import LayerError                             # noqa: E402
 

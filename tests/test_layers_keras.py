@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 keras = pytest.importorskip("keras")
 L = keras.layers
 
-from dwconv.golden.export import export_layer, read_export          # noqa: E402
+from dwconv.models.export import export_layer, read_export          # noqa: E402
 from dwconv.golden.float_ref import float_forward                    # noqa: E402
-from dwconv.golden.keras_io import load_keras_layer                  # noqa: E402
+from dwconv.models.keras_io import load_keras_layer                  # noqa: E402
 from dwconv.golden.layer import Layer, SeparableLayer                # noqa: E402
 from dwconv.golden.spec import LayerError                            # noqa: E402
 
@@ -184,7 +184,7 @@ def test_grouped_conv_with_fewer_groups_is_refused(conv, shape):
 
 
 def test_plain_conv_is_not_depthwise_like():
-    from dwconv.golden.keras_io import ModelFileError
+    from dwconv.models.keras_io import ModelFileError
     model = keras.Sequential([keras.Input((5, 5, 1)), L.Conv2D(2, 3, name="c")])
     with pytest.raises(ModelFileError, match="no DepthwiseConv2D or other depthwise-like layer"):
         _read(model)

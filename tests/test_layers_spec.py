@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dwconv.golden.export import export_layer, read_export
+from dwconv.models.export import export_layer, read_export
 from dwconv.golden.float_ref import float_forward
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerError, LayerSpec

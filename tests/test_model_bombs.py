@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden import limits
-from dwconv.golden.export import export_layer, read_export
-from dwconv.golden.keras_io import ModelFileError, load_model_layer
+from dwconv.models import limits
+from dwconv.models.export import export_layer, read_export
+from dwconv.models.keras_io import ModelFileError, load_model_layer
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import dwconv
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.layer import Layer
 from dwconv.golden.overflow import full_name, overflow_warning

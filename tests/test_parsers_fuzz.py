@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dwconv.cli import USER_ERRORS
-from dwconv.golden.export import export_layer, read_export
+from dwconv.models.export import export_layer, read_export
 from dwconv.golden.fixed import QFormat
 from dwconv.golden.formats import LayerFormats
-from dwconv.golden.keras_io import load_keras_layer
+from dwconv.models.keras_io import load_keras_layer
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
 

@@ -19,8 +19,8 @@ import pytest
 from dwconv.cli import main
 from dwconv.golden.fixed_ref import fixed_forward
 from dwconv.golden.formats import LayerFormats
-from dwconv.golden.keras_io import load_model_layer
-from dwconv.golden.qkeras import (holding_format, parse_activation, parse_quantizer,
+from dwconv.models.keras_io import load_model_layer
+from dwconv.models.qkeras import (holding_format, parse_activation, parse_quantizer,
                                   quantize_tensor)
 from dwconv.golden.spec import LayerError
 

@@ -3,7 +3,7 @@ and the notes when not on a terminal, nothing at all with ``quiet``."""
 
 import io
 
-from dwconv.sim.bench import _Log
+from dwconv.campaigns.bench import _Log
 
 
 def _run_phases(log):

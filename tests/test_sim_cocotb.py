@@ -8,7 +8,7 @@ import pytest
 from dwconv.golden.fixed_ref import quantize_weights
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.cocotb_sim import run_cocotb
-from engine_cases import make_case, random_layer
+from support.engine_cases import make_case, random_layer
 
 ICARUS = pytest.mark.skipif(shutil.which("iverilog") is None,
                             reason="Icarus Verilog (iverilog) is not installed")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from separable_cases import make_block
+from support.separable_cases import make_block
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("cocotb") is None

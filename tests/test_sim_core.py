@@ -10,8 +10,8 @@ from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.core_sim import output_framing, run_core
 
-from engine_cases import make_case, random_layer
-from separable_cases import make_block
+from support.engine_cases import make_case, random_layer
+from support.separable_cases import make_block
 
 
 class _EngineWithCore(DepthwiseEngine):

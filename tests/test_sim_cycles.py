@@ -14,8 +14,8 @@ from dwconv.golden.spec import LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.simulate import simulate_layer
-from engine_cases import FORMAT_SETS, random_layer
-from shared_build import native_build_root
+from support.engine_cases import FORMAT_SETS, random_layer
+from support.shared_build import native_build_root
 
 # The case: 7x7x3, 3x3 same, stride 50: one output pixel per frame (the first
 # window), so each frame's only output leaves long before its last input beat is taken.

@@ -1,4 +1,4 @@
-"""The generated Verilog lints clean: under `verilator --lint-only -Wall` with sim/lint.py's
+"""The generated Verilog lints clean: under `verilator --lint-only -Wall` with flows/lint.py's
 documented waivers, and as shipped (its own lint pragmas) under Verilator's default warnings
 and under -Wall with no flags at all, as a user's own build runs it."""
 
@@ -17,9 +17,9 @@ from dwconv.golden.fixed_ref import quantize_weights
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.engine import DepthwiseEngine
-from dwconv.sim.lint import WAIVERS, lint_verilog
-from dwconv.sim.verilog import engine_verilog
-from engine_cases import FORMAT_SETS, make_case, random_layer
+from dwconv.flows.lint import WAIVERS, lint_verilog
+from dwconv.flows.verilog import engine_verilog
+from support.engine_cases import FORMAT_SETS, make_case, random_layer
 
 CASES = {
     "const_same_m2": dict(shape=(5, 6, 4), kernel=(3, 3), padding="same", multiplier=2,
@@ -60,7 +60,7 @@ def test_verilog_has_no_array_element_aliases():
 
     from amaranth.back import rtlil
 
-    from dwconv.sim.verilog import without_array_aliases
+    from dwconv.flows.verilog import without_array_aliases
 
     engine = make_case(**CASES["port_stride_dilation_accum"], seed=1).engine
     design = rtlil.convert(engine, name="dwconv", emit_src=False)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dwconv.sim.event_sim import play_events
-from engine_cases import make_case
-from malformed_streams import CASES, Beat, Gap, Reset, build_case, check_answer
+from support.engine_cases import make_case
+from support.malformed_streams import CASES, Beat, Gap, Reset, build_case, check_answer
 
 ICARUS = pytest.mark.skipif(shutil.which("iverilog") is None,
                             reason="Icarus Verilog (iverilog) is not installed")

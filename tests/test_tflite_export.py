@@ -10,12 +10,12 @@ from hypothesis import given, settings, strategies as st
 
 import dwconv
 from dwconv.cli import main
-from dwconv.golden.export import export_layer, load_layer, read_export
-from dwconv.golden.int8_export import INT8_KIND
+from dwconv.models.export import export_layer, load_layer, read_export
+from dwconv.models.int8_export import INT8_KIND
 from dwconv.golden.int8_ref import Int8Layer, activation_range, predict_int8
-from dwconv.golden.keras_io import ModelFileError
+from dwconv.models.keras_io import ModelFileError
 from dwconv.golden.spec import LayerError, LayerSpec
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 #: every fixture the reader takes (dw3x3_dil2_same is the refused SPACE_TO_BATCH_ND + ADD form)

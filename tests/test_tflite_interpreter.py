@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dwconv.golden.int8_ref import Int8Layer, predict, predict_int8
 from dwconv.golden.spec import LayerSpec
-from dwconv.golden.tflite_io import load_tflite_layer
+from dwconv.models.tflite_io import load_tflite_layer
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"
 sys.path.insert(0, str(DATA))

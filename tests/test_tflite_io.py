@@ -9,8 +9,8 @@ import tflite
 from hypothesis import given, settings, strategies as st
 
 from dwconv.golden.int8_ref import predict_int8
-from dwconv.golden.keras_io import ModelFileError
-from dwconv.golden.tflite_io import (load_all_tflite_layers, load_tflite_layer,
+from dwconv.models.keras_io import ModelFileError
+from dwconv.models.tflite_io import (load_all_tflite_layers, load_tflite_layer,
                                      tflite_layer_names)
 
 DATA = pathlib.Path(__file__).parent / "data" / "tflite"

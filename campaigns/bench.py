@@ -2,7 +2,7 @@
 and the peers' published cycle formulas; simulator speeds; synthesis figures.
 
 Writes ``bench.json`` (every figure, with how it was obtained) and ``BENCH.md`` (the same as
-tables).  Run ``python -m dwconv.sim.bench --help`` for the options; ``--quick`` runs the
+tables).  Run ``python -m dwconv.campaigns.bench --help`` for the options; ``--quick`` runs the
 seed layer alone (a smoke run, minutes less).
 
 What is measured and what is computed:
@@ -52,10 +52,10 @@ from ..golden.formats import LayerFormats
 from ..golden.spec import LayerSpec
 from ..hw.engine import DepthwiseEngine
 from ..progress import Progress
-from .demo import DEMO_FORMATS, DEMO_LANES, seed_layer
-from .keras_import import import_keras
-from .simulate import line_buffer_minimum
-from .tools import ToolTimeout, run_tool
+from ..demo import DEMO_FORMATS, DEMO_LANES, seed_layer
+from ..models.keras_import import import_keras
+from ..sim.simulate import line_buffer_minimum
+from ..flows.tools import ToolTimeout, run_tool
 
 __all__ = ["main", "run_bench", "synthesis_only", "boards_only", "dscnn_only",
            "choose_formats", "peer_cycles", "lanes_for"]
@@ -197,7 +197,7 @@ def _keras_layer(keras, layer):
 
 def _mobilenet_layers(keras, alpha, size, work, log):
     """(Layer, Keras layer) for every DepthwiseConv2D, read back through our .keras reader."""
-    from ..golden.keras_io import depthwise_layer_names, load_keras_layer, read_model
+    from ..models.keras_io import depthwise_layer_names, load_keras_layer, read_model
 
     keras.utils.set_random_seed(0)      # the same initial weights, so the same designs
     model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
@@ -228,7 +228,7 @@ def _quantization(keras, layer, keras_layer, x, formats_by_bits):
 
 def _simulate(layer, formats, lanes, frames, rng, input_range, build_root):
     """Verilator on the shipped Verilog: ``frames`` frames without and with stalls."""
-    from .native_sim import run_native_timed
+    from ..sim.native_sim import run_native_timed
 
     spec = layer.spec
     started = time.perf_counter()
@@ -318,7 +318,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
             native_frames=NATIVE_SPEED_FRAMES, cocotb=True):
     """Cycles per second of each simulator, end to end time of the compiled path, and
     golden models against Keras predict (``cocotb=False``: not the cocotb runs)."""
-    from .simulate import simulate_layer
+    from ..sim.simulate import simulate_layer
 
     spec = layer.spec
     kernel_raw, bias_raw = quantize_weights(layer, formats)
@@ -362,7 +362,7 @@ def _speeds(keras, layer, formats, lanes, build_root, rng, log, warm_up=True,
 def _simulator_speed(name, engine, x_raw, expected, build_root, log, *, warm_up, cocotb,
                      native_frames):
     """One simulator's speed on the first frames of ``x_raw`` (or why it was skipped)."""
-    from .tools import MissingToolError, require_tools
+    from ..flows.tools import MissingToolError, require_tools
 
     native = name in ("verilator", "icarus")
     # Icarus is slow on the engine itself (~1,000 cycles/s), compiled or not
@@ -391,7 +391,7 @@ def _simulator_speed(name, engine, x_raw, expected, build_root, log, *, warm_up,
 def _native_speed(name, engine, x_raw, stall, build_root, warm_up):
     """(result, seconds, cycles, simulator seconds, build seconds, CPU figures) of a
     compiled run (a build first needs no warm-up run: it is timed apart)."""
-    from .native_sim import run_native_timed
+    from ..sim.native_sim import run_native_timed
 
     def timed_run():
         started = time.perf_counter()
@@ -413,8 +413,8 @@ def _native_speed(name, engine, x_raw, stall, build_root, warm_up):
 def _interpreted_speed(name, engine, x_raw, stall, build_root, warm_up):
     """The same for Amaranth's simulator and cocotb (Python in the cycle loop); with
     ``warm_up``, a first one-frame cocotb run builds (or finds) the simulator."""
-    from .amaranth_sim import run_amaranth
-    from .cocotb_sim import run_cocotb
+    from ..sim.amaranth_sim import run_amaranth
+    from ..sim.cocotb_sim import run_cocotb
 
     build = None
     simulator = name.removeprefix("cocotb-")
@@ -541,7 +541,7 @@ def _synthesis(configurations, work, log):
     """``dwconv synth --seeds`` for every run of ``SYNTH_RUNS`` on the exported
     ``configurations`` ({name: (layer, formats)}), and ``dwconv build --simulate-netlist``
     of the seed layer for every board of ``BOARD_RUNS``."""
-    from ..golden.export import export_layer
+    from ..models.export import export_layer
 
     results = []
     for name, (layer, formats) in configurations.items():
@@ -586,8 +586,8 @@ def _boards(work, log):
 
 def _board_run(run, work, log):
     """One board of ``BOARD_RUNS``: its build, its netlist's simulation, the figures."""
-    from .board import BOARD_NETLIST
-    from .postsynth import run_board_netlist
+    from ..flows.board import BOARD_NETLIST
+    from ..flows.postsynth import run_board_netlist
 
     board, lanes, reuse, simulator = run
     started = time.perf_counter()
@@ -689,7 +689,7 @@ def run_bench(out=".", *, quick=False, synth=None, work=None, build_root=None, s
 
     data = {
         "about": {
-            "command": "make bench" + (" (python -m dwconv.sim.bench --quick)" if quick else ""),
+            "command": "make bench" + (" (python -m dwconv.campaigns.bench --quick)" if quick else ""),
             "quick": quick, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "seconds": round(time.perf_counter() - started, 1),
@@ -741,10 +741,10 @@ def _fit_figures(build_dir):
 def dscnn_figures(work, log, *, synth=True):
     """Verilator cycles per inference of the DS-CNN depthwise layer at ``DSCNN_LANES`` (the
     outputs compared with the interpreter's), and its synthesis for ``DSCNN_SYNTH``."""
-    from ..golden.tflite_io import load_tflite_layer
+    from ..models.tflite_io import load_tflite_layer
     from ..hw.int8 import Int8Engine
-    from .native_sim import run_native_timed
-    from .synth import run_synth
+    from ..sim.native_sim import run_native_timed
+    from ..flows.synth import run_synth
 
     layer = load_tflite_layer(DSCNN_MODEL)
     with np.load(DSCNN_MODEL.with_suffix(".npz")) as stored:
@@ -878,7 +878,7 @@ def boards_only(out=".", *, work=None, stream=None, quiet=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m dwconv.sim.bench", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python -m dwconv.campaigns.bench", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="the seed layer only, speeds on it (not cocotb's), no synthesis "

@@ -19,7 +19,7 @@ simulator ``--sim`` names; the output must equal the golden model exactly, with 
 framing and no error flag.  Port weights are loaded through the port before the first frame.
 
 The same strategies serve the test suite (a fixed, seeded budget) and ``make fuzz`` (a long
-campaign, ``python -m dwconv.sim.fuzz``).  hypothesis is imported only when a strategy is
+campaign, ``python -m dwconv.campaigns.fuzz``).  hypothesis is imported only when a strategy is
 built, so importing this module needs none.  A failing example (the shrunk one) is kept as
 a pickled case (and, for depthwise layers, an export folder and an input array) and
 reported with a command that replays it.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden.export import export_layer
+from ..models.export import export_layer
 from ..golden.fixed import MAX_ACCUM_WIDTH, MAX_WIDTH, OVERFLOW_MODES, ROUNDING_MODES, \
     FormatError, QFormat
 from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
@@ -183,15 +183,15 @@ def _run(engine, frames_raw, sim, stall, seed, loads=None):
     with a stream-native core (``core()``) runs as that core in Amaranth's simulator."""
     if sim == "amaranth":
         if hasattr(engine, "core"):
-            from .core_sim import run_core
+            from ..sim.core_sim import run_core
             return run_core(engine, frames_raw, stall=stall, seed=seed, loads=loads)
-        from .amaranth_sim import run_amaranth
+        from ..sim.amaranth_sim import run_amaranth
         return run_amaranth(engine, frames_raw, stall=stall, seed=seed, loads=loads)
     if sim.startswith("cocotb-"):
-        from .cocotb_sim import run_cocotb
+        from ..sim.cocotb_sim import run_cocotb
         return run_cocotb(engine, frames_raw, simulator=sim.removeprefix("cocotb-"),
                           stall=stall, seed=seed, loads=loads)
-    from .native_sim import run_native
+    from ..sim.native_sim import run_native
     return run_native(engine, frames_raw, simulator=sim, stall=stall, seed=seed, loads=loads)
 
 
@@ -203,7 +203,7 @@ class _Case:
     kind = None
 
     def replay_command(self, path, sim):
-        return shlex.join([sys.executable, "-m", "dwconv.sim.fuzz", "--replay", str(path),
+        return shlex.join([sys.executable, "-m", "dwconv.campaigns.fuzz", "--replay", str(path),
                            "--sim", sim])
 
     def keep(self, folder, sim):
@@ -608,7 +608,7 @@ def replay(path, sim):
 
 def _arguments(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m dwconv.sim.fuzz",
+        prog="python -m dwconv.campaigns.fuzz",
         description="Differential fuzzing of the engines (depthwise, separable, int8) "
                     "against their golden models.")
     parser.add_argument("--examples", type=int, default=5000, help="examples in all")
@@ -638,7 +638,7 @@ def main(argv=None):
             raise FuzzSetupError("--examples and --workers must be at least 1")
         mix = parse_mix(args.mix)
         if args.sim != "amaranth":
-            from .tools import MissingToolError, require_tools
+            from ..flows.tools import MissingToolError, require_tools
             try:
                 require_tools(args.sim)
             except MissingToolError as missing:
@@ -697,5 +697,5 @@ def _fuzz(args, mix):
 
 if __name__ == "__main__":
     # run as the importable module, so kept cases name its classes, not __main__'s
-    from dwconv.sim import fuzz
+    from dwconv.campaigns import fuzz
     sys.exit(fuzz.main())

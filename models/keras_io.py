@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 
 import h5py
 
-from .layer import Layer, SeparableLayer
+from ..golden.layer import Layer, SeparableLayer
 from .limits import CONFIG_BYTES, read_dataset, read_zip_member
-from .spec import LayerError, LayerSpec
+from ..golden.spec import LayerError, LayerSpec
 
 __all__ = ["ModelFileError", "ModelGraph", "ModelSurvey", "read_model", "load_keras_layer",
            "load_model_layer", "load_all_layers", "survey_layers", "depthwise_layer_names",
@@ -673,8 +673,8 @@ def load_model_layer(path, layer_name=None, fuse=False, pointwise=False):
     ``layer_name`` is a layer's name, or its path through nested models where names
     repeat (``backbone/block_1_depthwise``).  With ``fuse``, a ZeroPadding directly before
     it and a BatchNormalization and/or ReLU/ReLU6 directly after it are folded in (see
-    ``golden.fuse``); the layer's ``fused`` lists what was.  The formats are those QKeras
-    quantizers give (see ``golden.qkeras``): a QDepthwiseConv2D's own, a QActivation
+    ``models.fuse``); the layer's ``fused`` lists what was.  The formats are those QKeras
+    quantizers give (see ``models.qkeras``): a QDepthwiseConv2D's own, a QActivation
     directly before (input) and directly after (output); None when there are none.
     """
     graph = read_model(path)
@@ -744,7 +744,7 @@ def survey_layers(path, fuse=False, pointwise=False, skip_unsupported=False, che
     formats)`` may raise a LayerError or FormatError (formats that do not fit the layer),
     treated the same way.  A model without any depthwise-like layer is a ModelFileError.
     """
-    from .fixed import FormatError
+    from ..golden.fixed import FormatError
 
     graph = read_model(path)
     try:

@@ -21,10 +21,10 @@ import pathlib
 import numpy as np
 import tflite
 
-from .int8_ref import Int8Layer, activation_range
+from ..golden.int8_ref import Int8Layer, activation_range
 from .keras_io import ModelFileError, ModelSurvey
 from .limits import read_model_file
-from .spec import LayerError, LayerSpec
+from ..golden.spec import LayerError, LayerSpec
 
 __all__ = ["Int8Layer", "TFLiteModel", "read_tflite", "load_tflite_layer",
            "load_all_tflite_layers", "survey_tflite_layers", "tflite_layer_names",

@@ -36,14 +36,14 @@ import zipfile
 import numpy as np
 
 from .atomic import atomic_folder
-from .fixed import FormatError
-from .formats import DEFAULT_FORMATS, LayerFormats
+from ..golden.fixed import FormatError
+from ..golden.formats import DEFAULT_FORMATS, LayerFormats
 from .int8_export import INT8_KIND, int8_arrays, int8_counts, int8_document, read_int8_export
-from .int8_ref import Int8Layer
+from ..golden.int8_ref import Int8Layer
 from .keras_io import ModelFileError, load_all_layers, load_model_layer, survey_layers
-from .layer import SEPARABLE_KINDS, Layer, SeparableLayer
+from ..golden.layer import SEPARABLE_KINDS, Layer, SeparableLayer
 from .limits import check_npz, read_config_file
-from .spec import LayerError, LayerSpec
+from ..golden.spec import LayerError, LayerSpec
 from .tflite_io import is_tflite, load_tflite_layer, survey_tflite_layers
 
 __all__ = ["LAYER_JSON", "WEIGHTS_NPZ", "TREE_JSON", "export_layer", "write_export",

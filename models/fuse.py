@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from .layer import Layer, SeparableLayer
-from .spec import LayerError
+from ..golden.layer import Layer, SeparableLayer
+from ..golden.spec import LayerError
 
 __all__ = ["fold_batchnorm", "combine_activations", "fuse_following", "fold_zero_padding",
            "join_pointwise"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from .build_cache import cache_key, cache_root
 from .synth import PREPARE, synth_script, _tool
 from .tools import MissingToolError, ToolError, require_tools, run_tool, tool_path
-from .vector_bench import VectorBenchResult, run_icarus, run_vector_testbench
+from ..sim.vector_bench import VectorBenchResult, run_icarus, run_vector_testbench
 from .yosys import run_yosys
 
 __all__ = ["cell_models", "component_verilog", "cached_netlist", "synthesize_netlist", "bundle",

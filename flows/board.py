@@ -20,7 +20,7 @@ from amaranth.lib.wiring import Out
 
 from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
 from ..hw.engine import DepthwiseEngine
-from .beats import pack_beats
+from ..sim.beats import pack_beats
 from .build_cache import cache_key
 from .synth import PREPARE, synth_options
 from .tools import find_tool, run_tool, tool_env

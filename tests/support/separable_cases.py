@@ -15,7 +15,7 @@ from dwconv.golden.separable_ref import separable_forward_raw
 from dwconv.golden.spec import LayerSpec
 from dwconv.hw.separable import SeparableEngine
 
-from pointwise_reference import pointwise_reference
+from support.pointwise_reference import pointwise_reference
 
 FORMAT_SETS = {
     "rnd_sat": dict(formats=dict(input="fixed<8,3>", weight="fixed<6,1>", bias="fixed<10,4>",

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import MAX_WIDTH, FormatError, QFormat, accumulator_format
-from .spec import LayerError
+from ..golden.fixed import MAX_WIDTH, FormatError, QFormat, accumulator_format
+from ..golden.spec import LayerError
 
 __all__ = ["Quantizer", "parse_quantizer", "parse_activation", "quantize_tensor",
            "holding_format", "QUANTIZED_DEPTHWISE", "QACTIVATION", "qkeras_formats"]

@@ -21,9 +21,9 @@ whose stored values differ from what its scales give is refused as inconsistent.
 
 import numpy as np
 
-from .int8_ref import Int8Layer, activation_range
+from ..golden.int8_ref import Int8Layer, activation_range
 from .keras_io import ModelFileError
-from .spec import LayerError
+from ..golden.spec import LayerError
 
 __all__ = ["INT8_KIND", "int8_document", "int8_arrays", "int8_counts", "read_int8_export"]
 

@@ -22,17 +22,17 @@ import time
 
 import numpy as np
 
-from ..golden.export import export_layer, load_layer
-from ..golden.fixed_ref import fixed_forward_raw, quantize_weights
-from ..golden.float_ref import float_forward_nhwc
-from ..golden.formats import LayerFormats
-from ..golden.layer import Layer
-from ..golden.spec import LayerSpec
-from .amaranth_sim import run_amaranth
-from .keras_import import import_keras
-from .simulate import line_buffer_minimum
-from .vectors import write_vectors
-from .verilog import build_engine
+from .models.export import export_layer, load_layer
+from .golden.fixed_ref import fixed_forward_raw, quantize_weights
+from .golden.float_ref import float_forward_nhwc
+from .golden.formats import LayerFormats
+from .golden.layer import Layer
+from .golden.spec import LayerSpec
+from .sim.amaranth_sim import run_amaranth
+from .models.keras_import import import_keras
+from .sim.simulate import line_buffer_minimum
+from .sim.vectors import write_vectors
+from .flows.verilog import build_engine
 
 __all__ = ["SEED_SPEC", "DEMO_FORMATS", "DEMO_LANES", "DEMO_FRAMES", "DEFAULT_OUTPUT",
            "seed_layer", "seed_keras_model", "run_demo"]
@@ -151,7 +151,7 @@ def run_demo(out=DEFAULT_OUTPUT, *, frames=DEMO_FRAMES, build_dir=None, stream=N
     as ``dwconv simulate --sim verilator``; ``make`` puts it in the repository's .cache);
     ``stream`` receives the progress lines and the summary (default: standard output).
     """
-    from .native_sim import run_native_timed, verilog_of
+    from .sim.native_sim import run_native_timed, verilog_of
 
     stream = stream or sys.stdout
     out = pathlib.Path(out)

@@ -272,7 +272,7 @@ def render(data):
     about, layers = data["about"], data["layers"]
     return "\n\n".join([
         "# dwconv benchmark",
-        f"Made by `{about['command']}` (sim/bench.py) in {about['seconds']:.0f} s"
+        f"Made by `{about['command']}` (campaigns/bench.py) in {about['seconds']:.0f} s"
         + (f" (the layers: {about['layers_seconds']:.0f} s, {about['layers_cpu_seconds']:.0f} s "
            f"of CPU with the tools it ran)" if "layers_cpu_seconds" in about else "")
         + (f" plus {about['synthesis_seconds']:.0f} s of synthesis and board builds"

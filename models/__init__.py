@@ -1,0 +1,1 @@
+"""Model files in and out: Keras/QKeras/TFLite readers, exports, bounded reads."""

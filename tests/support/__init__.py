@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: cases, reference models, builds, stream benches."""
