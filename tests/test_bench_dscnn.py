@@ -10,8 +10,9 @@ def test_dscnn_engine_figures():
     layer = load_tflite_layer(bench.DSCNN_MODEL)
     assert layer.spec.input_shape == (25, 5, 64) and layer.spec.kernel_size == (3, 3)
     engine = Int8Engine.from_layer(layer, 16)
-    # 3x3 taps on 16 lanes, and one 32 x 31-bit product per requantizer lane
-    assert engine.multipliers == 9 * 16 + 16
+    # 3x3 taps on 16 lanes, and per requantizer lane a 32 x 31-bit product in four
+    # 18 x 18 partial products
+    assert engine.multipliers == 9 * 16 + 4 * 16
     assert engine.target is None
     placed = engine.retargeted("ecp5")
     assert placed.target == "ecp5" and placed.lanes == 16
