@@ -1,5 +1,7 @@
 """The pointwise stage: a 1x1 convolution (C*M -> F filters) on a stream of pixel beats."""
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -297,14 +299,35 @@ class PointwiseStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        G, R = self.groups, self.reuse
-        acc_fmt = self.accumulator
-
-        # -- input: the beat register, its phase, the credit check
         m.submodules.queue = queue = OutputQueue(
             data.StructLayout({"data": data.ArrayLayout(format_shape(self.output),
                                                         self.filters),
                                "first": 1, "last": 1}), self.queue_depth)
+        beat, port = self._intake(m, queue)
+        macs = self._macs(m, beat, port)
+        flags = _delayed(m, [beat.valid, beat.first, beat.last, beat.frame_first,
+                             beat.row_last, beat.bank],
+                         ("valid", "first", "last", "frame_first", "row_last", "bank"),
+                         self.mac_latency, "_")
+        outputs, done_flags = self._sums(m, macs, flags, port)
+        done, done_first, done_last = _delayed(m, done_flags, ("done", "first", "last"),
+                                               self.post_latency, "_post")
+
+        # -- output: the queue (never refuses: credits), F/Q beats per entry, the skid
+        m.d.comb += queue.i.valid.eq(done)
+        for f, value in enumerate(outputs):
+            m.d.comb += queue.i.payload.data[f].eq(value)
+        m.d.comb += [queue.i.payload.first.eq(done_first), queue.i.payload.last.eq(done_last)]
+        m.submodules.skid = skid = SkidBuffer(self.o.payload.shape())
+        self._serialize(m, queue.o, skid.i)
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
+        return m
+
+    def _intake(self, m, queue):
+        """The input side: a skid buffer, the held beat and its phase, the group count,
+        the credit check and the framing check.  Returns the held beat's registers and phase
+        flags, and the port weights' reads (None with constant weights)."""
+        G, R = self.groups, self.reuse
         # a skid buffer at the input: ``i.ready`` is a flip-flop, and the accept logic
         # below (behind the held register's enables) stays next to the stage
         m.submodules.in_skid = in_skid = SkidBuffer(self.i.payload.shape())
@@ -331,25 +354,12 @@ class PointwiseStage(wiring.Component):
             with m.Else():
                 m.d.sync += [group.eq(eff_group + 1), at_last_group.eq(eff_group == G - 2)]
 
-        # Credits: a place in the queue for every pixel whose last beat was taken.  A taken
-        # entry's place comes back a cycle later, from a register.  The queue holds depth + 1
-        # (one in its output register); depth is used.
-        credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
-        pop = Signal()
-        m.d.sync += pop.eq(queue.o.valid & queue.o.ready)
-        # "credits >= 1" a cycle ahead, registered (so the ready is a gate on flip-flops):
-        # at least 2 now, or 1 and none taken now, or a place coming back now that covers
-        # this cycle's take (a lower bound: it may say no where a place is free)
-        has_credit = Signal(init=self.queue_depth > 0)
-        taken = take & eff_last
-        m.d.sync += has_credit.eq(credits[1:].any() | (credits[0] & ~taken)
-                                  | (pop & (~taken | credits.any())))
+        has_credit = self._credit_check(m, queue, take & eff_last)
         open_ = ~active | (phase_r == R - 1)
         m.d.comb += [
             source.ready.eq(open_ & (~at_last_group | has_credit)),
             take.eq(source.valid & source.ready),
         ]
-        m.d.sync += credits.eq(credits - taken + pop)
 
         # port weights: the bank of each held beat (a start of frame takes a pending load)
         held_bank = Signal()
@@ -373,20 +383,41 @@ class PointwiseStage(wiring.Component):
         with m.If(take & ((starts & (group != 0)) | (source.payload.last & ~eff_last))):
             m.d.sync += self.error.eq(1)
 
-        # -- phase flags: this cycle's phase is the first or the last of a pixel
-        ph_valid = active
-        ph_first = active & (held_group == 0) & (phase_r == 0)
-        ph_last = active & held_ends & (phase_r == R - 1)
-        ph_frame_first = held_first
-        ph_row_last = held_last
+        # this cycle's phase: the first or the last of a pixel
+        beat = SimpleNamespace(
+            held=held, phase=phase_r, group=held_group, bank=held_bank, valid=active,
+            first=active & (held_group == 0) & (phase_r == 0),
+            last=active & held_ends & (phase_r == R - 1),
+            frame_first=held_first, row_last=held_last)
+        return beat, port
 
-        # -- MACs: slot s of filter f takes lane s*R + r in phase r
+    def _credit_check(self, m, queue, taken):
+        """Credits: a place in the queue for every pixel whose last beat was ``taken``.  A
+        taken entry's place comes back a cycle later, from a register.  The queue holds
+        depth + 1 (one in its output register); depth is used.  Returns "credits >= 1" a
+        cycle ahead, registered (so the ready is a gate on flip-flops): at least 2 now, or 1
+        and none taken now, or a place coming back now that covers this cycle's take (a
+        lower bound: it may say no where a place is free)."""
+        credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
+        pop = Signal()
+        m.d.sync += pop.eq(queue.o.valid & queue.o.ready)
+        has_credit = Signal(init=self.queue_depth > 0)
+        m.d.sync += has_credit.eq(credits[1:].any() | (credits[0] & ~taken)
+                                  | (pop & (~taken | credits.any())))
+        m.d.sync += credits.eq(credits - taken + pop)
+        return has_credit
+
+    def _macs(self, m, beat, port):
+        """One MAC array per filter: slot s of filter f takes lane s*R + r in phase r."""
+        G, R = self.groups, self.reuse
         x_shape = format_shape(self.mid)
         w_shape = format_shape(self.pointwise)
-        r_bits = len(phase_r) if R > 1 else 0
-        g_bits = len(held_group) if G > 1 else 0
-        lanes_of = [self._lane_select(held, s, R, phase_r, r_bits) for s in range(self.slots)]
+        r_bits = len(beat.phase) if R > 1 else 0
+        g_bits = len(beat.group) if G > 1 else 0
+        lanes_of = [self._lane_select(beat.held, s, R, beat.phase, r_bits)
+                    for s in range(self.slots)]
         product_frac = self.mid.frac + self.pointwise.frac
+        acc_fmt = self.accumulator
         macs = []
         for f in range(self.filters):
             mac = MacArray(self.slots, x_shape, w_shape, format_shape(self.bias),
@@ -399,20 +430,18 @@ class PointwiseStage(wiring.Component):
                 if port is not None:
                     m.d.comb += mac.w[s].eq(port.kernel(s, f))
                 elif not self.constant_products:
-                    m.d.comb += mac.w[s].eq(self._weight_table(f, s, held_group, phase_r,
+                    m.d.comb += mac.w[s].eq(self._weight_table(f, s, beat.group, beat.phase,
                                                                g_bits, r_bits, w_shape))
             m.d.comb += mac.b.eq(0)
             macs.append(mac)
+        return macs
 
-        flags = [ph_valid, ph_first, ph_last, ph_frame_first, ph_row_last, held_bank]
-        for stage in range(self.mac_latency):
-            delayed = [Signal(name=f"{n}_{stage}") for n in
-                       ("valid", "first", "last", "frame_first", "row_last", "bank")]
-            m.d.sync += [d.eq(v) for d, v in zip(delayed, flags)]
-            flags = delayed
+    def _sums(self, m, macs, flags, port):
+        """The accumulators over the phases of a pixel, with the bias, then each filter's
+        conversion to the output; returns the outputs and ``done`` (a complete sum) with its
+        first/last flags."""
         valid, first, last, frame_first, row_last, bank = flags
-
-        # -- accumulator over the phases of a pixel; ``done`` marks a complete sum
+        acc_fmt = self.accumulator
         done = Signal()
         done_first, done_last, pixel_first = Signal(), Signal(), Signal()
         m.d.sync += [done.eq(valid & last), done_last.eq(row_last),
@@ -433,23 +462,7 @@ class PointwiseStage(wiring.Component):
                 with m.If(valid):
                     m.d.sync += total.eq(Mux(first, bias << bias_shift, total) + mac.acc)
             outputs.append(self._convert(m, f, total, acc_fmt.frac))
-
-        flags = [done, done_first, done_last]
-        for stage in range(self.post_latency):
-            delayed = [Signal(name=f"{n}_post{stage}") for n in ("done", "first", "last")]
-            m.d.sync += [d.eq(v) for d, v in zip(delayed, flags)]
-            flags = delayed
-        done, done_first, done_last = flags
-
-        # -- output: the queue (never refuses: credits), F/Q beats per entry, the skid
-        m.d.comb += queue.i.valid.eq(done)
-        for f, value in enumerate(outputs):
-            m.d.comb += queue.i.payload.data[f].eq(value)
-        m.d.comb += [queue.i.payload.first.eq(done_first), queue.i.payload.last.eq(done_last)]
-        m.submodules.skid = skid = SkidBuffer(self.o.payload.shape())
-        self._serialize(m, queue.o, skid.i)
-        wiring.connect(m, skid.o, wiring.flipped(self.o))
-        return m
+        return outputs, [done, done_first, done_last]
 
     def _port_weights(self, m, take, starts, held_bank):
         """Weights loaded through ``load``: two banks of kernel memories (one per multiplier
@@ -660,3 +673,12 @@ class _PortWeights:
         with m.Elif(quiet != 0):
             m.d.sync += quiet.eq(quiet - 1)
         m.d.comb += load.ready.eq(~stage.pending & (quiet == 0))
+
+
+def _delayed(m, flags, names, stages, suffix):
+    """``flags`` through ``stages`` registers each, named ``{name}{suffix}{stage}``."""
+    for stage in range(stages):
+        delayed = [Signal(name=f"{n}{suffix}{stage}") for n in names]
+        m.d.sync += [d.eq(v) for d, v in zip(delayed, flags)]
+        flags = delayed
+    return flags
