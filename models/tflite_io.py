@@ -394,6 +394,35 @@ def _load(model, picked):
         raise ModelFileError(f"{where}: {outputs_ch} output channels is not a multiple of "
                              f"the {channels} input channels")
     multiplier = outputs_ch // channels
+    scales, per_channel = _weight_scales(model, w, outputs_ch, where)
+    bias, use_bias = _bias(model, b, outputs_ch, where)
+
+    padding, strides, dilation, fused = _options(model, op_index, channels, outputs_ch,
+                                                 multiplier, where)
+
+    out_shape = model.shape(y)
+    if pattern is not None:
+        dilation, in_shape, out_shape, padding, (in_scale, in_zp) = _undo_space_to_batch(
+            model, pattern, where, (kh, kw), strides, dilation, padding, multiplier,
+            channels, in_scale, (out_scale, out_zp))
+    activation = {"RELU": "relu", "RELU6": "relu6"}.get(fused, "linear")
+    spec = LayerSpec(tuple(in_shape[1:]), (kh, kw), strides, dilation, padding, multiplier,
+                     use_bias, activation, "channels_last", name)
+    if tuple(out_shape[1:]) != spec.output_shape or out_shape[:1] != (1,):
+        raise ModelFileError(f"{where}: its output has shape {list(out_shape)}, but the "
+                             f"options give [1, {', '.join(map(str, spec.output_shape))}]")
+    act_min, act_max = activation_range(fused, out_scale, out_zp)
+    kernel = kernel.reshape(kh, kw, channels, multiplier)
+    try:
+        return Int8Layer(spec, kernel, bias.astype(np.int32), scales, in_scale, in_zp,
+                         out_scale, out_zp, act_min, act_max, fused, per_channel,
+                         source=model.path.name)
+    except LayerError as error:
+        raise ModelFileError(f"{where}: {error}") from None
+
+
+def _weight_scales(model, w, outputs_ch, where):
+    """The weights' scales, one per output channel, and whether they were per channel."""
     scales, zps, dim = model.quantization(w)
     if scales.size == outputs_ch and outputs_ch > 1:
         if dim != 3:
@@ -401,28 +430,32 @@ def _load(model, picked):
                                  f"not 3 (the output channels)")
         per_channel = True
     elif scales.size == 1:
-        per_channel = False
-        scales = np.repeat(scales, outputs_ch)
+        scales, per_channel = np.repeat(scales, outputs_ch), False
     else:
         raise ModelFileError(f"{where}: its weights have {scales.size} scales; one per "
                              f"output channel ({outputs_ch}) or one are needed")
     if zps.size and np.any(zps != 0):
         raise ModelFileError(f"{where}: its weights have nonzero zero points; int8 weights "
                              f"must be symmetric (zero point 0)")
+    return scales, per_channel
 
-    if b >= 0:
-        if model.type_name(b) != "INT32":
-            raise ModelFileError(f"{where}: its bias is {model.type_name(b)}; only int32 "
-                                 f"bias is supported (int16 activations are not)")
-        bias = model.data(b)
-        if bias is None or bias.shape != (outputs_ch,):
-            raise ModelFileError(f"{where}: its bias must be a constant of "
-                                 f"{outputs_ch} values")
-        use_bias = True
-    else:
-        bias = np.zeros(outputs_ch, np.int32)
-        use_bias = False
 
+def _bias(model, b, outputs_ch, where):
+    """The int32 bias (zeros without one, tensor index -1) and whether there is one."""
+    if b < 0:
+        return np.zeros(outputs_ch, np.int32), False
+    if model.type_name(b) != "INT32":
+        raise ModelFileError(f"{where}: its bias is {model.type_name(b)}; only int32 "
+                             f"bias is supported (int16 activations are not)")
+    bias = model.data(b)
+    if bias is None or bias.shape != (outputs_ch,):
+        raise ModelFileError(f"{where}: its bias must be a constant of "
+                             f"{outputs_ch} values")
+    return bias, True
+
+
+def _options(model, op_index, channels, outputs_ch, multiplier, where):
+    """(padding, strides, dilation, fused activation) of the op's options, checked."""
     options = model.depthwise_options(op_index)
     padding = {tflite.Padding.SAME: "same", tflite.Padding.VALID: "valid"}.get(
         options.Padding())
@@ -442,45 +475,37 @@ def _load(model, picked):
     if min(strides) < 1 or min(dilation) < 1:
         raise ModelFileError(f"{where}: strides {list(strides)} and dilation "
                              f"{list(dilation)} must be positive")
+    return padding, strides, dilation, fused
 
-    out_shape = model.shape(y)
-    if pattern is not None:
-        if strides != (1, 1) or padding != "valid":
-            raise ModelFileError(f"{where}: a strided or padded op inside SPACE_TO_BATCH_ND "
-                                 f"is not supported")
-        dilation, in_shape, pads, out_shape = _dilation_geometry(model, pattern, where,
-                                                                 (kh, kw), dilation)
-        if model.quantization(pattern["stb"][1][0])[0].tolist() != [in_scale]:
-            raise ModelFileError(f"{where}: SPACE_TO_BATCH_ND changes the quantization")
-        in_scale, in_zp = _act_params(model, pattern["stb"][1][0], "input", where)
-        bts_out = pattern["bts"][2][0]
-        if (model.quantization(bts_out)[0].tolist() != [out_scale]
-                or model.quantization(bts_out)[1].tolist() != [out_zp]):
-            raise ModelFileError(f"{where}: BATCH_TO_SPACE_ND changes the quantization")
-        if (len(in_shape) != 4 or in_shape[0] != 1 or in_shape[3] != channels
-                or math.prod(in_shape) > MAX_INPUT_VALUES):
-            raise ModelFileError(f"{where}: the input of its SPACE_TO_BATCH_ND has shape "
-                                 f"{list(in_shape)}, not [1, H, W, {channels}]")
-        padding = "valid" if not any(pads) else "same"
-        probe = LayerSpec(in_shape[1:], (kh, kw), (1, 1), dilation, padding, multiplier)
-        if probe.pads != pads:
-            raise ModelFileError(f"{where}: SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND pad the frame "
-                                 f"by {list(pads)} (top, bottom, left, right), which is "
-                                 f"neither 'valid' nor 'same'")
-    activation = {"RELU": "relu", "RELU6": "relu6"}.get(fused, "linear")
-    spec = LayerSpec(tuple(in_shape[1:]), (kh, kw), strides, dilation, padding, multiplier,
-                     use_bias, activation, "channels_last", name)
-    if tuple(out_shape[1:]) != spec.output_shape or out_shape[:1] != (1,):
-        raise ModelFileError(f"{where}: its output has shape {list(out_shape)}, but the "
-                             f"options give [1, {', '.join(map(str, spec.output_shape))}]")
-    act_min, act_max = activation_range(fused, out_scale, out_zp)
-    kernel = kernel.reshape(kh, kw, channels, multiplier)
-    try:
-        return Int8Layer(spec, kernel, bias.astype(np.int32), scales, in_scale, in_zp,
-                         out_scale, out_zp, act_min, act_max, fused, per_channel,
-                         source=model.path.name)
-    except LayerError as error:
-        raise ModelFileError(f"{where}: {error}") from None
+
+def _undo_space_to_batch(model, pattern, where, kernel, strides, dilation, padding,
+                         multiplier, channels, in_scale, out_params):
+    """A SPACE_TO_BATCH_ND, DEPTHWISE_CONV_2D, BATCH_TO_SPACE_ND pattern as one dilated op:
+    (dilation, input shape, output shape, padding, input (scale, zero point))."""
+    if strides != (1, 1) or padding != "valid":
+        raise ModelFileError(f"{where}: a strided or padded op inside SPACE_TO_BATCH_ND "
+                             f"is not supported")
+    dilation, in_shape, pads, out_shape = _dilation_geometry(model, pattern, where, kernel,
+                                                             dilation)
+    if model.quantization(pattern["stb"][1][0])[0].tolist() != [in_scale]:
+        raise ModelFileError(f"{where}: SPACE_TO_BATCH_ND changes the quantization")
+    in_params = _act_params(model, pattern["stb"][1][0], "input", where)
+    bts_out = pattern["bts"][2][0]
+    out_scale, out_zp = out_params
+    if (model.quantization(bts_out)[0].tolist() != [out_scale]
+            or model.quantization(bts_out)[1].tolist() != [out_zp]):
+        raise ModelFileError(f"{where}: BATCH_TO_SPACE_ND changes the quantization")
+    if (len(in_shape) != 4 or in_shape[0] != 1 or in_shape[3] != channels
+            or math.prod(in_shape) > MAX_INPUT_VALUES):
+        raise ModelFileError(f"{where}: the input of its SPACE_TO_BATCH_ND has shape "
+                             f"{list(in_shape)}, not [1, H, W, {channels}]")
+    padding = "valid" if not any(pads) else "same"
+    probe = LayerSpec(in_shape[1:], kernel, (1, 1), dilation, padding, multiplier)
+    if probe.pads != pads:
+        raise ModelFileError(f"{where}: SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND pad the frame "
+                             f"by {list(pads)} (top, bottom, left, right), which is "
+                             f"neither 'valid' nor 'same'")
+    return dilation, in_shape, out_shape, padding, in_params
 
 
 def _pointwise_after(model, picked):
