@@ -95,7 +95,7 @@ def output_invariants(m, engine, fragment, out_pos, out_row, out_frame, *, flags
     output beat the sink takes.  Without ``flags``, only the counts (what ``no_extra``
     needs), not the tuser/tlast of the beats in flight.  Returns the number of output beats
     in flight (fired, not yet taken)."""
-    core = engine.core
+    core = engine.built_core
     scanner, queue, skid = core.scanner, core.out_queue, core.out_skid
     sc, qr, sk = scanner.registers, queue.registers, skid.registers
     spec, groups = engine.spec, engine.groups
@@ -181,7 +181,7 @@ def owed_invariant(m, engine, owed, in_flight, out_frame):
     """Assert that ``owed`` (output beats owed by the frames started, less those taken)
     is what the engine holds: beats in flight, the rest of the scanner's frame, and a frame
     for each start in the start queue or the scanner's head register."""
-    core = engine.core
+    core = engine.built_core
     sc, st = core.scanner.registers, core.starts.registers
     spec, groups = engine.spec, engine.groups
     if core.starts.depth > REGISTER_DEPTH:
@@ -218,7 +218,7 @@ def _rotated(one_hot, amount, depth):
 def input_invariants(m, engine, in_pos, in_row, in_frame):
     """Assert that the framer, with well-formed input, stays where the source is:
     ``in_pos`` is the wrapper's position of the next input beat."""
-    fr = engine.core.framer.registers
+    fr = engine.built_core.framer.registers
     m.d.comb += [
         Assert(in_pos < in_frame, "inv_in_pos_range"),
         Assert(~fr["fill"], "inv_framer_no_fill"),

@@ -1,9 +1,6 @@
 """The engine top: AXI4-Stream video in, depthwise convolution, AXI4-Stream video out."""
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
-
+from .axi import AxiStreamTop
 from .core import DepthwiseCore
 from .plan import SCAN_DELAY, EnginePlan
 
@@ -16,7 +13,7 @@ _FIGURES = ("spec", "formats", "lanes", "weights", "reuse", "target", "store", "
             "queue_depth")
 
 
-class DepthwiseEngine(wiring.Component):
+class DepthwiseEngine(AxiStreamTop):
     """The Verilog top: ``DepthwiseCore`` with flat AXI4-Stream video ports.
 
     The core's streams become ``s_axis_*`` (``i``), ``m_axis_*`` (``o``) and ``w_axis_*``
@@ -63,13 +60,6 @@ class DepthwiseEngine(wiring.Component):
         Sticky until reset: a malformed input frame or weight load was seen.
     """
 
-    # An engine holds its plan and port names only; the core is built when it is
-    # elaborated.  So an engine dropped unelaborated (sim/ and the command line retarget
-    # portable engines, and ask engines for their DSP count) leaves no forgotten hardware
-    # behind, and is no unused elaboratable.  Code that wants figures alone builds an
-    # EnginePlan.
-    _MustUse__silence = True
-
     def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, *, weights="const",
                  reuse=1, target=None):
         self.plan = plan = EnginePlan(spec, formats, lanes, kernel_raw, bias_raw,
@@ -77,45 +67,9 @@ class DepthwiseEngine(wiring.Component):
         for name in _FIGURES:
             setattr(self, name, getattr(plan, name))
         self.in_width = formats.input.width
-        members = {
-            "s_axis_tdata": In(lanes * formats.input.width),
-            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(plan.out_lanes * formats.output.width),
-            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
-            "error": Out(1),
-        }
-        if weights == "port":
-            members.update({
-                "w_axis_tdata": In(plan.store.load_width),
-                "w_axis_tvalid": In(1), "w_axis_tready": Out(1), "w_axis_tlast": In(1),
-            })
-        super().__init__(members)
+        super().__init__(lanes * formats.input.width, plan.out_lanes * formats.output.width,
+                         plan.store.load_width if weights == "port" else None)
 
     def core(self):
         """A new stream-native ``DepthwiseCore`` of this engine's plan."""
         return DepthwiseCore(self.plan)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = DepthwiseCore(self.plan)
-        self.core = core      # for the invariants of flows/formal.py
-        m.d.comb += [
-            core.i.payload.data.eq(self.s_axis_tdata),
-            core.i.payload.first.eq(self.s_axis_tuser),
-            core.i.payload.last.eq(self.s_axis_tlast),
-            core.i.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(core.i.ready),
-            self.m_axis_tdata.eq(core.o.payload.data),
-            self.m_axis_tuser.eq(core.o.payload.first),
-            self.m_axis_tlast.eq(core.o.payload.last),
-            self.m_axis_tvalid.eq(core.o.valid), core.o.ready.eq(self.m_axis_tready),
-            self.error.eq(core.error),
-        ]
-        if self.weights == "port":
-            m.d.comb += [
-                core.w.payload.value.eq(self.w_axis_tdata),
-                core.w.payload.last.eq(self.w_axis_tlast),
-                core.w.valid.eq(self.w_axis_tvalid), self.w_axis_tready.eq(core.w.ready),
-            ]
-        return m

@@ -1,9 +1,6 @@
 """The int8 engine top: AXI4-Stream video in, an int8 DEPTHWISE_CONV_2D, AXI4-Stream video out."""
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
-
+from .axi import AxiStreamTop
 from .int8_core import Int8Core
 from .int8_plan import INT8_ROUNDINGS, Int8Plan, layer_factors
 
@@ -15,7 +12,7 @@ _FIGURES = ("spec", "lanes", "rounding", "weights", "reuse", "target", "groups",
             "line_buffer_words", "store", "load_words", "load_width")
 
 
-class Int8Engine(wiring.Component):
+class Int8Engine(AxiStreamTop):
     """The Verilog top of a full-integer int8 DEPTHWISE_CONV_2D: ``Int8Core`` with flat
     AXI4-Stream video ports.
 
@@ -50,26 +47,13 @@ class Int8Engine(wiring.Component):
         Sticky until reset: a malformed input frame or weight load was seen.
     """
 
-    # An engine holds its plan and port names only; the core is built when it is
-    # elaborated, so an engine made for its figures leaves no forgotten hardware behind.
-    _MustUse__silence = True
-
     def __init__(self, spec, lanes, kernel, bias, **kwargs):
         self.plan = plan = Int8Plan(spec, lanes, kernel, bias, **kwargs)
         self._arguments, self._options = (spec, lanes, kernel, bias), kwargs
         for name in _FIGURES:
             setattr(self, name, getattr(plan, name))
-        members = {
-            "s_axis_tdata": In(lanes * 8), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(plan.out_lanes * 8), "m_axis_tvalid": Out(1),
-            "m_axis_tready": In(1), "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
-            "error": Out(1),
-        }
-        if plan.weights == "port":
-            members.update({"w_axis_tdata": In(plan.load_width), "w_axis_tvalid": In(1),
-                            "w_axis_tready": Out(1), "w_axis_tlast": In(1)})
-        super().__init__(members)
+        super().__init__(lanes * 8, plan.out_lanes * 8,
+                         plan.load_width if plan.weights == "port" else None)
 
     @classmethod
     def from_layer(cls, layer, lanes=1, rounding="fp32", **kwargs):
@@ -97,25 +81,3 @@ class Int8Engine(wiring.Component):
         if target == self.target:
             return self
         return Int8Engine(*self._arguments, **dict(self._options, target=target))
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core()
-        m.d.comb += [
-            core.i.payload.data.eq(self.s_axis_tdata),
-            core.i.payload.first.eq(self.s_axis_tuser),
-            core.i.payload.last.eq(self.s_axis_tlast),
-            core.i.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(core.i.ready),
-            self.m_axis_tdata.eq(core.o.payload.data),
-            self.m_axis_tuser.eq(core.o.payload.first),
-            self.m_axis_tlast.eq(core.o.payload.last),
-            self.m_axis_tvalid.eq(core.o.valid), core.o.ready.eq(self.m_axis_tready),
-            self.error.eq(core.error),
-        ]
-        if self.weights == "port":
-            m.d.comb += [
-                core.w.payload.value.eq(self.w_axis_tdata),
-                core.w.payload.last.eq(self.w_axis_tlast),
-                core.w.valid.eq(self.w_axis_tvalid), self.w_axis_tready.eq(core.w.ready),
-            ]
-        return m

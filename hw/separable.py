@@ -9,6 +9,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.spec import LayerError
+from .axi import AxiStreamTop
 from .core import DepthwiseCore, lane_beat
 from .counter import position_counter
 from .plan import EnginePlan
@@ -196,7 +197,7 @@ class SeparableCore(wiring.Component):
         return hold, take_dw & dw_end & last
 
 
-class SeparableEngine(wiring.Component):
+class SeparableEngine(AxiStreamTop):
     """The Verilog top of a separable block (SeparableConv2D/1D, or a DepthwiseConv2D
     joined with a 1x1 Conv2D): ``SeparableCore`` with flat AXI4-Stream video ports.
 
@@ -255,11 +256,6 @@ class SeparableEngine(wiring.Component):
         Sticky until reset: a malformed input frame or weight load was seen.
     """
 
-    # As DepthwiseEngine: the engine holds its parts' plans and port names only, and the
-    # core is built when it is elaborated, so an engine made for its figures (reports,
-    # ``retargeted``) and dropped unelaborated leaves no forgotten hardware behind.
-    _MustUse__silence = True
-
     def __init__(self, spec, formats, lanes, kernel_raw, bias_raw, pointwise_raw,
                  pointwise_bias_raw, *, activation="linear", mid=None, pointwise=None,
                  out_lanes=None, reuse=1, pointwise_reuse=None, use_bias=True, weights="const",
@@ -308,21 +304,8 @@ class SeparableEngine(wiring.Component):
         #: values in one weight load (``weights="port"``), see ``load_values``
         self.load_words = self.depthwise_values + self.pointwise.load_values
         self.load_width = load_width_of(self.depthwise, self.pointwise)
-        members = {
-            "s_axis_tdata": In(lanes * formats.input.width),
-            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tuser": In(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(out_lanes * formats.output.width),
-            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tuser": Out(1), "m_axis_tlast": Out(1),
-            "error": Out(1),
-        }
-        if weights == "port":
-            members.update({
-                "w_axis_tdata": In(self.load_width),
-                "w_axis_tvalid": In(1), "w_axis_tready": Out(1), "w_axis_tlast": In(1),
-            })
-        super().__init__(members)
+        super().__init__(lanes * formats.input.width, out_lanes * formats.output.width,
+                         self.load_width if weights == "port" else None)
 
     def core(self):
         """A fresh ``SeparableCore`` of this block: the stream ports ``i``, ``o``, ``w``
@@ -404,25 +387,3 @@ class SeparableEngine(wiring.Component):
         return frames * spec.height * spec.width * self.groups * self.reuse
 
     # -- hardware ---------------------------------------------------------------------------
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = self.core()
-        m.d.comb += [
-            core.i.payload.data.eq(self.s_axis_tdata),
-            core.i.payload.first.eq(self.s_axis_tuser),
-            core.i.payload.last.eq(self.s_axis_tlast),
-            core.i.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(core.i.ready),
-            self.m_axis_tdata.eq(core.o.payload.data),
-            self.m_axis_tuser.eq(core.o.payload.first),
-            self.m_axis_tlast.eq(core.o.payload.last),
-            self.m_axis_tvalid.eq(core.o.valid), core.o.ready.eq(self.m_axis_tready),
-            self.error.eq(core.error),
-        ]
-        if self.weights == "port":
-            m.d.comb += [
-                core.w.payload.value.eq(self.w_axis_tdata),
-                core.w.payload.last.eq(self.w_axis_tlast),
-                core.w.valid.eq(self.w_axis_tvalid), self.w_axis_tready.eq(core.w.ready),
-            ]
-        return m
