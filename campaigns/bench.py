@@ -871,6 +871,11 @@ def boards_only(out=".", *, work=None, stream=None, quiet=False):
     work = _work_folder(work)
     log = _Log(stream, quiet=quiet)
     data = json.loads((out / "bench.json").read_text())
+    seed = work / "synth" / "seed_dw" / "layer"
+    if not seed.exists():                   # a fresh work folder: export the seed layer
+        from ..models.export import export_layer
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        export_layer(seed, seed_layer(), LayerFormats.from_strings(**DEMO_FORMATS))
     log("board builds")
     data["synthesis"]["boards"] = _boards(work, log)
     _write(out, data, log)
