@@ -10,7 +10,47 @@ from amaranth.sim import Simulator
 from .beats import pack_beats, unpack_beats, weight_load_values
 from ..flows.build_cache import cycle_budget
 
-__all__ = ["StreamResult", "run_amaranth", "run_cycles", "load_width"]
+__all__ = ["StreamResult", "run_amaranth", "run_cycles", "load_width", "output_framing"]
+
+
+@dataclass(frozen=True)
+class _Ports:
+    """The signals a bench drives and samples: an AXI top's flat ports or a stream core's
+    (``w_*`` None without a weight port)."""
+
+    i_data: object
+    i_first: object
+    i_last: object
+    i_valid: object
+    i_ready: object
+    o_data: object
+    o_first: object
+    o_last: object
+    o_valid: object
+    o_ready: object
+    w_value: object
+    w_last: object
+    w_valid: object
+    w_ready: object
+    error: object
+
+    @classmethod
+    def of_top(cls, top):
+        port = "w_axis_tdata" in top.signature.members
+        w = (top.w_axis_tdata, top.w_axis_tlast, top.w_axis_tvalid, top.w_axis_tready) \
+            if port else (None,) * 4
+        return cls(top.s_axis_tdata, top.s_axis_tuser, top.s_axis_tlast, top.s_axis_tvalid,
+                   top.s_axis_tready, top.m_axis_tdata, top.m_axis_tuser, top.m_axis_tlast,
+                   top.m_axis_tvalid, top.m_axis_tready, *w, top.error)
+
+    @classmethod
+    def of_core(cls, core):
+        w = (core.w.payload.value, core.w.payload.last, core.w.valid, core.w.ready) \
+            if "w" in core.signature.members else (None,) * 4
+        return cls(core.i.payload.data.as_value(), core.i.payload.first, core.i.payload.last,
+                   core.i.valid, core.i.ready, core.o.payload.data.as_value(),
+                   core.o.payload.first, core.o.payload.last, core.o.valid, core.o.ready, *w,
+                   core.error)
 
 
 def load_width(engine):
@@ -75,7 +115,8 @@ class StreamResult:
                                engine.formats.output)
         return cls(outputs=outputs, cycles=run_cycles(engine, first_in, last_in, last_out),
                    latency_cycles=first_out - first_in + 1, frames=frames,
-                   framing=check_output_framing(flags, spec, engine.lanes, out_groups),
+                   framing=output_framing(flags, spec.out_width * out_groups,
+                                          expected // frames if frames else 1),
                    error=bool(error))
 
 
@@ -93,8 +134,11 @@ def _wide_constants():
 
 
 def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beats=None,
-                 max_cycles=None):
+                 max_cycles=None, core=False):
     """Drive ``engine`` with ``frames_raw`` (N, H, W, C raw ints) and collect its outputs.
+
+    ``core``: drive a fresh ``engine.core()`` through its stream ports instead of the
+    engine's AXI ports (the same beats, so the same results and cycles).
 
     ``stall`` is the probability, each cycle, that the source holds valid low and,
     independently, that the sink holds ready low.  ``loads`` maps a frame index to a
@@ -124,6 +168,10 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
     state = {"taken": [], "flags": [], "first_in": None, "last_in": None, "first_out": None,
              "last_out": None, "error": False}
 
+    dut = engine.core() if core else engine
+    ports = _Ports.of_core(dut) if core else _Ports.of_top(dut)
+    weight_port = ports.w_value is not None
+
     async def bench(ctx):
         frame, beat, load_pos, cycle = 0, 0, 0, 0
         expected = count * out_per_frame
@@ -135,23 +183,22 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
             offer_w = loading and rng.random() >= stall
             ready = rng.random() >= stall
             if offer:
-                ctx.set(engine.s_axis_tdata, in_beats[frame][beat])
-                ctx.set(engine.s_axis_tuser, beat == 0)
-                ctx.set(engine.s_axis_tlast, (beat + 1) % (spec.width * groups) == 0)
-            ctx.set(engine.s_axis_tvalid, offer)
-            if engine.weights == "port":
+                ctx.set(ports.i_data, in_beats[frame][beat])
+                ctx.set(ports.i_first, beat == 0)
+                ctx.set(ports.i_last, (beat + 1) % (spec.width * groups) == 0)
+            ctx.set(ports.i_valid, offer)
+            if weight_port:
                 values = load_values.get(frame, [])
                 if offer_w:
-                    ctx.set(engine.w_axis_tdata, values[load_pos][0])
-                    ctx.set(engine.w_axis_tlast, values[load_pos][1])
-                ctx.set(engine.w_axis_tvalid, offer_w)
-            ctx.set(engine.m_axis_tready, ready)
+                    ctx.set(ports.w_value, values[load_pos][0])
+                    ctx.set(ports.w_last, values[load_pos][1])
+                ctx.set(ports.w_valid, offer_w)
+            ctx.set(ports.o_ready, ready)
             sampled = await ctx.tick().sample(
-                engine.s_axis_tready, engine.m_axis_tvalid, engine.m_axis_tdata,
-                engine.m_axis_tuser, engine.m_axis_tlast,
-                *([engine.w_axis_tready] if engine.weights == "port" else []))
-            s_ready, m_valid, m_data, m_user, m_last = sampled[2:7]
-            if offer and s_ready:
+                ports.i_ready, ports.o_valid, ports.o_data, ports.o_first, ports.o_last,
+                *([ports.w_ready] if weight_port else []))
+            i_ready, o_valid, o_data, o_first, o_last = sampled[2:7]
+            if offer and i_ready:
                 if state["first_in"] is None:
                     state["first_in"] = cycle
                 state["last_in"] = cycle
@@ -160,17 +207,17 @@ def run_amaranth(engine, frames_raw, *, stall=0.0, seed=0, loads=None, load_beat
                     frame, beat, load_pos = frame + 1, 0, 0
             if offer_w and sampled[7]:
                 load_pos += 1
-            if ready and m_valid:
+            if ready and o_valid:
                 if state["first_out"] is None:
                     state["first_out"] = cycle
                 state["last_out"] = cycle
-                state["taken"].append(m_data)
-                state["flags"].append((m_user, m_last))
+                state["taken"].append(o_data)
+                state["flags"].append((o_first, o_last))
             cycle += 1
-        state["error"] = bool(ctx.get(engine.error))
+        state["error"] = bool(ctx.get(ports.error))
 
     with _wide_constants():
-        sim = Simulator(engine)
+        sim = Simulator(dut)
         sim.add_clock(1e-8)
         sim.add_testbench(bench)
         sim.run()
@@ -186,17 +233,15 @@ def _out_groups(engine):
     return getattr(engine, "out_groups", engine.spec.channels // engine.lanes)
 
 
-def check_output_framing(flags, spec, lanes, out_groups=None):
-    """Compare each output beat's (tuser, tlast) with where it sits in its frame
-    (``out_groups`` beats per output pixel, default C/P)."""
-    groups = spec.channels // lanes if out_groups is None else out_groups
-    row_beats = spec.out_width * groups
-    frame_beats = spec.out_height * row_beats
+def output_framing(flags, row_beats, frame_beats):
+    """Each output beat's (first, last) against where it sits in its frame of
+    ``frame_beats`` beats, rows of ``row_beats``: the problems seen (empty when well
+    formed)."""
     problems = []
-    for n, (user, last) in enumerate(flags):
+    for n, (first, last) in enumerate(flags):
         k = n % frame_beats
-        if bool(user) != (k == 0):
-            problems.append(f"beat {n}: tuser={user}, expected {int(k == 0)}")
+        if bool(first) != (k == 0):
+            problems.append(f"beat {n}: tuser={first}, expected {int(k == 0)}")
         if bool(last) != ((k + 1) % row_beats == 0):
             problems.append(f"beat {n}: tlast={last}, expected {int((k + 1) % row_beats == 0)}")
     return problems

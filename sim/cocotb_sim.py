@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .amaranth_sim import StreamResult, run_cycles
+from .amaranth_sim import StreamResult, output_framing, run_cycles
 from .beats import pack_beats, unpack_beats, weight_load_values
 from ..flows.build_cache import cache_key, cache_root, cycle_budget, locked
-from .core_sim import output_framing
 from ..flows.tools import run_tool, tool_env, tool_version
 from ..flows.verilog import DEFAULT_TOP, engine_verilog
 
