@@ -2,7 +2,7 @@
 
 from .axi import AxiStreamTop
 from .int8_core import Int8Core
-from .int8_plan import INT8_ROUNDINGS, Int8Plan, layer_factors
+from .int8_plan import INT8_ROUNDINGS, Int8Plan, layer_arguments
 
 __all__ = ["Int8Engine", "INT8_ROUNDINGS"]
 
@@ -58,14 +58,9 @@ class Int8Engine(AxiStreamTop):
     @classmethod
     def from_layer(cls, layer, lanes=1, rounding="fp32", **kwargs):
         """From a ``golden.int8_ref.Int8Layer``: its float32 scales, or M0/shift for the
-        double and single roundings."""
-        if rounding not in INT8_ROUNDINGS:
-            raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
-        return cls(layer.spec, lanes, layer.kernel, layer.bias,
-                   input_zero_point=layer.input_zero_point,
-                   output_zero_point=layer.output_zero_point, act_min=layer.act_min,
-                   act_max=layer.act_max, rounding=rounding,
-                   **layer_factors(layer, rounding), **kwargs)
+        double and single roundings (``int8_plan.layer_arguments``)."""
+        (spec, kernel, bias), options = layer_arguments(layer, rounding)
+        return cls(spec, lanes, kernel, bias, **options, **kwargs)
 
     def core(self):
         """A fresh ``Int8Core`` of this engine's plan (stream ports, for Amaranth designs)."""

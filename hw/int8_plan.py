@@ -23,6 +23,17 @@ __all__ = ["Int8Plan", "INT8_ROUNDINGS", "layer_factors"]
 INT8_ROUNDINGS = ("fp32",) + ROUNDINGS
 
 
+def layer_arguments(layer, rounding):
+    """The positional and keyword arguments of ``Int8Plan`` (and ``Int8Engine``) for a golden
+    ``Int8Layer``: its float32 scales, or M0/shift for the double and single roundings."""
+    if rounding not in INT8_ROUNDINGS:
+        raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
+    return ((layer.spec, layer.kernel, layer.bias),
+            dict(input_zero_point=layer.input_zero_point,
+                 output_zero_point=layer.output_zero_point, act_min=layer.act_min,
+                 act_max=layer.act_max, rounding=rounding, **layer_factors(layer, rounding)))
+
+
 def layer_factors(layer, rounding):
     """A golden ``Int8Layer``'s requantization factors for ``rounding``, as keywords."""
     if rounding == "fp32":
@@ -132,15 +143,9 @@ class Int8Plan:
 
     @classmethod
     def from_layer(cls, layer, lanes=1, rounding="fp32", **kwargs):
-        """From a ``golden.int8_ref.Int8Layer``: its float32 scales, or M0/shift for the
-        double and single roundings."""
-        if rounding not in INT8_ROUNDINGS:
-            raise ValueError(f"rounding must be fp32, double or single, not {rounding!r}")
-        return cls(layer.spec, lanes, layer.kernel, layer.bias,
-                   input_zero_point=layer.input_zero_point,
-                   output_zero_point=layer.output_zero_point, act_min=layer.act_min,
-                   act_max=layer.act_max, rounding=rounding, **layer_factors(layer, rounding),
-                   **kwargs)
+        """From a ``golden.int8_ref.Int8Layer`` (``layer_arguments``)."""
+        (spec, kernel, bias), options = layer_arguments(layer, rounding)
+        return cls(spec, lanes, kernel, bias, **options, **kwargs)
 
     def requantizer(self):
         """A fresh requantizer component of this plan."""
