@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 from .models.atomic import atomic_file
+from .models.limits import read_config_file
 from .golden.fixed import FormatError
 from .golden.formats import DEFAULT_FORMATS, LayerFormats
 
@@ -134,7 +135,7 @@ class Config:
     def read(cls, path):
         path = pathlib.Path(path)
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(read_config_file(path, error=ConfigError))
         except FileNotFoundError:
             raise ConfigError(f"configuration {path} does not exist; make one with dwconv "
                               f"config MODEL --all -o {path.name}") from None

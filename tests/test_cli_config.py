@@ -170,6 +170,18 @@ def test_missing_and_broken_config_files(tree, capsys):
         assert code == 2 and message in capsys.readouterr().err
 
 
+def test_a_config_file_over_the_limit_is_refused_unread(tree, capsys, monkeypatch):
+    tmp_path, a, b = tree
+    (tmp_path / "big.json").write_text('{"layers": {}}' + " " * 4096)
+    monkeypatch.setenv("DWCONV_MAX_CONFIG_BYTES", "1000")
+    code = main(["verilog", str(tmp_path / "tree"), "--config", str(tmp_path / "big.json"),
+                 "-o", str(tmp_path / "v")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "over the limit of 1,000 bytes" in err and "DWCONV_MAX_CONFIG_BYTES" in err
+    assert not (tmp_path / "v").exists()
+
+
 @settings(max_examples=40, deadline=None)
 @given(lanes=st.integers(0, 8), reuse=st.integers(0, 11),
        weights=st.sampled_from(["const", "port", "ram"]),
