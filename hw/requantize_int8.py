@@ -188,7 +188,19 @@ def _channel_table(m, stage, here, advance):
     return table
 
 
-class PerChannelRequantizer(wiring.Component):
+class _RequantizerStage(wiring.Component):
+    """What both requantizers keep of their arguments, and their ports (``_members``).  A
+    subclass checks its arguments first (silenced until then: see InputOffset)."""
+
+    def __init__(self, acc_width, lanes, groups, output_zero_point, act_min, act_max, weights):
+        self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
+        self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
+        self.weights = weights
+        self._MustUse__silence = False
+        super().__init__(_members(acc_width, lanes, weights))
+
+
+class PerChannelRequantizer(_RequantizerStage):
     """int32 accumulators to int8, per output channel, as TFLite's integer kernels.
 
     ``out = clamp(MultiplyByQuantizedMultiplier(acc, M0[o], shift[o]) + zp_out, act_min,
@@ -256,12 +268,9 @@ class PerChannelRequantizer(wiring.Component):
                                            shifts=shifts)
         self.multipliers = [e["m0"] for e in self.entries]
         self.shifts = [e["shift"] for e in self.entries]
-        self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
-        self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
-        self.rounding, self.weights = rounding, weights
+        self.rounding = rounding
         self.latency = LATENCY[rounding]
-        self._MustUse__silence = False
-        super().__init__(_members(acc_width, lanes, weights))
+        super().__init__(acc_width, lanes, groups, output_zero_point, act_min, act_max, weights)
 
     def elaborate(self, platform):
         m = Module()
@@ -386,7 +395,7 @@ def _round_even_at(value, drop, most):
     return floor + (round_bit & (below | floor[0]))
 
 
-class Fp32Requantizer(wiring.Component):
+class Fp32Requantizer(_RequantizerStage):
     """int32 accumulators to int8 as LiteRT's default interpreter (XNNPACK's fp32 form).
 
     ``out = clamp(rint(float32(float32(acc) * scale[o])) + zp_out, act_min, act_max)``, ties
@@ -435,11 +444,7 @@ class Fp32Requantizer(wiring.Component):
         self.entries = requantizer_entries("fp32", lanes * groups, scales=scales)
         self.mantissas = [e["mantissa"] for e in self.entries]
         self.offsets = [e["offset"] for e in self.entries]
-        self.acc_width, self.lanes, self.groups = acc_width, lanes, groups
-        self.output_zero_point, self.act_min, self.act_max = output_zero_point, act_min, act_max
-        self.weights = weights
-        self._MustUse__silence = False
-        super().__init__(_members(acc_width, lanes, weights))
+        super().__init__(acc_width, lanes, groups, output_zero_point, act_min, act_max, weights)
 
     def elaborate(self, platform):
         m = Module()
